@@ -1,0 +1,115 @@
+"""CIFAR ResNet18/34 (3x3 stem, no max-pool), its initialization and its weights file. Twin of cpp/model.cpp."""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+STAGES = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3]}
+WIDTHS = [64, 128, 256, 512]
+NUM_CLASSES = 10
+
+
+class WeightsError(Exception):
+    """A weights file is unreadable or does not fit the model."""
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or in_planes != planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out = out + (self.downsample(x) if self.downsample is not None else x)
+        return F.relu(out)
+
+
+class ResNet(nn.Module):
+    def __init__(self, num_blocks, num_classes=NUM_CLASSES):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        in_planes = 64
+        for i, (blocks, width) in enumerate(zip(num_blocks, WIDTHS)):
+            stride = 1 if i == 0 else 2
+            layer = []
+            for b in range(blocks):
+                layer.append(BasicBlock(in_planes, width, stride if b == 0 else 1))
+                in_planes = width
+            setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.fc(out)
+
+
+def make_model(name):
+    if name not in STAGES:
+        raise ValueError(f"unknown model {name!r} (choose from {', '.join(STAGES)})")
+    return ResNet(STAGES[name])
+
+
+def resnet18():
+    return make_model("resnet18")
+
+
+def resnet34():
+    return make_model("resnet34")
+
+
+@torch.no_grad()
+def init_weights(model, generator):
+    """PyTorch's default init distribution, drawn by us so both languages draw the same numbers in order."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            bound = 1.0 / math.sqrt(m.weight[0].numel())
+            m.weight.uniform_(-bound, bound, generator=generator)
+            if m.bias is not None:
+                m.bias.uniform_(-bound, bound, generator=generator)
+        elif isinstance(m, nn.BatchNorm2d):
+            m.weight.fill_(1.0)
+            m.bias.zero_()
+
+
+def param_count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_weights(model, path):
+    """A plain dict of CPU tensors in state_dict order: torch.load and C++ torch::pickle_load read it."""
+    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, path)
+
+
+def load_weights(model, path, model_name):
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a bad archive
+        raise WeightsError(f"cannot read weights file {path}: {str(err).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise WeightsError(f"weights file {path} does not hold a dict of tensors")
+    own = model.state_dict()
+    for key, value in own.items():
+        if key not in loaded:
+            raise WeightsError(f"weights file {path} does not fit {model_name}: missing {key}")
+        got = loaded[key]
+        if not isinstance(got, torch.Tensor) or got.shape != value.shape or got.dtype != value.dtype:
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise WeightsError(f"weights file {path} does not fit {model_name}: {key} is {shape}, "
+                               f"expected {tuple(value.shape)}")
+    extra = [k for k in loaded if k not in own]
+    if extra:
+        raise WeightsError(f"weights file {path} does not fit {model_name}: unexpected {extra[0]}")
+    model.load_state_dict(loaded)

@@ -1,0 +1,126 @@
+"""The results document: statistics, atomic writing and the one validator used by tests, report and gate.
+
+Twin of cpp/results.cpp for percentile / summarize_ms / write_results_atomic. docs/twins.md lists the schema.
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+LANGUAGES = ("python", "cpp")
+EPOCH_KEYS = ("epoch", "train_seconds", "eval_seconds", "images_per_second", "train_loss", "train_accuracy",
+              "test_loss", "test_accuracy", "lr")
+LATENCY_STATS = ("median_ms", "p90_ms", "p99_ms", "mean_ms")
+
+
+class ResultsError(Exception):
+    """A results document is missing, incomplete or does not follow the schema."""
+
+
+def percentile(sorted_values, q):
+    """Linear interpolation between the closest ranks (numpy's default), written out for the C++ twin."""
+    n = len(sorted_values)
+    pos = q / 100 * (n - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def summarize_ms(samples_ms):
+    s = sorted(samples_ms)
+    return {"median_ms": percentile(s, 50), "p90_ms": percentile(s, 90), "p99_ms": percentile(s, 99),
+            "mean_ms": sum(s) / len(s)}
+
+
+def write_results_atomic(doc, path):
+    """Write to a temporary file beside `path`, then rename: readers never see half a document."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=1, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _require(cond, where, what):
+    if not cond:
+        raise ResultsError(f"{where}: {what}")
+
+
+def _is_num(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def validate_results(doc, where="results"):
+    """Raise ResultsError naming the first problem; return doc. Checks types and internal consistency."""
+    _require(isinstance(doc, dict), where, "not a JSON object")
+    _require(doc.get("schema_version") == SCHEMA_VERSION, where, f"schema_version is not {SCHEMA_VERSION}")
+    _require(doc.get("complete") is True, where, "run is marked incomplete")
+    _require(doc.get("language") in LANGUAGES, where, f"language must be one of {LANGUAGES}")
+    for key, typ in [("model", str), ("param_count", int), ("torch_version", str), ("device", dict),
+                     ("backend", dict), ("dataset", dict), ("config", dict), ("epochs", list),
+                     ("final", dict), ("latency", list)]:
+        _require(isinstance(doc.get(key), typ), where, f"{key} missing or not {typ.__name__}")
+    _require(doc["device"].get("type") in ("cpu", "cuda"), where, "device.type must be cpu or cuda")
+    _require(isinstance(doc["device"].get("name"), str), where, "device.name missing")
+    _require(isinstance(doc["device"].get("threads"), int), where, "device.threads missing")
+    for flag in ("cudnn_benchmark", "cudnn_allow_tf32", "matmul_allow_tf32", "deterministic"):
+        _require(isinstance(doc["backend"].get(flag), bool), where, f"backend.{flag} missing")
+    ds = doc["dataset"]
+    _require(ds.get("kind") in ("official", "subset", "synthetic"), where, "dataset.kind invalid")
+    _require(isinstance(ds.get("sha256"), str) and len(ds["sha256"]) == 64, where, "dataset.sha256 invalid")
+    for key in ("train_records", "test_records"):
+        _require(isinstance(ds.get(key), int) and ds[key] >= 0, where, f"dataset.{key} invalid")
+    cfg = doc["config"]
+    _require(cfg.get("model") == doc["model"], where, "config.model differs from model")
+    for key in ("epochs", "batch_size", "seed", "train_limit", "test_limit", "threads", "latency_iters"):
+        _require(isinstance(cfg.get(key), int), where, f"config.{key} missing")
+    _require(_is_num(cfg.get("lr")), where, "config.lr missing")
+    expected_epochs = 0 if cfg.get("eval_only") else cfg["epochs"]
+    _require(len(doc["epochs"]) == expected_epochs, where,
+             f"{len(doc['epochs'])} epoch records for {expected_epochs} configured epochs")
+    for i, ep in enumerate(doc["epochs"]):
+        for key in EPOCH_KEYS:
+            _require(_is_num(ep.get(key)), where, f"epochs[{i}].{key} missing or not a finite number")
+        _require(ep["epoch"] == i + 1, where, f"epochs[{i}].epoch is {ep['epoch']}")
+        _require(ep["train_seconds"] > 0 and ep["eval_seconds"] > 0, where, f"epochs[{i}] has a zero time")
+        for key in ("train_accuracy", "test_accuracy"):
+            _require(0 <= ep[key] <= 100, where, f"epochs[{i}].{key} outside 0..100")
+    _require(_is_num(doc.get("total_seconds")), where, "total_seconds missing")
+    fin = doc["final"]
+    for key in ("test_loss", "test_accuracy"):
+        _require(_is_num(fin.get(key)), where, f"final.{key} missing")
+    if doc["epochs"]:
+        last = doc["epochs"][-1]
+        for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+            _require(fin.get(key) == last[key], where, f"final.{key} differs from the last epoch")
+    for i, lat in enumerate(doc["latency"]):
+        _require(isinstance(lat.get("batch_size"), int) and lat["batch_size"] > 0, where,
+                 f"latency[{i}].batch_size invalid")
+        samples = lat.get("samples_ms")
+        _require(isinstance(samples, list) and samples and all(_is_num(s) and s > 0 for s in samples), where,
+                 f"latency[{i}].samples_ms empty or not positive numbers")
+        for key, value in summarize_ms(samples).items():
+            _require(_is_num(lat.get(key)) and math.isclose(lat[key], value, rel_tol=1e-9, abs_tol=1e-12),
+                     where, f"latency[{i}].{key} is {lat.get(key)}, its samples give {value}")
+    mem = doc.get("peak_memory_bytes")
+    _require(mem is None or (isinstance(mem, int) and mem >= 0), where, "peak_memory_bytes invalid")
+    return doc
+
+
+def load_results(path):
+    """Read and validate one results file; errors name the file."""
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        raise ResultsError(f"{path}: cannot read results ({err})") from None
+    return validate_results(doc, where=str(path))

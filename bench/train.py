@@ -1,0 +1,377 @@
+"""Train and time a CIFAR ResNet from Python. Twin of cpp/train.cpp: same flags, same steps, same results.
+
+    python -m bench.train --model resnet18 --epochs 1 --data DIR --results out.json
+"""
+
+import argparse
+import math
+import os
+import platform
+import signal
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from bench import data as D
+from bench import model as M
+from bench.results import summarize_ms, write_results_atomic
+
+PROG = "bench.train"
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-4
+SCHEDULE = "linear-warmup-linear-decay"
+
+
+class UsageError(Exception):
+    """Bad flags: exit 2."""
+
+
+class RunError(Exception):
+    """The run cannot go on (data, weights, non-finite loss, writing): exit 1."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Flags
+# ---------------------------------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise UsageError(message)
+
+
+def _int_list(text):
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
+    return values
+
+
+def parse_args(argv=None):
+    p = _Parser(prog=PROG, allow_abbrev=False, description="Train and time a CIFAR ResNet (Python twin of build/bench_train).")
+    p.add_argument("--model", default="resnet18", help="resnet18 | resnet34 (default: resnet18)")
+    p.add_argument("--epochs", type=int, default=1, help="training epochs, >= 1 (default: 1)")
+    p.add_argument("--batch-size", type=int, default=128, help="training and eval batch size (default: 128)")
+    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default: 0.1)")
+    p.add_argument("--data", default=None, help="CIFAR-10 binary folder (default: official set in the cache)")
+    p.add_argument("--train-limit", type=int, default=0, help="use the first N training records, 0 = all")
+    p.add_argument("--test-limit", type=int, default=0, help="use the first N test records, 0 = all")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the one generator (default: 0)")
+    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads, 0 = torch default")
+    p.add_argument("--results", default=None, help="write the results JSON here")
+    p.add_argument("--latency-batch-sizes", type=_int_list, default=[1, 32, 128],
+                   help="comma-separated batch sizes for latency (default: 1,32,128)")
+    p.add_argument("--latency-iters", type=int, default=100, help="timed forwards per batch size, 0 = skip")
+    p.add_argument("--latency-warmup", type=int, default=10, help="untimed forwards first (default: 10)")
+    p.add_argument("--save-weights", default=None, help="write the trained weights here")
+    p.add_argument("--load-weights", default=None, help="start from these weights (either language's)")
+    p.add_argument("--eval-only", action="store_true", help="no training: evaluate and time latency")
+    p.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms")
+    p.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN autotune convolutions")
+    p.add_argument("--record-step-losses", action="store_true", help="add every step's loss to the results")
+    p.add_argument("--dump-init", default=None, help="write the weights right after init")
+    p.add_argument("--dump-batch", default=None, help="write the first augmented batch and test images")
+    p.add_argument("--dump-logits", default=None, help="write the eval-mode logits of the test images")
+    args = p.parse_args(argv)
+
+    if args.model not in M.STAGES:
+        raise UsageError(f"unknown model {args.model!r} (choose from {', '.join(M.STAGES)})")
+    if args.device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"unknown device {args.device!r} (choose from auto, cpu, cuda)")
+    for flag, value, low in [("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
+                             ("--train-limit", args.train_limit, 0), ("--test-limit", args.test_limit, 0),
+                             ("--threads", args.threads, 0), ("--latency-iters", args.latency_iters, 0),
+                             ("--latency-warmup", args.latency_warmup, 0)]:
+        if value < low:
+            raise UsageError(f"{flag} must be >= {low}, got {value}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise UsageError(f"--lr must be a positive number, got {args.lr}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was requested but CUDA is not available")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------------------------------------
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def now_ns(device):
+    """The clock, read only after the device has finished what was queued."""
+    synchronize(device)
+    return time.perf_counter_ns()
+
+
+def seconds_since(t0, device):
+    return (now_ns(device) - t0) / 1e9
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training and evaluation
+# ---------------------------------------------------------------------------------------------------------
+
+def lr_at_step(step, total_steps, peak_lr):
+    """Linear warm-up over the first fifth of the steps, then linear decay towards zero."""
+    warmup = max(1, total_steps // 5)
+    if step < warmup:
+        return peak_lr * (step + 1) / warmup
+    return peak_lr * (total_steps - step) / (total_steps - warmup)
+
+
+def _env_number(name):
+    value = os.environ.get(name)
+    return float(value) if value else None
+
+
+def train_epoch(model, optimizer, train_x, train_y, generator, batch_size, first_step, total_steps, peak_lr,
+                dump_batch=None):
+    """One epoch; returns device tensors (loss sum, correct count, per-step losses) and the last lr."""
+    model.train()
+    device = train_x.device
+    n = train_x.shape[0]
+    perm, crops, flips = (t.to(device) for t in D.draw_epoch_augmentation(n, generator))
+    sleep_ms = _env_number("BENCH_SLEEP_PER_STEP_MS")
+    nan_step = _env_number("BENCH_NAN_AT_STEP")
+    loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    step_losses = []
+    lr = peak_lr
+    for i, start in enumerate(range(0, n, batch_size)):
+        step = first_step + i
+        lr = lr_at_step(step, total_steps, peak_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        pos = slice(start, min(start + batch_size, n))
+        idx = perm[pos]
+        x = D.normalize(D.random_crop_flip(train_x[idx], crops[pos], flips[pos]))
+        y = train_y[idx]
+        if dump_batch is not None and step == 0:
+            dump_batch(x, y)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        if nan_step is not None and step == int(nan_step):
+            loss = loss * float("nan")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * y.shape[0]
+        correct += (logits.argmax(1) == y).sum()
+        step_losses.append(loss.detach())
+        if sleep_ms:
+            time.sleep(sleep_ms / 1000)
+    return loss_sum, correct, torch.stack(step_losses), lr
+
+
+def evaluate(model, images, labels, batch_size):
+    """Mean loss and accuracy (%) over the test images, one host read at the end."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float32, device=images.device)
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)
+    with torch.inference_mode():
+        for start in range(0, images.shape[0], batch_size):
+            x, y = images[start:start + batch_size], labels[start:start + batch_size]
+            logits = model(x)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+    n = images.shape[0]
+    return loss_sum.item() / n, 100.0 * correct.item() / n
+
+
+def measure_latency(model, test_x, batch_sizes, iters, warmup):
+    """Per-sample forward latency (ms) for each batch size: sync, clock, forward, sync, clock."""
+    device = test_x.device
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for bs in batch_sizes:
+            x = test_x[torch.arange(bs, device=device) % test_x.shape[0]]
+            for _ in range(warmup):
+                model(x)
+            samples = []
+            for _ in range(iters):
+                t0 = now_ns(device)
+                model(x)
+                samples.append((now_ns(device) - t0) / 1e6)
+            out.append({"batch_size": bs, "samples_ms": samples, **summarize_ms(samples)})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Facts about the run
+# ---------------------------------------------------------------------------------------------------------
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def device_info(device):
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return {"type": device.type, "name": name, "threads": torch.get_num_threads()}
+
+
+def backend_flags():
+    return {"cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "deterministic": torch.are_deterministic_algorithms_enabled()}
+
+
+def save_tensors(tensors, path):
+    torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, path)
+
+
+def progress_line(epoch, epochs, rec, elapsed):
+    eta = elapsed / epoch * (epochs - epoch)
+    return (f"epoch {epoch}/{epochs} train {rec['train_seconds']:.3f}s eval {rec['eval_seconds']:.3f}s "
+            f"loss {rec['train_loss']:.4f} acc {rec['train_accuracy']:.2f}% test_loss {rec['test_loss']:.4f} "
+            f"test_acc {rec['test_accuracy']:.2f}% lr {rec['lr']:.6f} elapsed {elapsed:.1f}s eta {eta:.1f}s")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------------------
+
+def run(args):
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+
+    data_dir = args.data if args.data is not None else str(D.default_data_dir())
+    try:
+        train_x, train_y = D.load_split(data_dir, train=True, limit=args.train_limit)
+        test_x, test_y = D.load_split(data_dir, train=False, limit=args.test_limit)
+        dataset = D.dataset_identity(data_dir, train_x.shape[0], test_x.shape[0])
+    except (D.DataError, OSError) as err:
+        raise RunError(str(err)) from None
+    train_x, train_y = train_x.to(device), train_y.to(device)  # uint8: augmented per batch on the device
+    test_x, test_y = D.normalize(test_x.to(device)), test_y.to(device)
+
+    generator = torch.Generator().manual_seed(args.seed)
+    model = M.make_model(args.model)
+    M.init_weights(model, generator)
+    if args.dump_init:
+        M.save_weights(model, args.dump_init)
+    if args.load_weights:
+        try:
+            M.load_weights(model, args.load_weights, args.model)
+        except M.WeightsError as err:
+            raise RunError(str(err)) from None
+    model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=MOMENTUM, nesterov=True,
+                                weight_decay=WEIGHT_DECAY, foreach=False)
+
+    def dump_batch(x, y):
+        save_tensors({"images": x, "labels": y, "test_images": test_x}, args.dump_batch)
+
+    n_train = train_x.shape[0]
+    steps_per_epoch = math.ceil(n_train / args.batch_size)
+    total_steps = args.epochs * steps_per_epoch
+    epochs, all_losses = [], []
+    start = now_ns(device)
+    for epoch in range(1, 0 if args.eval_only else args.epochs + 1):
+        t0 = now_ns(device)
+        loss_sum, correct, step_losses, lr = train_epoch(
+            model, optimizer, train_x, train_y, generator, args.batch_size, (epoch - 1) * steps_per_epoch,
+            total_steps, args.lr, dump_batch if args.dump_batch else None)
+        train_seconds = seconds_since(t0, device)
+        step_losses = step_losses.cpu()
+        bad = (~torch.isfinite(step_losses)).nonzero()
+        if bad.numel():
+            s = int(bad[0])
+            raise RunError(f"non-finite training loss ({float(step_losses[s])}) at epoch {epoch} step {s} "
+                           f"(global step {(epoch - 1) * steps_per_epoch + s}); no results written")
+        all_losses += step_losses.tolist()
+        t0 = now_ns(device)
+        test_loss, test_acc = evaluate(model, test_x, test_y, args.batch_size)
+        eval_seconds = seconds_since(t0, device)
+        rec = {"epoch": epoch, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+               "images_per_second": n_train / train_seconds, "train_loss": loss_sum.item() / n_train,
+               "train_accuracy": 100.0 * correct.item() / n_train, "test_loss": test_loss,
+               "test_accuracy": test_acc, "lr": lr}
+        epochs.append(rec)
+        print(progress_line(epoch, args.epochs, rec, seconds_since(start, device)), file=sys.stderr, flush=True)
+    total_seconds = seconds_since(start, device)
+
+    if args.eval_only:
+        test_loss, test_acc = evaluate(model, test_x, test_y, args.batch_size)
+        final = {"train_loss": None, "train_accuracy": None, "test_loss": test_loss, "test_accuracy": test_acc}
+        print(f"eval test_loss {test_loss:.4f} test_acc {test_acc:.2f}%", file=sys.stderr, flush=True)
+    else:
+        final = {k: epochs[-1][k] for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
+    if args.dump_logits:
+        model.eval()
+        with torch.inference_mode():
+            save_tensors({"logits": model(test_x)}, args.dump_logits)
+    latency = (measure_latency(model, test_x, args.latency_batch_sizes, args.latency_iters, args.latency_warmup)
+               if args.latency_iters else [])
+    if args.save_weights:
+        M.save_weights(model, args.save_weights)
+
+    doc = {
+        "schema_version": 1, "complete": True, "language": "python", "model": args.model,
+        "param_count": M.param_count(model), "torch_version": torch.__version__.split("+")[0],
+        "cuda_version": torch.version.cuda if device.type == "cuda" else None,
+        "cudnn_version": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "device": device_info(device), "backend": backend_flags(), "dataset": dataset,
+        "config": {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                   "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "nesterov": True, "schedule": SCHEDULE,
+                   "seed": args.seed, "train_limit": args.train_limit, "test_limit": args.test_limit,
+                   "device": args.device, "threads": args.threads,
+                   "latency_batch_sizes": args.latency_batch_sizes, "latency_iters": args.latency_iters,
+                   "latency_warmup": args.latency_warmup, "optimizer_impl": "per-tensor",
+                   "eval_only": args.eval_only, "load_weights": args.load_weights},
+        "epochs": epochs, "total_seconds": total_seconds, "final": final, "latency": latency,
+        "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+    }
+    if args.record_step_losses:
+        doc["step_losses"] = all_losses
+    if args.results:
+        try:
+            write_results_atomic(doc, args.results)
+        except OSError as err:
+            raise RunError(f"cannot write results to {args.results}: {err.strerror or err}") from None
+    return doc
+
+
+def _interrupted(signum, _frame):
+    name = signal.Signals(signum).name
+    print(f"{PROG}: error: interrupted by {name}; no results written", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
+def main(argv=None):
+    signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        run(parse_args(argv))
+    except UsageError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except RunError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
