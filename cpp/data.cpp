@@ -1,0 +1,144 @@
+#include "data.h"
+
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "sha256.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// The five train files, then the test file: the order of the split and of the dataset hash.
+const std::vector<std::string> kTrainFiles = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
+                                              "data_batch_4.bin", "data_batch_5.bin"};
+const std::string kTestFile = "test_batch.bin";
+constexpr int64_t kOfficialTrainRecords = 50000;
+constexpr int64_t kOfficialTestRecords = 10000;
+constexpr int64_t kPad = 4;    // pixels of zero padding on each side before the crop
+constexpr int64_t kSide = 32;  // image height and width
+
+// CIFAR-10 per-channel mean and std of the training set.
+const std::vector<double> kMean = {0.4914, 0.4822, 0.4465};
+const std::vector<double> kStd = {0.2470, 0.2435, 0.2616};
+
+int64_t file_size_or_throw(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw DataError("missing data file: " + path.string());
+  auto size = fs::file_size(path, ec);
+  if (ec) throw DataError(path.string() + ": " + ec.message());
+  return int64_t(size);
+}
+
+// Python's str(Path(p)): no empty or "." components, no trailing slash ("" -> ".").
+std::string python_path_str(const std::string& p) {
+  std::string out;
+  size_t start = 0;
+  while (start <= p.size()) {
+    size_t slash = p.find('/', start);
+    if (slash == std::string::npos) slash = p.size();
+    const std::string part = p.substr(start, slash - start);
+    if (!part.empty() && part != ".") out += (out.empty() ? "" : "/") + part;
+    start = slash + 1;
+  }
+  if (!p.empty() && p[0] == '/') out = (p.rfind("//", 0) == 0 && p.rfind("///", 0) != 0 ? "//" : "/") + out;
+  return out.empty() ? "." : out;
+}
+
+}  // namespace
+
+std::pair<torch::Tensor, torch::Tensor> read_cifar_batch(const std::string& path) {
+  const int64_t size = file_size_or_throw(path);
+  if (size == 0 || size % kRecordBytes != 0) {
+    throw DataError(path + ": size " + std::to_string(size) + " is not a positive multiple of the " +
+                    std::to_string(kRecordBytes) + "-byte record");
+  }
+  const int64_t n = size / kRecordBytes;
+  auto raw = torch::empty({n, kRecordBytes}, torch::kUInt8);
+  std::ifstream in(path, std::ios::binary);
+  if (!in.read(reinterpret_cast<char*>(raw.data_ptr<uint8_t>()), size)) throw DataError(path + ": read failed");
+  auto labels = raw.select(1, 0).to(torch::kInt64);
+  if (labels.max().item<int64_t>() > 9) {
+    const int64_t bad = (labels > 9).nonzero()[0][0].item<int64_t>();
+    throw DataError(path + ": record " + std::to_string(bad) + " has label " +
+                    std::to_string(labels[bad].item<int64_t>()) + " (> 9)");
+  }
+  auto images = raw.slice(1, 1).reshape({n, 3, kSide, kSide}).contiguous();
+  return {images, labels};
+}
+
+std::pair<torch::Tensor, torch::Tensor> load_split(const std::string& data_dir, bool train, int64_t limit) {
+  const std::vector<std::string> files = train ? kTrainFiles : std::vector<std::string>{kTestFile};
+  std::vector<torch::Tensor> images, labels;
+  for (const auto& name : files) {
+    auto [x, y] = read_cifar_batch((fs::path(data_dir) / name).string());
+    images.push_back(x);
+    labels.push_back(y);
+  }
+  auto x = torch::cat(images);
+  auto y = torch::cat(labels);
+  if (limit > 0) {
+    x = x.slice(0, 0, limit);
+    y = y.slice(0, 0, limit);
+  }
+  return {x, y};
+}
+
+DatasetIdentity dataset_identity(const std::string& data_dir, int64_t train_records, int64_t test_records) {
+  std::vector<std::string> files = kTrainFiles;
+  files.push_back(kTestFile);
+
+  Sha256 hash;
+  int64_t all_train_records = 0, all_test_records = 0;
+  std::vector<char> chunk(1 << 20);
+  for (const auto& name : files) {
+    const fs::path path = fs::path(data_dir) / name;
+    const int64_t records = file_size_or_throw(path) / kRecordBytes;
+    (name == kTestFile ? all_test_records : all_train_records) += records;
+    std::ifstream in(path, std::ios::binary);
+    while (in) {
+      in.read(chunk.data(), std::streamsize(chunk.size()));
+      hash.update(chunk.data(), std::size_t(in.gcount()));
+    }
+  }
+
+  std::string kind = "subset";
+  if (fs::exists(fs::path(data_dir) / "synthetic.json")) {
+    kind = "synthetic";
+  } else if (all_train_records == kOfficialTrainRecords && all_test_records == kOfficialTestRecords) {
+    kind = "official";
+  }
+  return {kind, python_path_str(data_dir), hash.hexdigest(), train_records, test_records};
+}
+
+torch::Tensor normalize(const torch::Tensor& images_u8) {
+  auto opts = torch::TensorOptions().dtype(torch::kFloat32);
+  auto mean = torch::tensor(kMean, opts).view({1, 3, 1, 1}).to(images_u8.device());
+  auto std = torch::tensor(kStd, opts).view({1, 3, 1, 1}).to(images_u8.device());
+  return images_u8.to(torch::kFloat32).div(255).sub(mean).div(std);
+}
+
+torch::Tensor random_crop_flip(const torch::Tensor& images_u8, const torch::Tensor& crops, const torch::Tensor& flips) {
+  using torch::indexing::None;
+  using torch::indexing::Slice;
+  const int64_t b = images_u8.size(0);
+  auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(images_u8.device());
+  // uint8 zeros: black before normalization, as torchvision pads.
+  auto padded = torch::constant_pad_nd(images_u8, {kPad, kPad, kPad, kPad}, 0);
+  auto ar = torch::arange(kSide, long_opts);
+  auto rows = crops.select(1, 0).unsqueeze(1) + ar;
+  auto cols = crops.select(1, 1).unsqueeze(1) + torch::where(flips.unsqueeze(1) == 1, (kSide - 1) - ar, ar);
+  return padded.index({torch::arange(b, long_opts).index({Slice(), None, None, None}),
+                       torch::arange(3, long_opts).index({None, Slice(), None, None}),
+                       rows.index({Slice(), None, Slice(), None}),
+                       cols.index({Slice(), None, None, Slice()})});
+}
+
+EpochAugmentation draw_epoch_augmentation(int64_t n, at::Generator& gen) {
+  auto long_opts = torch::TensorOptions().dtype(torch::kInt64);
+  auto perm = torch::randperm(n, gen, long_opts);
+  auto crops = torch::randint(0, 2 * kPad + 1, {n, 2}, gen, long_opts);
+  auto flips = torch::randint(0, 2, {n}, gen, long_opts);
+  return {perm, crops, flips};
+}

@@ -1,0 +1,187 @@
+#include "model.h"
+
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+
+namespace nn = torch::nn;
+namespace F = torch::nn::functional;
+
+namespace {
+
+constexpr int64_t kStem = 64;  // channels after conv1
+const std::vector<int64_t> kWidths = {64, 128, 256, 512};
+const std::vector<int64_t> kFirstStrides = {1, 2, 2, 2};
+
+nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
+  return nn::Conv2d(nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
+}
+
+std::string join(const std::string& prefix, const std::string& name) {
+  return prefix.empty() ? name : prefix + "." + name;
+}
+
+// Python's tuple(shape): (), (10,), (64, 3, 3, 3).
+std::string shape_str(const torch::Tensor& t) {
+  std::string s = "(";
+  for (int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
+  return s + (t.dim() == 1 ? ",)" : ")");
+}
+
+}  // namespace
+
+BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride) {
+  conv1 = register_module("conv1", conv(in_planes, planes, 3, stride));
+  bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+  conv2 = register_module("conv2", conv(planes, planes, 3, 1));
+  bn2 = register_module("bn2", nn::BatchNorm2d(planes));
+  if (stride != 1 || in_planes != planes) {
+    downsample = register_module("downsample", nn::Sequential(conv(in_planes, planes, 1, stride), nn::BatchNorm2d(planes)));
+  }
+}
+
+torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
+  auto out = F::relu(bn1(conv1(x)));
+  out = bn2(conv2(out));
+  out = out + (downsample ? downsample->forward(x) : x);
+  return F::relu(out);
+}
+
+ResNetImpl::ResNetImpl(const std::vector<int64_t>& blocks_per_stage, int64_t num_classes) {
+  conv1 = register_module("conv1", conv(3, kStem, 3, 1));
+  bn1 = register_module("bn1", nn::BatchNorm2d(kStem));
+  nn::Sequential* layers[] = {&layer1, &layer2, &layer3, &layer4};
+  int64_t in_planes = kStem;
+  for (size_t stage = 0; stage < 4; ++stage) {
+    nn::Sequential seq;
+    for (int64_t b = 0; b < blocks_per_stage[stage]; ++b) {
+      seq->push_back(BasicBlock(in_planes, kWidths[stage], b == 0 ? kFirstStrides[stage] : 1));
+      in_planes = kWidths[stage];
+    }
+    *layers[stage] = register_module("layer" + std::to_string(stage + 1), seq);
+  }
+  fc = register_module("fc", nn::Linear(kWidths.back(), num_classes));
+}
+
+torch::Tensor ResNetImpl::forward(const torch::Tensor& x) {
+  auto out = F::relu(bn1(conv1(x)));
+  out = layer4->forward(layer3->forward(layer2->forward(layer1->forward(out))));
+  out = torch::flatten(F::adaptive_avg_pool2d(out, F::AdaptiveAvgPool2dFuncOptions(1)), 1);
+  return fc(out);
+}
+
+ResNet resnet18() { return ResNet(std::vector<int64_t>{2, 2, 2, 2}); }
+ResNet resnet34() { return ResNet(std::vector<int64_t>{3, 4, 6, 3}); }
+
+ResNet make_model(const std::string& name) {
+  if (name == "resnet18") return resnet18();
+  if (name == "resnet34") return resnet34();
+  throw std::invalid_argument("unknown model '" + name + "'");
+}
+
+void init_weights(ResNet& model, at::Generator& gen) {
+  torch::NoGradGuard no_grad;
+  for (const auto& module : model->modules()) {
+    if (auto* c = module->as<nn::Conv2d>()) {
+      const double bound = 1.0 / std::sqrt(double(c->weight[0].numel()));
+      c->weight.uniform_(-bound, bound, gen);
+    } else if (auto* l = module->as<nn::Linear>()) {
+      const double bound = 1.0 / std::sqrt(double(l->weight[0].numel()));
+      l->weight.uniform_(-bound, bound, gen);
+      l->bias.uniform_(-bound, bound, gen);
+    } else if (auto* bn = module->as<nn::BatchNorm2d>()) {
+      bn->weight.fill_(1.0);
+      bn->bias.fill_(0.0);
+    }
+  }
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> state_dict(const ResNet& model) {
+  std::vector<std::pair<std::string, torch::Tensor>> entries;
+  for (const auto& item : model->named_modules()) {
+    const auto& prefix = item.key();
+    for (const auto& p : item.value()->named_parameters(/*recurse=*/false)) {
+      entries.emplace_back(join(prefix, p.key()), p.value());
+    }
+    for (const auto& b : item.value()->named_buffers(/*recurse=*/false)) {
+      entries.emplace_back(join(prefix, b.key()), b.value());
+    }
+  }
+  return entries;
+}
+
+void save_tensor_dict(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::string& path) {
+  c10::Dict<std::string, torch::Tensor> dict;
+  for (const auto& [name, t] : tensors) dict.insert(name, t.detach().to(torch::kCPU).contiguous());
+
+  // torch::pickle_save would tag the dict with its C++ type (torch.jit._pickle.restore_type_tag), which
+  // torch.load(weights_only=True) refuses; the same archive without the tag is a plain dict to Python.
+  std::vector<char> pickle;
+  torch::jit::Pickler pickler([&](const char* buf, size_t n) { pickle.insert(pickle.end(), buf, buf + n); },
+                              /*tensor_table=*/nullptr, /*type_renamer=*/nullptr, /*memoized_class_types=*/nullptr,
+                              /*get_tensor_id=*/nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(dict);
+  pickler.stop();
+
+  // The zip container is built in memory: the writer must never fail half-way (it cannot unwind cleanly).
+  std::vector<char> archive;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* buf, size_t n) -> size_t {
+    archive.insert(archive.end(), static_cast<const char*>(buf), static_cast<const char*>(buf) + n);
+    return n;
+  });
+  torch::jit::writeArchiveAndTensors("data", pickle.data(), pickle.size(), pickler.tensorData(), writer);
+  writer.writeEndOfFile();
+
+  std::ofstream out(path, std::ios::binary);
+  if (!out.write(archive.data(), std::streamsize(archive.size())) || !out.flush()) {
+    throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+  }
+}
+
+void save_weights(const ResNet& model, const std::string& path) { save_tensor_dict(state_dict(model), path); }
+
+void load_weights(ResNet& model, const std::string& path, const std::string& model_name) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read weights file " + path + ": " + std::strerror(errno));
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string unfit = "weights file " + path + " does not fit " + model_name + ": ";
+
+  c10::IValue loaded;
+  try {
+    loaded = torch::pickle_load(bytes);
+  } catch (const c10::Error& e) {
+    const std::string cause = e.what_without_backtrace();
+    throw std::runtime_error("cannot read weights file " + path + ": " + cause.substr(0, cause.find('\n')));
+  }
+  if (!loaded.isGenericDict()) throw std::runtime_error("weights file " + path + " does not hold a dict of tensors");
+  const auto dict = loaded.toGenericDict();
+
+  const auto expected = state_dict(model);
+  for (const auto& [name, target] : expected) {
+    auto it = dict.find(name);
+    if (it == dict.end()) throw std::runtime_error(unfit + "missing " + name);
+    const auto& got = it->value();
+    if (!got.isTensor() || got.toTensor().sizes() != target.sizes() ||
+        got.toTensor().scalar_type() != target.scalar_type()) {
+      const std::string what = got.isTensor() ? shape_str(got.toTensor()) : got.tagKind();
+      throw std::runtime_error(unfit + name + " is " + what + ", expected " + shape_str(target));
+    }
+  }
+  for (const auto& entry : dict) {
+    const std::string key = entry.key().isString() ? entry.key().toStringRef() : "<non-string key>";
+    bool known = false;
+    for (const auto& e : expected) known = known || e.first == key;
+    if (!known) throw std::runtime_error(unfit + "unexpected " + key);
+  }
+
+  torch::NoGradGuard no_grad;
+  for (auto& [name, target] : expected) target.copy_(dict.at(name).toTensor());
+}

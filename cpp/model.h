@@ -1,0 +1,49 @@
+// CIFAR ResNet-18/34, weight init from an explicit generator, state dict and weights files
+// (twin of bench/model.py).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+struct BasicBlockImpl : torch::nn::Module {
+  BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  torch::nn::Sequential downsample{nullptr};  // registered only when the shape changes
+};
+TORCH_MODULE(BasicBlock);
+
+struct ResNetImpl : torch::nn::Module {
+  ResNetImpl(const std::vector<int64_t>& blocks_per_stage, int64_t num_classes = 10);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::nn::Conv2d conv1{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr};
+  torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
+  torch::nn::Linear fc{nullptr};
+};
+TORCH_MODULE(ResNet);
+
+ResNet resnet18();
+ResNet resnet34();
+// "resnet18" or "resnet34".
+ResNet make_model(const std::string& name);
+
+// PyTorch's default init distributions, drawn from `gen` in module pre-order.
+void init_weights(ResNet& model, at::Generator& gen);
+
+// Python's Module.state_dict() order: pre-order modules, each one's parameters then its buffers.
+std::vector<std::pair<std::string, torch::Tensor>> state_dict(const ResNet& model);
+
+// Writes the state dict as a torch pickle of a dict (CPU, contiguous): torch.load reads it.
+void save_weights(const ResNet& model, const std::string& path);
+// Reads a dict of tensors written by torch.save or save_weights; every key, shape and dtype must fit.
+void load_weights(ResNet& model, const std::string& path, const std::string& model_name);
+
+// Writes {name: tensor} as a torch pickle (used for --dump-* files).
+void save_tensor_dict(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::string& path);
