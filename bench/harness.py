@@ -1,0 +1,85 @@
+"""What the pytest suite drives: building the C++ trainer, running either trainer, preparing data.
+
+Kept out of conftest.py so tests, tox and the report can share it.
+"""
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LANGS = ("python", "cpp")
+MODELS = ("resnet18", "resnet34")
+BUILD_TAIL_LINES = 40
+
+
+class BuildError(Exception):
+    """The C++ build failed; the message holds the tail of CMake's or the compiler's output."""
+
+
+@contextmanager
+def file_lock(path):
+    """Serialize work between pytest-xdist workers (one build, one dataset)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def cpp_executable(build_dir):
+    return Path(build_dir) / "bench_train"
+
+
+def build_cpp(build_dir=ROOT / "build", jobs=None):
+    """Configure (first time) and build bench_train incrementally with the running Python's torch."""
+    build_dir = Path(build_dir)
+    for tool in ("cmake", "c++"):
+        if shutil.which(tool) is None:
+            raise BuildError(f"{tool} not found on PATH: install CMake >= 3.18 and a C++20 compiler")
+    steps = [["cmake", "-S", str(ROOT), "-B", str(build_dir), f"-DPython3_EXECUTABLE={sys.executable}"],
+             ["cmake", "--build", str(build_dir), "-j", str(jobs or os.cpu_count() or 2)]]
+    with file_lock(build_dir.parent / f".{build_dir.name}.lock"):
+        for cmd in steps:
+            proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if proc.returncode:
+                tail = "\n".join(proc.stdout.splitlines()[-BUILD_TAIL_LINES:])
+                raise BuildError(f"C++ build failed ({' '.join(cmd[:2])} exit {proc.returncode}):\n{tail}")
+    exe = cpp_executable(build_dir)
+    if not exe.is_file():
+        raise BuildError(f"the build finished but {exe} is missing")
+    return exe
+
+
+def trainer_command(lang, args, cpp_exe=None):
+    """The command line of one trainer; both take the same flags."""
+    if lang == "python":
+        return [sys.executable, "-m", "bench.train", *args]
+    if lang == "cpp":
+        return [str(cpp_exe), *args]
+    raise ValueError(f"unknown language {lang!r}")
+
+
+def run_trainer(lang, args, cpp_exe=None, env=None, timeout=None):
+    """Run a trainer; returns the CompletedProcess (stdout/stderr captured as text)."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(trainer_command(lang, args, cpp_exe), cwd=ROOT, env=full_env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+
+
+def ensure_synthetic(folder, train, test, seed=0):
+    """The synthetic dataset, generated once per (train, test, seed) and reused."""
+    from bench import data as D
+
+    folder = Path(folder)
+    with file_lock(folder.parent / f".{folder.name}.lock"):
+        if not (folder / D.SYNTH_MARKER).exists():
+            D.synth(folder, train, test, seed)
+    return folder

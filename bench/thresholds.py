@@ -1,0 +1,29 @@
+"""Accuracy thresholds: one reviewed table. Every entry names the measured runs it was derived from.
+
+Key: (dataset kind, model, epochs, train records, batch size). A run whose key is not here has "no
+threshold": the accuracy test reports that and skips, it never passes silently. Floors sit below the lowest
+measured accuracy by a margin for run-to-run and machine-to-machine noise; `max_gap` bounds
+|python - cpp| final test accuracy for the same seed and config.
+"""
+
+# (kind, model, epochs, train_records, batch_size) -> entry
+THRESHOLDS = {
+    # Smoke: synthetic 5000/1000 seed 0, --train-limit 1024 --test-limit 500 --batch-size 32 --lr 0.02,
+    # CPU, 2 threads. Measured 2026-11-23 (Python, seeds 0/1/2): 60.0 / 69.0 / 65.6 %.
+    ("synthetic", "resnet18", 1, 1024, 32): {"min_test_accuracy": 50.0, "max_gap": 5.0,
+                                            "source": "CPU smoke runs 2026-11-23, py seeds 0-2: 60.0-69.0%"},
+    # Same config, ResNet34 (Python seed 0): 45.8 %. The deeper net learns less in 32 steps.
+    ("synthetic", "resnet34", 1, 1024, 32): {"min_test_accuracy": 30.0, "max_gap": 8.0,
+                                            "source": "CPU smoke run 2026-11-23, py seed 0: 45.8%"},
+}
+
+
+def lookup(kind, model, epochs, train_records, batch_size):
+    """The table entry for a run, or None when the combination was never measured."""
+    return THRESHOLDS.get((kind, model, epochs, train_records, batch_size))
+
+
+def key_of(doc):
+    """The table key of a results document."""
+    return (doc["dataset"]["kind"], doc["model"], doc["config"]["epochs"], doc["dataset"]["train_records"],
+            doc["config"]["batch_size"])

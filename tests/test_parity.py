@@ -1,0 +1,178 @@
+"""Parity proofs: the Python and C++ trainers compute the same thing (docs/twins.md is the contract).
+
+Each test fails when the twins drift: a different stem, a skipped flip, another order of random draws,
+another schedule or optimizer formula. All run on CPU; the real-image accuracy check is opt-in (slow).
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import data as D
+from bench import harness as H
+from bench import model as M
+
+REAL_SUBSET = H.ROOT.parent / "shared" / "data" / "cifar10-real-subset"
+PARAMS = {"resnet18": 11_173_962, "resnet34": 21_282_122}
+NO_LATENCY = ["--latency-iters", "0"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(cache_dir):
+    return H.ensure_synthetic(cache_dir / "synthetic-320-64-7", 320, 64, seed=7)
+
+
+def run_ok(lang, args, exe, **kw):
+    proc = H.run_trainer(lang, args, exe, **kw)
+    assert proc.returncode == 0, f"{lang} trainer failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def run_both(tmp_path, cpp_exe, args, files=("init", "batch", "logits"), **kw):
+    """Run both trainers with the same flags; return {lang: {name: loaded dump}} and their results."""
+    out, docs = {}, {}
+    from bench.results import load_results
+
+    for lang in H.LANGS:
+        paths = {name: tmp_path / f"{lang}-{name}.pt" for name in files}
+        dump_flags = sum(([f"--dump-{name}", str(p)] for name, p in paths.items()), [])
+        res = tmp_path / f"{lang}.json"
+        run_ok(lang, args + dump_flags + ["--results", str(res)], cpp_exe, **kw)
+        out[lang] = {name: load(p) for name, p in paths.items()}
+        docs[lang] = load_results(res)
+    return out, docs
+
+
+# 1. Architecture ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["resnet18", "resnet34"])
+def test_architecture_identical(tmp_path, cpp_exe, tiny_data, model):
+    args = ["--model", model, "--data", str(tiny_data), "--eval-only", "--test-limit", "8", *NO_LATENCY]
+    dumps, docs = run_both(tmp_path, cpp_exe, args, files=("init",))
+    py, cpp = dumps["python"]["init"], dumps["cpp"]["init"]
+    reference = M.make_model(model).state_dict()
+    assert list(py) == list(reference), "Python weights file keys differ from the Python model"
+    assert list(cpp) == list(py), "C++ state_dict keys or their order differ from Python's"
+    for key in py:
+        assert (cpp[key].shape, cpp[key].dtype) == (py[key].shape, py[key].dtype), key
+    buffers = [k for k in py if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert len(buffers) == 3 * sum(1 for k in py if k.endswith("running_mean")) > 0
+    for lang in H.LANGS:
+        assert docs[lang]["param_count"] == PARAMS[model], lang
+    assert sum(v.numel() for k, v in cpp.items() if k not in buffers) == PARAMS[model]
+
+
+# 2. Weights to logits -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("writer", H.LANGS)
+def test_weights_cross_load_same_logits(tmp_path, cpp_exe, tiny_data, writer):
+    """Weights trained and saved by one language give the same logits and accuracy in the other."""
+    reader = "cpp" if writer == "python" else "python"
+    base = ["--model", "resnet18", "--data", str(tiny_data), "--threads", "1", *NO_LATENCY]
+    weights = tmp_path / "w.pt"
+    run_ok(writer, base + ["--train-limit", "64", "--batch-size", "32", "--save-weights", str(weights),
+                           "--dump-logits", str(tmp_path / "writer.pt"), "--results", str(tmp_path / "w.json")],
+           cpp_exe)
+    run_ok(reader, base + ["--eval-only", "--load-weights", str(weights), "--dump-logits",
+                           str(tmp_path / "reader.pt"), "--results", str(tmp_path / "r.json")], cpp_exe)
+    a, b = load(tmp_path / "writer.pt")["logits"], load(tmp_path / "reader.pt")["logits"]
+    diff = (a - b).abs().max().item()
+    print(f"{writer} -> {reader}: max |logit difference| = {diff:.3g} over {tuple(a.shape)}")
+    assert diff <= 1e-4
+    import json
+
+    acc_w = json.loads((tmp_path / "w.json").read_text())["final"]["test_accuracy"]
+    acc_r = json.loads((tmp_path / "r.json").read_text())["final"]["test_accuracy"]
+    assert acc_w == acc_r
+
+
+# 3. Lockstep training ----------------------------------------------------------------------------------------
+
+def test_lockstep_training(tmp_path, cpp_exe, tiny_data):
+    """Same seed, one thread, deterministic: identical init, first batch, and per-step losses."""
+    args = ["--model", "resnet18", "--data", str(tiny_data), "--train-limit", "256", "--test-limit", "64",
+            "--batch-size", "32", "--epochs", "2", "--threads", "1", "--deterministic", "--seed", "3",
+            "--record-step-losses", *NO_LATENCY]
+    dumps, docs = run_both(tmp_path, cpp_exe, args)
+    py, cpp = dumps["python"], dumps["cpp"]
+    for key in py["init"]:
+        assert torch.equal(py["init"][key], cpp["init"][key]), f"initial {key} differs"
+    assert torch.equal(py["batch"]["labels"], cpp["batch"]["labels"]), "different shuffle order"
+    assert torch.equal(py["batch"]["images"], cpp["batch"]["images"]), "different crop/flip draws"
+    lp, lc = docs["python"]["step_losses"], docs["cpp"]["step_losses"]
+    print("\nstep  python loss     c++ loss        rel diff")
+    for i, (a, b) in enumerate(zip(lp, lc)):
+        print(f"{i:4d}  {a:.8f}  {b:.8f}  {abs(a - b) / abs(a):.2e}")
+    assert len(lp) == len(lc) == 16
+    for i in range(5):
+        assert abs(lp[i] - lc[i]) <= 1e-4 * abs(lp[i]), f"step {i}: {lp[i]} vs {lc[i]}"
+    assert [e["lr"] for e in docs["python"]["epochs"]] == [e["lr"] for e in docs["cpp"]["epochs"]]
+
+# 4. Data ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["synthetic", "real-subset"])
+def test_same_decoded_and_augmented_data(tmp_path, cpp_exe, tiny_data, which):
+    folder = tiny_data if which == "synthetic" else REAL_SUBSET
+    if not Path(folder).is_dir():
+        pytest.skip(f"{folder} not present")
+    # One epoch of one batch: --dump-batch writes the first augmented batch and the test images.
+    args = ["--data", str(folder), "--train-limit", "64", "--test-limit", "64", "--batch-size", "64",
+            "--seed", "11", *NO_LATENCY]
+    dumps, docs = run_both(tmp_path, cpp_exe, args, files=("batch",))
+    py, cpp = dumps["python"]["batch"], dumps["cpp"]["batch"]
+    assert torch.equal(py["test_images"], cpp["test_images"]), "decoding/normalization differs"
+    assert torch.equal(py["images"], cpp["images"]), "augmentation differs"
+    assert torch.equal(py["labels"], cpp["labels"])
+    assert docs["python"]["dataset"] == docs["cpp"]["dataset"], "dataset identity (kind/hash/counts) differs"
+    # And both match an independent decoding of the files: label byte, then CHW pixels.
+    raw = (Path(folder) / "test_batch.bin").read_bytes()[: 64 * D.RECORD_BYTES]
+    rec = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(64, D.RECORD_BYTES)
+    mean = torch.tensor(D.CIFAR_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(D.CIFAR_STD).view(1, 3, 1, 1)
+    expected = (rec[:, 1:].view(64, 3, 32, 32).float() / 255 - mean) / std
+    assert torch.allclose(py["test_images"], expected, atol=1e-6)
+
+
+def test_random_crop_flip_matches_reference():
+    """The batched gather equals pad + slice + flip done image by image."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (16, 3, 32, 32), generator=g, dtype=torch.uint8)
+    perm, crops, flips = D.draw_epoch_augmentation(16, g)
+    out = D.random_crop_flip(images, crops, flips)
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    for i in range(16):
+        dy, dx = crops[i].tolist()
+        ref = padded[i, :, dy:dy + 32, dx:dx + 32]
+        if flips[i]:
+            ref = ref.flip(-1)
+        assert torch.equal(out[i], ref), f"image {i} (crop {dy},{dx} flip {int(flips[i])})"
+    assert 0 < int(flips.sum()) < 16 and crops.min() >= 0 and crops.max() <= 8
+
+
+# 5. Accuracy on real images (opt-in) ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_SUBSET.is_dir(), reason="needs ../shared/data/cifar10-real-subset")
+def test_real_subset_accuracy_agrees(tmp_path, cpp_exe, run_config):
+    """Same seed and config on the real images: final test accuracies within 2 points.
+
+    Default: CPU, 2 epochs on the full subset (5085 train / 1017 test), batch 128, lr 0.1.
+    docs/results/parity-real-subset.md holds the committed numbers and command.
+    """
+    args = ["--model", "resnet18", "--data", str(REAL_SUBSET), "--epochs", str(max(run_config.epochs, 2)),
+            "--device", run_config.device, "--threads", str(run_config.threads), *NO_LATENCY]
+    from bench.results import load_results
+
+    acc = {}
+    for lang in H.LANGS:
+        res = tmp_path / f"{lang}.json"
+        run_ok(lang, args + ["--results", str(res)], cpp_exe)
+        acc[lang] = load_results(res)["final"]["test_accuracy"]
+    print(f"real subset: python {acc['python']:.2f}% cpp {acc['cpp']:.2f}%")
+    assert abs(acc["python"] - acc["cpp"]) <= 2.0
