@@ -1,0 +1,623 @@
+"""Turn results documents (docs/twins.md, "Results document") into a report: tables, ratios, floor, plots.
+
+    python -m bench.report RESULTS... --out DIR [--peak-tflops X]
+
+Writes DIR/report.md (tables, linked PNGs), DIR/report.json, DIR/results_table.csv and DIR/ratios.csv.
+Runs of the same configuration are aggregated (median, p10-p90 spread); runs that are not comparable
+(other dataset, config or hardware) go to separate sections that say what differs.
+"""
+
+import argparse
+import csv
+import functools
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on CI machines or the device box
+import matplotlib.pyplot as plt  # noqa: E402
+
+from bench.results import ResultsError, load_results, percentile  # noqa: E402
+
+PROG = "bench.report"
+LANGUAGE_NAMES = {"python": "Python", "cpp": "C++"}
+LANGUAGE_COLORS = {"python": "tab:blue", "cpp": "tab:orange"}
+# Twins often produce identical accuracy curves: different markers and dashes keep both lines visible.
+LANGUAGE_LINES = {"python": {"marker": "o", "linestyle": "-", "markersize": 8},
+                  "cpp": {"marker": "x", "linestyle": "--", "markersize": 10}}
+
+# Config keys that select an implementation variant rather than a different experiment: runs that differ
+# only in these stay in one section, side by side, under a "mode" label. None = no documented default yet,
+# so the key is shown whenever a document carries it.
+MODE_DEFAULTS = {"precision": "fp32", "channels_last": False, "data_pipeline": None, "optimizer_impl": "per-tensor"}
+
+# Config keys that do not change what was measured: the requested device ("auto" vs "cuda") is replaced by
+# the device the run actually used, the model is a row of the tables, and a weights path is reduced to
+# whether weights were loaded (the same file may live in two places).
+NOISE_KEYS = {"device", "model", "load_weights"}
+
+# Vendor dense peaks in TFLOP/s (no sparsity). First matching substring of the device name wins, so the
+# more specific names come first. "tf32" applies when cuDNN may use TF32 (PyTorch's default for convs).
+KNOWN_PEAK_TFLOPS = [
+    ("H100 PCIe", {"fp32": 51.0, "tf32": 378.0, "fp16": 756.0}),
+    ("H200", {"fp32": 67.0, "tf32": 495.0, "fp16": 989.0}),
+    ("H100", {"fp32": 67.0, "tf32": 495.0, "fp16": 989.0}),
+    ("A100", {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0}),
+    ("L4", {"fp32": 30.3, "tf32": 60.0, "fp16": 121.0}),
+    ("V100", {"fp32": 15.7, "fp16": 125.0}),
+    ("T4", {"fp32": 8.1, "fp16": 65.0}),
+]
+NO_PEAK = "no peak known (pass --peak-tflops)"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Statistics over runs
+# ---------------------------------------------------------------------------------------------------------
+
+def spread_stat(values):
+    """Median and p10-p90 of a list of numbers (None entries dropped); None when nothing is left."""
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    return {"median": percentile(values, 50), "p10": percentile(values, 10), "p90": percentile(values, 90),
+            "n": len(values)}
+
+
+def median_of(stat):
+    return stat["median"] if stat else None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Grouping: which documents are comparable, and which are repeats of one another
+# ---------------------------------------------------------------------------------------------------------
+
+def mode_label(doc):
+    cfg = doc["config"]
+    parts = [f"{key}={cfg[key]}" for key, default in MODE_DEFAULTS.items()
+             if key in cfg and (default is None or cfg[key] != default)]
+    return ", ".join(parts) or "default"
+
+
+def comparability_key(doc):
+    """What must be equal for two runs to share tables: dataset, hardware, software and the config
+    minus noise and mode keys. A flat dict so that differences can be named field by field."""
+    key = {"dataset.kind": doc["dataset"]["kind"], "dataset.sha256": doc["dataset"]["sha256"],
+           "dataset.train_records": doc["dataset"]["train_records"],
+           "dataset.test_records": doc["dataset"]["test_records"],
+           "device.type": doc["device"]["type"], "device.name": doc["device"]["name"],
+           "device.threads": doc["device"]["threads"],
+           "config.load_weights": doc["config"].get("load_weights") is not None}
+    for name, value in doc["backend"].items():
+        key[f"backend.{name}"] = value
+    for name, value in doc["config"].items():
+        if name not in NOISE_KEYS and name not in MODE_DEFAULTS:
+            key[f"config.{name}"] = value
+    return key
+
+
+def frozen(key):
+    return json.dumps(key, sort_keys=True)
+
+
+def group_documents(docs):
+    """[(key, [doc...])] in order of first appearance."""
+    groups = {}
+    for doc in docs:
+        key = comparability_key(doc)
+        groups.setdefault(frozen(key), (key, []))[1].append(doc)
+    return list(groups.values())
+
+
+def differing_fields(keys):
+    """Fields whose value is not the same in every group key."""
+    names = sorted({name for key in keys for name in key})
+    return [name for name in names if len({json.dumps(key.get(name)) for key in keys}) > 1]
+
+
+def short(value):
+    if isinstance(value, str) and len(value) == 64:  # a sha256: the first 12 hex digits tell them apart
+        return value[:12] + "…"
+    return str(value)
+
+
+def why_apart(key, fields):
+    if not fields:
+        return ""
+    return "Kept apart from the other sections because these differ: " + ", ".join(
+        f"{name} = {short(key.get(name))}" for name in fields) + "."
+
+
+def run_key(doc):
+    return (mode_label(doc), doc["model"], doc["language"])
+
+
+def runs_by_key(docs):
+    """Repeated runs of one (mode, model, language) collected together, in a stable order."""
+    out = {}
+    for doc in docs:
+        out.setdefault(run_key(doc), []).append(doc)
+    order = {"python": 0, "cpp": 1}
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][0] != "default", kv[0][0], kv[0][1], order[kv[0][2]])))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One row of the results table: repeated runs aggregated
+# ---------------------------------------------------------------------------------------------------------
+
+def latency_samples(docs, batch_size):
+    """All latency samples at one batch size, pooled across repeated runs."""
+    return [s for doc in docs for lat in doc["latency"] if lat["batch_size"] == batch_size
+            for s in lat["samples_ms"]]
+
+
+def latency_batch_sizes(docs):
+    return sorted({lat["batch_size"] for doc in docs for lat in doc["latency"]})
+
+
+def aggregate_runs(docs):
+    """Pool epochs and latency samples of repeated runs; per-run scalars become median and spread."""
+    epochs = [ep for doc in docs for ep in doc["epochs"]]
+    finals = [doc["final"] for doc in docs]
+    return {
+        "runs": len(docs),
+        "total_seconds": spread_stat([doc["total_seconds"] for doc in docs]),
+        "epoch_seconds": spread_stat([ep["train_seconds"] for ep in epochs]),
+        "images_per_second": spread_stat([ep["images_per_second"] for ep in epochs]),
+        "train_loss": spread_stat([f["train_loss"] for f in finals]),
+        "train_accuracy": spread_stat([f["train_accuracy"] for f in finals]),
+        "test_loss": spread_stat([f["test_loss"] for f in finals]),
+        "test_accuracy": spread_stat([f["test_accuracy"] for f in finals]),
+        "latency_ms": {bs: spread_stat(latency_samples(docs, bs)) for bs in latency_batch_sizes(docs)},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ratios Python / C++
+# ---------------------------------------------------------------------------------------------------------
+
+def compare(metric, py, cpp, lower_is_better):
+    """Ratio of medians; a difference smaller than the wider p10-p90 spread is reported as noise."""
+    if not py or not cpp:
+        return None
+    diff = py["median"] - cpp["median"]
+    spread = max(py["p90"] - py["p10"], cpp["p90"] - cpp["p10"])
+    if abs(diff) <= spread:
+        verdict = "within spread"
+    elif (diff < 0) == lower_is_better:
+        verdict = "Python better"
+    else:
+        verdict = "C++ better"
+    return {"metric": metric, "python": py, "cpp": cpp, "ratio": py["median"] / cpp["median"],
+            "spread": spread, "verdict": verdict}
+
+
+def ratio_rows(py, cpp):
+    rows = [compare("time per epoch (s)", py["epoch_seconds"], cpp["epoch_seconds"], True),
+            compare("images/s (train)", py["images_per_second"], cpp["images_per_second"], False)]
+    for bs in sorted(set(py["latency_ms"]) & set(cpp["latency_ms"])):
+        rows.append(compare(f"latency bs={bs} (ms/batch)", py["latency_ms"][bs], cpp["latency_ms"][bs], True))
+    return [r for r in rows if r]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Distance from the hardware floor
+# ---------------------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def flops_per_image(model_name):
+    """(inference, training) FLOPs for one 32x32 image, counted by torch on the real model definition.
+    The meta device gives shapes without arithmetic, so counting costs nothing like a real forward."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench.model import make_model
+
+    with torch.device("meta"):
+        model = make_model(model_name)
+        x = torch.empty(1, 3, 32, 32)
+    model.eval()
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    inference = counter.get_total_flops()
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    return inference, counter.get_total_flops()
+
+
+def precision_of(doc):
+    """Which peak applies: explicit precision mode if any, else TF32 where cuDNN is allowed to use it."""
+    precision = doc["config"].get("precision", "fp32")
+    if precision in ("fp16", "bf16"):
+        return "fp16"
+    return "tf32" if doc["backend"]["cudnn_allow_tf32"] else "fp32"
+
+
+def known_peak(doc):
+    """(TFLOP/s, source) for the device of `doc`, or (None, reason)."""
+    if doc["device"]["type"] == "cuda":
+        for name, peaks in KNOWN_PEAK_TFLOPS:
+            if name in doc["device"]["name"]:
+                precision = precision_of(doc)
+                precision = precision if precision in peaks else "fp32"
+                return peaks[precision], f"{name} dense {precision} peak (vendor spec)"
+    return None, NO_PEAK
+
+
+def floor_row(docs, agg, peak_tflops):
+    doc = docs[0]
+    if peak_tflops:
+        peak, source = peak_tflops, "--peak-tflops"
+    else:
+        peak, source = known_peak(doc)
+    inference, training = flops_per_image(doc["model"])
+    row = {"flops_per_image_inference": inference, "flops_per_image_training": training,
+           "train_images": doc["dataset"]["train_records"], "peak_tflops": peak, "peak_source": source,
+           "floor_epoch_seconds": None, "epoch_multiple": None, "floor_latency_bs1_ms": None,
+           "latency_bs1_multiple": None}
+    if peak:
+        row["floor_epoch_seconds"] = training * row["train_images"] / (peak * 1e12)
+        row["floor_latency_bs1_ms"] = inference / (peak * 1e12) * 1e3
+        if agg["epoch_seconds"]:
+            row["epoch_multiple"] = agg["epoch_seconds"]["median"] / row["floor_epoch_seconds"]
+        if agg["latency_ms"].get(1):
+            row["latency_bs1_multiple"] = agg["latency_ms"][1]["median"] / row["floor_latency_bs1_ms"]
+    return row
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One section of the report: a group of comparable runs
+# ---------------------------------------------------------------------------------------------------------
+
+def hardware_line(docs):
+    doc = docs[0]
+    dev = doc["device"]
+    hw = f"GPU {dev['name']}" if dev["type"] == "cuda" else f"CPU {dev['name']} ({dev['threads']} threads)"
+
+    def per_language(field):
+        values = {}
+        for d in docs:
+            values.setdefault("n/a" if d.get(field) is None else str(d[field]), []).append(LANGUAGE_NAMES[d["language"]])
+        if len(values) == 1:
+            return next(iter(values))
+        return " / ".join(f"{v} ({', '.join(sorted(set(langs)))})" for v, langs in values.items())
+
+    ds = doc["dataset"]
+    return (f"**Hardware:** {hw}; torch {per_language('torch_version')}, CUDA {per_language('cuda_version')}, "
+            f"cuDNN {per_language('cudnn_version')}. **Dataset:** {ds['kind']} (sha256 {short(ds['sha256'])}), "
+            f"{ds['train_records']} train / {ds['test_records']} test images. "
+            f"**Epochs:** {doc['config']['epochs']}, batch size {doc['config']['batch_size']}.")
+
+
+def build_section(key, docs, fields, peak_tflops):
+    rows, ratios, floors = [], [], []
+    aggregated = {}
+    for (mode, model, language), run_docs in runs_by_key(docs).items():
+        agg = aggregate_runs(run_docs)
+        aggregated[(mode, model, language)] = (run_docs, agg)
+        rows.append({"mode": mode, "language": language, "model": model, **agg})
+        floors.append({"mode": mode, "language": language, "model": model,
+                       **floor_row(run_docs, agg, peak_tflops)})
+    for (mode, model, language), (_, py) in aggregated.items():
+        if language == "python" and (mode, model, "cpp") in aggregated:
+            cpp = aggregated[(mode, model, "cpp")][1]
+            ratios += [{"mode": mode, "model": model, **r} for r in ratio_rows(py, cpp)]
+    return {"key": key, "why_apart": why_apart(key, fields), "header": hardware_line(docs),
+            "files": [d["_path"] for d in docs], "rows": rows, "ratios": ratios, "floor": floors,
+            "runs": aggregated}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Plots
+# ---------------------------------------------------------------------------------------------------------
+
+def row_label(model, mode):
+    return model if mode == "default" else f"{model}\n{mode}"
+
+
+def plot_epoch_times(section, path):
+    """Grouped bars: one group per model (and mode), one bar per language, whiskers p10-p90 of epochs."""
+    labels = list(dict.fromkeys(row_label(r["model"], r["mode"]) for r in section["rows"]))
+    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(labels) + 2), 4))
+    width = 0.38
+    for i, language in enumerate(("python", "cpp")):
+        xs, heights, errs = [], [], [[], []]
+        for r in section["rows"]:
+            stat = r["epoch_seconds"]
+            if r["language"] != language or not stat:
+                continue
+            xs.append(labels.index(row_label(r["model"], r["mode"])) + (i - 0.5) * width)
+            heights.append(stat["median"])
+            errs[0].append(stat["median"] - stat["p10"])
+            errs[1].append(stat["p90"] - stat["median"])
+        if xs:
+            ax.bar(xs, heights, width, yerr=errs, capsize=4, label=LANGUAGE_NAMES[language],
+                   color=LANGUAGE_COLORS[language])
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel("training time per epoch (s)")
+    ax.set_title("Time per epoch (median, whiskers p10–p90 of epochs)")
+    ax.legend(title="language")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def median_curve(docs, field):
+    """Per-epoch median across repeated runs."""
+    n = min(len(d["epochs"]) for d in docs)
+    return [percentile(sorted(d["epochs"][e][field] for d in docs), 50) for e in range(n)]
+
+
+def plot_test_accuracy(section, path):
+    """One axis per model; both languages (and every mode) on it."""
+    models = list(dict.fromkeys(model for (_, model, _) in section["runs"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        for (mode, m, language), (docs, _) in section["runs"].items():
+            curve = median_curve(docs, "test_accuracy")
+            if m != model or not curve:
+                continue
+            label = LANGUAGE_NAMES[language] + ("" if mode == "default" else f" ({mode})")
+            ax.plot(range(1, len(curve) + 1), curve, label=label, **LANGUAGE_LINES[language],
+                    color=LANGUAGE_COLORS[language] if mode == "default" else None)
+        ax.set_title(f"{model}: test accuracy per epoch")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy (%)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_latency(section, path):
+    """One axis per batch size; a box of all samples_ms per model x language (x mode)."""
+    batch_sizes = sorted({bs for (docs, _) in section["runs"].values() for bs in latency_batch_sizes(docs)})
+    if not batch_sizes:
+        return False
+    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(4.5 * len(batch_sizes), 4.2), squeeze=False)
+    for ax, bs in zip(axes[0], batch_sizes):
+        data, labels, colors = [], [], []
+        for (mode, model, language), (docs, _) in section["runs"].items():
+            samples = latency_samples(docs, bs)
+            if samples:
+                data.append(samples)
+                labels.append(f"{row_label(model, mode)}\n{LANGUAGE_NAMES[language]}")
+                colors.append(LANGUAGE_COLORS[language])
+        box = ax.boxplot(data, patch_artist=True, showfliers=True, medianprops={"color": "black"})
+        for patch, color in zip(box["boxes"], colors):
+            patch.set_facecolor(color)
+        ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
+        ax.set_title(f"Inference latency, batch size {bs}")
+        ax.set_yscale("log")  # stalls on a shared machine are 10x the median: keep the boxes readable
+        ax.set_ylabel("latency per batch (ms, log scale)")
+        shown = [k for k in ("python", "cpp") if LANGUAGE_COLORS[k] in colors]
+        ax.legend([plt.Rectangle((0, 0), 1, 1, color=LANGUAGE_COLORS[k]) for k in shown],
+                  [LANGUAGE_NAMES[k] for k in shown], title="language (black line: median)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_plots(section, out_dir, prefix):
+    plots = {"Time per epoch": f"{prefix}epoch_time.png", "Test accuracy per epoch": f"{prefix}test_accuracy.png"}
+    plot_epoch_times(section, out_dir / plots["Time per epoch"])
+    plot_test_accuracy(section, out_dir / plots["Test accuracy per epoch"])
+    if plot_latency(section, out_dir / f"{prefix}latency.png"):
+        plots["Inference latency distribution"] = f"{prefix}latency.png"
+    return plots
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Markdown, CSV and JSON
+# ---------------------------------------------------------------------------------------------------------
+
+def fmt(value, digits=2):
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def fmt_stat(stat, digits=2, runs=1):
+    """The median; with repeated runs, their p10-p90 too, so a reader sees how much runs disagree."""
+    if not stat:
+        return "n/a"
+    if runs > 1:
+        return f"{fmt(stat['median'], digits)} ({fmt(stat['p10'], digits)}–{fmt(stat['p90'], digits)})"
+    return fmt(stat["median"], digits)
+
+
+RESULTS_COLUMNS = [  # (header, field, digits)
+    ("Total time (s)", "total_seconds", 1), ("Time/epoch (s)", "epoch_seconds", 2),
+    ("Latency (ms/image, bs 1, median)", "latency_bs1", 2), ("Train loss", "train_loss", 4),
+    ("Train acc %", "train_accuracy", 2), ("Test loss", "test_loss", 4), ("Test acc %", "test_accuracy", 2),
+    ("Images/s", "images_per_second", 1)]
+
+
+def row_stat(row, field):
+    return row["latency_ms"].get(1) if field == "latency_bs1" else row[field]
+
+
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return lines
+
+
+def results_table_md(section):
+    header = ["Language", "Model", "Mode", "Runs"] + [h for h, _, _ in RESULTS_COLUMNS]
+    rows = [[LANGUAGE_NAMES[r["language"]], r["model"], r["mode"], r["runs"]]
+            + [fmt_stat(row_stat(r, f), d, r["runs"]) for _, f, d in RESULTS_COLUMNS] for r in section["rows"]]
+    return markdown_table(header, rows)
+
+
+def ratio_table_md(section, model):
+    header = ["Mode", "Metric", "Python median (p10–p90)", "C++ median (p10–p90)", "Python / C++", "Verdict"]
+    rows = [[r["mode"], r["metric"], fmt_stat(r["python"], 3, 2), fmt_stat(r["cpp"], 3, 2), fmt(r["ratio"], 3),
+             r["verdict"]] for r in section["ratios"] if r["model"] == model]
+    return markdown_table(header, rows)
+
+
+def floor_table_md(section):
+    header = ["Language", "Model", "Mode", "GFLOPs/image (inference / training)", "Peak (TFLOP/s)",
+              "Floor s/epoch", "Epoch time × floor", "Floor latency bs 1 (ms)", "Latency bs 1 × floor"]
+    rows = []
+    for f in section["floor"]:
+        gflops = f"{f['flops_per_image_inference'] / 1e9:.3f} / {f['flops_per_image_training'] / 1e9:.3f}"
+        if f["peak_tflops"] is None:
+            rows.append([LANGUAGE_NAMES[f["language"]], f["model"], f["mode"], gflops, f["peak_source"],
+                         "n/a", "n/a", "n/a", "n/a"])
+        else:
+            rows.append([LANGUAGE_NAMES[f["language"]], f["model"], f["mode"], gflops,
+                         f"{fmt(f['peak_tflops'], 1)} ({f['peak_source']})", fmt(f["floor_epoch_seconds"], 4),
+                         fmt(f["epoch_multiple"], 1), fmt(f["floor_latency_bs1_ms"], 4),
+                         fmt(f["latency_bs1_multiple"], 1)])
+    return markdown_table(header, rows)
+
+
+def section_md(number, section, total_sections):
+    lines = [f"## {'Section ' + str(number) + ': ' if total_sections > 1 else ''}Results", ""]
+    if section["why_apart"]:
+        lines += [section["why_apart"], ""]
+    lines += [section["header"], "", "Files: " + ", ".join(f"`{p}`" for p in section["files"]), ""]
+    lines += results_table_md(section)
+    lines += ["", "Time/epoch and images/s are medians over all epochs (training only, evaluation excluded); "
+              "with repeated runs every cell shows the median and, in brackets, p10–p90.", ""]
+    models = list(dict.fromkeys(r["model"] for r in section["ratios"]))
+    lines += ["### Python / C++", ""]
+    if not models:
+        lines += ["No model has runs of both languages in this section.", ""]
+    for model in models:
+        lines += [f"**{model}**", ""] + ratio_table_md(section, model) + [""]
+    lines += ["Spread = p10–p90 across epochs (time, images/s) or latency samples. *within spread*: the two "
+              "medians differ by less than the wider spread, so the difference is not distinguishable from "
+              "noise. Ratio > 1 means Python's number is larger.", ""]
+    lines += ["### Distance from the hardware floor", ""] + floor_table_md(section)
+    lines += ["", "FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` on `bench.model.make_model` "
+              "(a multiply-add counts 2; training = forward + backward). Floor = FLOPs / peak: the time at "
+              "100 % of the peak, which no real run reaches.", ""]
+    lines += ["### Plots", ""]
+    for title, name in section["plots"].items():
+        lines += [f"![{title}]({name})", ""]
+    return lines
+
+
+def report_md(sections):
+    lines = ["# torch-api-bench report", ""]
+    if len(sections) > 1:
+        lines += [f"The results files form {len(sections)} groups that are not comparable; each has its own "
+                  "section.", ""]
+    for i, section in enumerate(sections, 1):
+        lines += section_md(i, section, len(sections))
+    return "\n".join(lines)
+
+
+def stat_columns(prefix, stat):
+    stat = stat or {}
+    return {f"{prefix}": stat.get("median"), f"{prefix}_p10": stat.get("p10"), f"{prefix}_p90": stat.get("p90")}
+
+
+def results_csv_rows(sections):
+    out = []
+    for i, section in enumerate(sections, 1):
+        for r in section["rows"]:
+            row = {"section": i, "language": r["language"], "model": r["model"], "mode": r["mode"],
+                   "runs": r["runs"]}
+            for _, field, _ in RESULTS_COLUMNS:
+                row.update(stat_columns(field, row_stat(r, field)))
+            out.append(row)
+    return out
+
+
+def ratios_csv_rows(sections):
+    return [{"section": i, "model": r["model"], "mode": r["mode"], "metric": r["metric"],
+             **stat_columns("python", r["python"]), **stat_columns("cpp", r["cpp"]),
+             "ratio": r["ratio"], "spread": r["spread"], "verdict": r["verdict"]}
+            for i, section in enumerate(sections, 1) for r in section["ratios"]]
+
+
+RATIOS_FIELDS = ["section", "model", "mode", "metric", "python", "python_p10", "python_p90", "cpp", "cpp_p10",
+                 "cpp_p90", "ratio", "spread", "verdict"]
+
+
+def write_csv(path, rows, fieldnames=None):
+    """Header even when there are no rows, so that readers of the file need no special case."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames or (list(rows[0]) if rows else []))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def report_json(sections):
+    """Everything but the raw documents; latency keys become strings because JSON keys must be."""
+    def clean(row):
+        return {**row, "latency_ms": {str(bs): s for bs, s in row["latency_ms"].items()}}
+    return {"sections": [{"key": s["key"], "why_apart": s["why_apart"], "header": s["header"],
+                          "files": s["files"], "results": [clean(r) for r in s["rows"]], "ratios": s["ratios"],
+                          "floor": s["floor"], "plots": s["plots"]} for s in sections]}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------------------------
+
+def load_all(paths):
+    docs = []
+    for path in paths:
+        doc = load_results(path)  # raises ResultsError naming the file
+        doc["_path"] = str(path)
+        docs.append(doc)
+    return docs
+
+
+def build_report(paths, out_dir, peak_tflops=None):
+    """Write the report for `paths` into `out_dir`; return the path of report.md."""
+    if not paths:
+        raise ResultsError("no results files given")
+    docs = load_all(paths)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups = group_documents(docs)
+    fields = differing_fields([key for key, _ in groups])
+    sections = []
+    for i, (key, group_docs) in enumerate(groups, 1):
+        section = build_section(key, group_docs, fields, peak_tflops)
+        section["plots"] = write_plots(section, out_dir, f"section{i}_" if len(groups) > 1 else "")
+        sections.append(section)
+    write_csv(out_dir / "results_table.csv", results_csv_rows(sections))
+    write_csv(out_dir / "ratios.csv", ratios_csv_rows(sections), RATIOS_FIELDS)
+    with open(out_dir / "report.json", "w") as f:
+        json.dump(report_json(sections), f, indent=1)
+        f.write("\n")
+    md = out_dir / "report.md"
+    md.write_text(report_md(sections) + "\n")
+    return md
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog=PROG, description="Build the report (Markdown, PNG, CSV, JSON) from "
+                                "results files of bench.train / bench_train.")
+    p.add_argument("results", nargs="+", help="results JSON files")
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="device peak in TFLOP/s for the floor (default: the known-GPU table; none for CPUs)")
+    args = p.parse_args(argv)
+    if args.peak_tflops is not None and not args.peak_tflops > 0:
+        p.error("--peak-tflops must be > 0")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        md = build_report(args.results, args.out, args.peak_tflops)
+    except ResultsError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""bench.report: table numbers against the documents, aggregation, separation, errors, plots.
+
+Fast: no training. Documents are small dicts that pass bench.results.validate_results, written to tmp_path.
+"""
+
+import copy
+import csv
+import json
+
+import pytest
+
+from bench import report
+from bench.results import percentile, summarize_ms, validate_results
+
+SHA = "ab" * 32
+
+
+def make_doc(language="python", model="resnet18", train_seconds=(2.0, 1.0, 1.5), latency=None, **config):
+    """A complete, valid results document with the given epoch times and latency samples."""
+    latency = latency or {1: [3.0, 1.0, 2.0, 4.0], 32: [20.0, 22.0, 21.0]}
+    n_train = 64
+    epochs = [{"epoch": i + 1, "train_seconds": t, "eval_seconds": 0.1, "images_per_second": n_train / t,
+               "train_loss": 2.0 - 0.1 * i, "train_accuracy": 20.0 + i, "test_loss": 2.1 - 0.1 * i,
+               "test_accuracy": 15.0 + 2 * i, "lr": 0.01} for i, t in enumerate(train_seconds)]
+    cfg = {"model": model, "epochs": len(epochs), "batch_size": 32, "lr": 0.02, "momentum": 0.9,
+           "weight_decay": 5e-4, "nesterov": True, "schedule": "linear-warmup-linear-decay", "seed": 0,
+           "train_limit": n_train, "test_limit": 32, "device": "cpu", "threads": 2,
+           "latency_batch_sizes": sorted(latency), "latency_iters": 4, "latency_warmup": 1,
+           "optimizer_impl": "per-tensor", "eval_only": False, "load_weights": None, **config}
+    doc = {"schema_version": 1, "complete": True, "language": language, "model": model, "param_count": 11173962,
+           "torch_version": "2.13.0", "cuda_version": None, "cudnn_version": None,
+           "device": {"type": "cpu", "name": "Test CPU", "threads": 2},
+           "backend": {"cudnn_benchmark": False, "cudnn_allow_tf32": True, "matmul_allow_tf32": False,
+                       "deterministic": False},
+           "dataset": {"kind": "synthetic", "path": "/data/syn", "sha256": SHA, "train_records": n_train,
+                       "test_records": 32},
+           "config": cfg, "epochs": epochs, "total_seconds": sum(train_seconds) + 0.5,
+           "final": {k: epochs[-1][k] for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")},
+           "latency": [{"batch_size": bs, "samples_ms": s, **summarize_ms(s)} for bs, s in sorted(latency.items())],
+           "peak_memory_bytes": None}
+    return validate_results(doc)
+
+
+def write_docs(tmp_path, docs):
+    paths = []
+    for i, doc in enumerate(docs):
+        path = tmp_path / f"run{i}-{doc['language']}-{doc['model']}.json"
+        path.write_text(json.dumps(doc))
+        paths.append(path)
+    return paths
+
+
+def median(values):
+    return percentile(sorted(values), 50)
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_tables_match_the_documents(tmp_path):
+    py = make_doc("python", train_seconds=(2.0, 1.0, 1.5))
+    cpp = make_doc("cpp", train_seconds=(1.0, 0.8, 0.9), latency={1: [1.5, 1.0, 2.5], 32: [10.0, 11.0]})
+    md = report.build_report(write_docs(tmp_path, [py, cpp]), tmp_path / "out")
+    rows = {r["language"]: r for r in read_csv(tmp_path / "out" / "results_table.csv")}
+    for lang, doc in (("python", py), ("cpp", cpp)):
+        row = rows[lang]
+        assert float(row["epoch_seconds"]) == pytest.approx(median([e["train_seconds"] for e in doc["epochs"]]))
+        assert float(row["latency_bs1"]) == pytest.approx(doc["latency"][0]["median_ms"])
+        assert float(row["total_seconds"]) == pytest.approx(doc["total_seconds"])
+        assert float(row["test_accuracy"]) == pytest.approx(doc["final"]["test_accuracy"])
+        assert float(row["train_loss"]) == pytest.approx(doc["final"]["train_loss"])
+        assert float(row["images_per_second"]) == pytest.approx(
+            median([e["images_per_second"] for e in doc["epochs"]]))
+    ratios = {r["metric"]: r for r in read_csv(tmp_path / "out" / "ratios.csv")}
+    assert float(ratios["time per epoch (s)"]["ratio"]) == pytest.approx(1.5 / 0.9)
+    assert float(ratios["latency bs=1 (ms/batch)"]["ratio"]) == pytest.approx(2.5 / 1.5)
+    assert float(ratios["latency bs=32 (ms/batch)"]["ratio"]) == pytest.approx(21.0 / 10.5)
+    text = md.read_text()
+    assert "| Python | resnet18 | default | 1 | 5.0 | 1.50 | 2.50 |" in text
+    assert "no peak known (pass --peak-tflops)" in text
+
+
+def test_small_difference_is_marked_within_spread():
+    py = report.aggregate_runs([make_doc("python", train_seconds=(1.0, 2.0, 3.0))])
+    cpp = report.aggregate_runs([make_doc("cpp", train_seconds=(1.1, 2.1, 3.1))])
+    far = report.aggregate_runs([make_doc("cpp", train_seconds=(10.0, 10.1, 10.2))])
+    assert report.ratio_rows(py, cpp)[0]["verdict"] == "within spread"
+    assert report.ratio_rows(py, far)[0]["verdict"] == "Python better"
+
+
+def test_repeated_runs_are_aggregated(tmp_path):
+    first = make_doc("python", train_seconds=(1.0, 2.0))
+    second = make_doc("python", train_seconds=(3.0, 4.0), latency={1: [10.0, 11.0], 32: [30.0]})
+    report.build_report(write_docs(tmp_path, [first, second]), tmp_path / "out")
+    rows = read_csv(tmp_path / "out" / "results_table.csv")
+    assert len(rows) == 1 and rows[0]["runs"] == "2"
+    assert float(rows[0]["epoch_seconds"]) == pytest.approx(2.5)  # median of the pooled epochs 1,2,3,4
+    assert float(rows[0]["total_seconds"]) == pytest.approx(median([3.5, 7.5]))
+    assert float(rows[0]["latency_bs1"]) == pytest.approx(median([3.0, 1.0, 2.0, 4.0, 10.0, 11.0]))
+
+
+def test_different_configs_are_kept_apart_with_the_reason(tmp_path):
+    base = make_doc("python")
+    other_lr = make_doc("python", lr=0.1)
+    other_data = copy.deepcopy(base)
+    other_data["dataset"]["sha256"] = "cd" * 32
+    moved = copy.deepcopy(base)
+    moved["dataset"]["path"] = "/elsewhere"  # a path is noise: same group as base
+    md = report.build_report(write_docs(tmp_path, [base, other_lr, other_data, moved]), tmp_path / "out")
+    text = md.read_text()
+    assert text.count("## Section ") == 3
+    assert "config.lr = 0.1" in text and "config.lr = 0.02" in text
+    assert "dataset.sha256 = cdcdcdcdcdcd" in text
+    sections = json.loads((tmp_path / "out" / "report.json").read_text())["sections"]
+    assert [s["results"][0]["runs"] for s in sections] == [2, 1, 1]
+
+
+def test_modes_share_a_section_side_by_side(tmp_path):
+    fp32 = make_doc("python")
+    bf16 = make_doc("python", precision="bf16", channels_last=True)
+    md = report.build_report(write_docs(tmp_path, [fp32, bf16]), tmp_path / "out")
+    modes = [r["mode"] for r in read_csv(tmp_path / "out" / "results_table.csv")]
+    assert modes == ["default", "precision=bf16, channels_last=True"]
+    assert "## Section" not in md.read_text()
+
+
+def test_peak_flag_gives_the_floor(tmp_path):
+    doc = make_doc("python", train_seconds=(2.0,))
+    report.build_report(write_docs(tmp_path, [doc]), tmp_path / "out", peak_tflops=1.0)
+    floor = json.loads((tmp_path / "out" / "report.json").read_text())["sections"][0]["floor"][0]
+    _, training = report.flops_per_image("resnet18")
+    assert floor["flops_per_image_training"] == training > 1e9  # ResNet18 at 32x32: about 3.3 GFLOPs
+    assert floor["floor_epoch_seconds"] == pytest.approx(training * 64 / 1e12)
+    assert floor["epoch_multiple"] == pytest.approx(2.0 / floor["floor_epoch_seconds"])
+
+
+def test_known_gpu_peak():
+    doc = make_doc("python")
+    doc["device"] = {"type": "cuda", "name": "NVIDIA H100 80GB HBM3", "threads": 2}
+    assert report.known_peak(doc)[0] == 495.0  # TF32: cuDNN's default allows it
+    doc["backend"]["cudnn_allow_tf32"] = False
+    assert report.known_peak(doc)[0] == 67.0
+
+
+def test_invalid_file_fails_with_its_name(tmp_path, capsys):
+    good = write_docs(tmp_path, [make_doc("python")])[0]
+    bad_doc = make_doc("cpp")
+    bad_doc["epochs"][0]["train_seconds"] = 0.0
+    bad = tmp_path / "broken.json"
+    bad.write_text(json.dumps(bad_doc))
+    assert report.main([str(good), str(bad), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"bench.report: error: {bad}: epochs[0] has a zero time"]
+
+
+def test_pngs_written_and_not_empty(tmp_path):
+    docs = [make_doc("python"), make_doc("cpp"), make_doc("python", model="resnet34"),
+            make_doc("cpp", model="resnet34")]
+    assert report.main([*map(str, write_docs(tmp_path, docs)), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    for name in ("epoch_time.png", "test_accuracy.png", "latency.png"):
+        png = tmp_path / "out" / name
+        assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in text
