@@ -124,6 +124,27 @@ def draw_epoch_augmentation(n, generator):
     return perm, crops, flips
 
 
+def matched_batches(images_u8, labels, generator, batch_size):
+    """One epoch of the matched pipeline: the epoch's draws, then normalized, augmented batches on the device.
+
+    The images stay uint8 on the training device; each batch is gathered, cropped, flipped and normalized
+    there. The last partial batch is kept.
+    """
+    device = images_u8.device
+    n = images_u8.shape[0]
+    perm, crops, flips = (t.to(device) for t in draw_epoch_augmentation(n, generator))
+    for start in range(0, n, batch_size):
+        pos = slice(start, min(start + batch_size, n))
+        idx = perm[pos]
+        yield normalize(random_crop_flip(images_u8[idx], crops[pos], flips[pos])), labels[idx]
+
+
+def ordered_batches(images, labels, batch_size):
+    """The resident, normalized images in order, in batches."""
+    for start in range(0, images.shape[0], batch_size):
+        yield images[start:start + batch_size], labels[start:start + batch_size]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Preparing data on disk (not timed, Python only)
 # ---------------------------------------------------------------------------------------------------------

@@ -28,15 +28,17 @@ LANGUAGE_COLORS = {"python": "tab:blue", "cpp": "tab:orange"}
 LANGUAGE_LINES = {"python": {"marker": "o", "linestyle": "-", "markersize": 8},
                   "cpp": {"marker": "x", "linestyle": "--", "markersize": 10}}
 
-# Config keys that select an implementation variant rather than a different experiment: runs that differ
-# only in these stay in one section, side by side, under a "mode" label. None = no documented default yet,
-# so the key is shown whenever a document carries it.
-MODE_DEFAULTS = {"precision": "fp32", "channels_last": False, "data_pipeline": None, "optimizer_impl": "per-tensor"}
+# Config keys that select an implementation variant rather than a different experiment (docs/twins.md,
+# "Modes"): runs that differ only in these stay in one section, side by side, under a "mode" label that
+# names the keys that differ from their default.
+MODE_DEFAULTS = {"precision": "fp32", "channels_last": False, "data_pipeline": "matched",
+                 "optimizer_impl": "per-tensor", "cudnn_benchmark": False}
 
 # Config keys that do not change what was measured: the requested device ("auto" vs "cuda") is replaced by
-# the device the run actually used, the model is a row of the tables, and a weights path is reduced to
-# whether weights were loaded (the same file may live in two places).
-NOISE_KEYS = {"device", "model", "load_weights"}
+# the device the run actually used, the model is a row of the tables, a weights path is reduced to
+# whether weights were loaded (the same file may live in two places), and the inference paths and
+# concurrency measured after training do not change the training numbers (their rows say what ran).
+NOISE_KEYS = {"device", "model", "load_weights", "inference_paths", "concurrency", "concurrency_iters"}
 
 # Vendor dense peaks in TFLOP/s (no sparsity). First matching substring of the device name wins, so the
 # more specific names come first. "tf32" applies when cuDNN may use TF32 (PyTorch's default for convs).
@@ -90,7 +92,8 @@ def comparability_key(doc):
            "device.threads": doc["device"]["threads"],
            "config.load_weights": doc["config"].get("load_weights") is not None}
     for name, value in doc["backend"].items():
-        key[f"backend.{name}"] = value
+        if name not in MODE_DEFAULTS:  # cudnn_benchmark is a mode, recorded in config too
+            key[f"backend.{name}"] = value
     for name, value in doc["config"].items():
         if name not in NOISE_KEYS and name not in MODE_DEFAULTS:
             key[f"config.{name}"] = value
@@ -279,7 +282,8 @@ def hardware_line(docs):
     def per_language(field):
         values = {}
         for d in docs:
-            values.setdefault("n/a" if d.get(field) is None else str(d[field]), []).append(LANGUAGE_NAMES[d["language"]])
+            value = "n/a" if d.get(field) is None else str(d[field])
+            values.setdefault(value, []).append(LANGUAGE_NAMES[d["language"]])
         if len(values) == 1:
             return next(iter(values))
         return " / ".join(f"{v} ({', '.join(sorted(set(langs)))})" for v, langs in values.items())

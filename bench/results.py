@@ -8,11 +8,15 @@ import math
 import os
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LANGUAGES = ("python", "cpp")
 EPOCH_KEYS = ("epoch", "train_seconds", "eval_seconds", "images_per_second", "train_loss", "train_accuracy",
               "test_loss", "test_accuracy", "lr")
 LATENCY_STATS = ("median_ms", "p90_ms", "p99_ms", "mean_ms")
+# The modes' allowed values (docs/twins.md, "Modes"); bench/train.py and cpp/train.cpp accept exactly these.
+MODE_CHOICES = {"precision": ("fp32", "bf16"), "optimizer_impl": ("per-tensor", "foreach"),
+                "data_pipeline": ("matched", "idiomatic")}
+INFERENCE_PATHS = ("eager", "compile", "aoti", "cuda-graph")
 
 
 class ResultsError(Exception):
@@ -59,6 +63,16 @@ def _is_num(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _check_samples(entry, where, name):
+    """samples_ms are positive numbers and the stored statistics are the ones they give."""
+    samples = entry.get("samples_ms")
+    _require(isinstance(samples, list) and samples and all(_is_num(s) and s > 0 for s in samples), where,
+             f"{name}.samples_ms empty or not positive numbers")
+    for key, value in summarize_ms(samples).items():
+        _require(_is_num(entry.get(key)) and math.isclose(entry[key], value, rel_tol=1e-9, abs_tol=1e-12),
+                 where, f"{name}.{key} is {entry.get(key)}, its samples give {value}")
+
+
 def validate_results(doc, where="results"):
     """Raise ResultsError naming the first problem; return doc. Checks types and internal consistency."""
     _require(isinstance(doc, dict), where, "not a JSON object")
@@ -84,6 +98,18 @@ def validate_results(doc, where="results"):
     for key in ("epochs", "batch_size", "seed", "train_limit", "test_limit", "threads", "latency_iters"):
         _require(isinstance(cfg.get(key), int), where, f"config.{key} missing")
     _require(_is_num(cfg.get("lr")), where, "config.lr missing")
+    for key, choices in MODE_CHOICES.items():
+        _require(cfg.get(key) in choices, where, f"config.{key} must be one of {choices}")
+    for key in ("channels_last", "cudnn_benchmark"):
+        _require(isinstance(cfg.get(key), bool), where, f"config.{key} missing or not a bool")
+    _require(isinstance(cfg.get("workers"), int) and cfg["workers"] >= 0, where, "config.workers invalid")
+    paths = cfg.get("inference_paths")
+    _require(isinstance(paths, list) and paths and all(p in INFERENCE_PATHS for p in paths), where,
+             f"config.inference_paths must be a non-empty list of {INFERENCE_PATHS}")
+    _require(isinstance(cfg.get("concurrency"), list) and all(isinstance(n, int) and n > 0 for n in cfg["concurrency"]),
+             where, "config.concurrency must be a list of positive ints")
+    _require(isinstance(cfg.get("concurrency_iters"), int) and cfg["concurrency_iters"] > 0, where,
+             "config.concurrency_iters invalid")
     expected_epochs = 0 if cfg.get("eval_only") else cfg["epochs"]
     _require(len(doc["epochs"]) == expected_epochs, where,
              f"{len(doc['epochs'])} epoch records for {expected_epochs} configured epochs")
@@ -102,15 +128,29 @@ def validate_results(doc, where="results"):
         last = doc["epochs"][-1]
         for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
             _require(fin.get(key) == last[key], where, f"final.{key} differs from the last epoch")
+    _require(isinstance(doc.get("unavailable"), list), where, "unavailable missing or not a list")
+    for i, item in enumerate(doc["unavailable"]):
+        ok = isinstance(item, dict) and isinstance(item.get("feature"), str) and isinstance(item.get("reason"), str)
+        _require(ok, where, f"unavailable[{i}] needs a feature and a reason")
+    seen = set()
     for i, lat in enumerate(doc["latency"]):
+        _require(lat.get("path") in cfg["inference_paths"], where, f"latency[{i}].path is not a configured path")
         _require(isinstance(lat.get("batch_size"), int) and lat["batch_size"] > 0, where,
                  f"latency[{i}].batch_size invalid")
-        samples = lat.get("samples_ms")
-        _require(isinstance(samples, list) and samples and all(_is_num(s) and s > 0 for s in samples), where,
-                 f"latency[{i}].samples_ms empty or not positive numbers")
-        for key, value in summarize_ms(samples).items():
-            _require(_is_num(lat.get(key)) and math.isclose(lat[key], value, rel_tol=1e-9, abs_tol=1e-12),
-                     where, f"latency[{i}].{key} is {lat.get(key)}, its samples give {value}")
+        _require((lat["path"], lat["batch_size"]) not in seen, where, f"latency[{i}] repeats its path and batch size")
+        seen.add((lat["path"], lat["batch_size"]))
+        _check_samples(lat, where, f"latency[{i}]")
+    _require(isinstance(doc.get("concurrency"), list), where, "concurrency missing or not a list")
+    for i, conc in enumerate(doc["concurrency"]):
+        name = f"concurrency[{i}]"
+        for key in ("threads", "requests"):
+            _require(isinstance(conc.get(key), int) and conc[key] > 0, where, f"{name}.{key} invalid")
+        for key in ("seconds", "images_per_second"):
+            _require(_is_num(conc.get(key)) and conc[key] > 0, where, f"{name}.{key} invalid")
+        _require(math.isclose(conc["images_per_second"], conc["requests"] / conc["seconds"], rel_tol=1e-6), where,
+                 f"{name}.images_per_second is not requests / seconds")
+        _check_samples(conc, where, name)
+        _require(len(conc["samples_ms"]) == conc["requests"], where, f"{name} has one sample per request")
     mem = doc.get("peak_memory_bytes")
     _require(mem is None or (isinstance(mem, int) and mem >= 0), where, "peak_memory_bytes invalid")
     return doc

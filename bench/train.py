@@ -9,19 +9,25 @@ import os
 import platform
 import signal
 import sys
-import time
+import time  # the BENCH_SLEEP_PER_STEP_MS test hook
 
 import torch
 import torch.nn.functional as F
 
 from bench import data as D
+from bench import infer as I
 from bench import model as M
-from bench.results import summarize_ms, write_results_atomic
+from bench.results import SCHEMA_VERSION, write_results_atomic
+from bench.runtime import as_input_layout, autocast, now_ns, seconds_since
 
 PROG = "bench.train"
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
 SCHEDULE = "linear-warmup-linear-decay"
+PRECISIONS = ("fp32", "bf16")
+OPTIMIZER_IMPLS = ("per-tensor", "foreach")
+DATA_PIPELINES = ("matched", "idiomatic")
+INFERENCE_PATHS = ("eager", "compile", "aoti", "cuda-graph")
 
 
 class UsageError(Exception):
@@ -41,18 +47,34 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _int_list(text):
+def _positive_ints(text, what):
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{what} must be >= 1, got {text!r}")
     return values
 
 
+def _int_list(text):
+    return _positive_ints(text, "batch sizes")
+
+
+def _concurrency_list(text):
+    return _positive_ints(text, "thread counts") if text else []
+
+
+def _name_list(text):
+    names = text.split(",")
+    if "" in names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct comma-separated names, got {text!r}")
+    return names
+
+
 def parse_args(argv=None):
-    p = _Parser(prog=PROG, allow_abbrev=False, description="Train and time a CIFAR ResNet (Python twin of build/bench_train).")
+    p = _Parser(prog=PROG, allow_abbrev=False,
+                description="Train and time a CIFAR ResNet (Python twin of build/bench_train).")
     p.add_argument("--model", default="resnet18", help="resnet18 | resnet34 (default: resnet18)")
     p.add_argument("--epochs", type=int, default=1, help="training epochs, >= 1 (default: 1)")
     p.add_argument("--batch-size", type=int, default=128, help="training and eval batch size (default: 128)")
@@ -77,16 +99,35 @@ def parse_args(argv=None):
     p.add_argument("--dump-init", default=None, help="write the weights right after init")
     p.add_argument("--dump-batch", default=None, help="write the first augmented batch and test images")
     p.add_argument("--dump-logits", default=None, help="write the eval-mode logits of the test images")
+    # Modes (docs/twins.md, "Modes"): how the same computation runs.
+    p.add_argument("--precision", default="fp32", help="fp32 | bf16 (autocast) (default: fp32)")
+    p.add_argument("--channels-last", action="store_true", help="channels_last weights and inputs")
+    p.add_argument("--optimizer-impl", default="per-tensor", help="per-tensor | foreach SGD kernels")
+    p.add_argument("--data-pipeline", default="matched", help="matched | idiomatic (default: matched)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the idiomatic pipeline")
+    p.add_argument("--inference-paths", type=_name_list, default=["eager"],
+                   help=f"comma-separated latency paths: {','.join(INFERENCE_PATHS)} (default: eager)")
+    p.add_argument("--concurrency", type=_concurrency_list, default=[],
+                   help="comma-separated thread counts for concurrent batch-1 inference (default: none)")
+    p.add_argument("--concurrency-iters", type=int, default=50, help="timed requests per thread (default: 50)")
     args = p.parse_args(argv)
 
     if args.model not in M.STAGES:
         raise UsageError(f"unknown model {args.model!r} (choose from {', '.join(M.STAGES)})")
-    if args.device not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"unknown device {args.device!r} (choose from auto, cpu, cuda)")
+    for flag, value, choices in [("device", args.device, ("auto", "cpu", "cuda")),
+                                 ("precision", args.precision, PRECISIONS),
+                                 ("optimizer implementation", args.optimizer_impl, OPTIMIZER_IMPLS),
+                                 ("data pipeline", args.data_pipeline, DATA_PIPELINES)]:
+        if value not in choices:
+            raise UsageError(f"unknown {flag} {value!r} (choose from {', '.join(choices)})")
+    for path in args.inference_paths:
+        if path not in INFERENCE_PATHS:
+            raise UsageError(f"unknown inference path {path!r} (choose from {', '.join(INFERENCE_PATHS)})")
     for flag, value, low in [("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
                              ("--train-limit", args.train_limit, 0), ("--test-limit", args.test_limit, 0),
                              ("--threads", args.threads, 0), ("--latency-iters", args.latency_iters, 0),
-                             ("--latency-warmup", args.latency_warmup, 0)]:
+                             ("--latency-warmup", args.latency_warmup, 0), ("--workers", args.workers, 0),
+                             ("--concurrency-iters", args.concurrency_iters, 1)]:
         if value < low:
             raise UsageError(f"{flag} must be >= {low}, got {value}")
     if not (math.isfinite(args.lr) and args.lr > 0):
@@ -94,25 +135,6 @@ def parse_args(argv=None):
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was requested but CUDA is not available")
     return args
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Timing
-# ---------------------------------------------------------------------------------------------------------
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def now_ns(device):
-    """The clock, read only after the device has finished what was queued."""
-    synchronize(device)
-    return time.perf_counter_ns()
-
-
-def seconds_since(t0, device):
-    return (now_ns(device) - t0) / 1e9
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -132,32 +154,28 @@ def _env_number(name):
     return float(value) if value else None
 
 
-def train_epoch(model, optimizer, train_x, train_y, generator, batch_size, first_step, total_steps, peak_lr,
-                dump_batch=None):
-    """One epoch; returns device tensors (loss sum, correct count, per-step losses) and the last lr."""
+def train_epoch(model, optimizer, batches, device, first_step, total_steps, args, dump_batch=None):
+    """One epoch over `batches` ((x, y) on the device); returns device tensors (loss sum, correct count,
+    per-step losses), the number of images and the last lr. Nothing here waits for the device."""
     model.train()
-    device = train_x.device
-    n = train_x.shape[0]
-    perm, crops, flips = (t.to(device) for t in D.draw_epoch_augmentation(n, generator))
     sleep_ms = _env_number("BENCH_SLEEP_PER_STEP_MS")
     nan_step = _env_number("BENCH_NAN_AT_STEP")
     loss_sum = torch.zeros((), dtype=torch.float32, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     step_losses = []
-    lr = peak_lr
-    for i, start in enumerate(range(0, n, batch_size)):
+    images = 0
+    lr = args.lr
+    for i, (x, y) in enumerate(batches):
         step = first_step + i
-        lr = lr_at_step(step, total_steps, peak_lr)
+        lr = lr_at_step(step, total_steps, args.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        pos = slice(start, min(start + batch_size, n))
-        idx = perm[pos]
-        x = D.normalize(D.random_crop_flip(train_x[idx], crops[pos], flips[pos]))
-        y = train_y[idx]
+        x = as_input_layout(x, args.channels_last)
         if dump_batch is not None and step == 0:
             dump_batch(x, y)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        with autocast(device, args.precision):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
         if nan_step is not None and step == int(nan_step):
             loss = loss * float("nan")
         optimizer.zero_grad(set_to_none=True)
@@ -166,43 +184,25 @@ def train_epoch(model, optimizer, train_x, train_y, generator, batch_size, first
         loss_sum += loss.detach() * y.shape[0]
         correct += (logits.argmax(1) == y).sum()
         step_losses.append(loss.detach())
+        images += y.shape[0]
         if sleep_ms:
             time.sleep(sleep_ms / 1000)
-    return loss_sum, correct, torch.stack(step_losses), lr
+    return loss_sum, correct, torch.stack(step_losses), images, lr
 
 
-def evaluate(model, images, labels, batch_size):
-    """Mean loss and accuracy (%) over the test images, one host read at the end."""
+def evaluate(model, batches, device, args):
+    """Mean loss and accuracy (%) over `batches`, one host read at the end."""
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float32, device=images.device)
-    correct = torch.zeros((), dtype=torch.int64, device=images.device)
-    with torch.inference_mode():
-        for start in range(0, images.shape[0], batch_size):
-            x, y = images[start:start + batch_size], labels[start:start + batch_size]
-            logits = model(x)
+    loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    n = 0
+    with torch.inference_mode(), autocast(device, args.precision):
+        for x, y in batches:
+            logits = model(as_input_layout(x, args.channels_last))
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
-    n = images.shape[0]
+            n += y.shape[0]
     return loss_sum.item() / n, 100.0 * correct.item() / n
-
-
-def measure_latency(model, test_x, batch_sizes, iters, warmup):
-    """Per-sample forward latency (ms) for each batch size: sync, clock, forward, sync, clock."""
-    device = test_x.device
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for bs in batch_sizes:
-            x = test_x[torch.arange(bs, device=device) % test_x.shape[0]]
-            for _ in range(warmup):
-                model(x)
-            samples = []
-            for _ in range(iters):
-                t0 = now_ns(device)
-                model(x)
-                samples.append((now_ns(device) - t0) / 1e6)
-            out.append({"batch_size": bs, "samples_ms": samples, **summarize_ms(samples)})
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -264,7 +264,8 @@ def run(args):
     except (D.DataError, OSError) as err:
         raise RunError(str(err)) from None
     train_x, train_y = train_x.to(device), train_y.to(device)  # uint8: augmented per batch on the device
-    test_x, test_y = D.normalize(test_x.to(device)), test_y.to(device)
+    test_x = as_input_layout(D.normalize(test_x.to(device)), args.channels_last)
+    test_y = test_y.to(device)
 
     generator = torch.Generator().manual_seed(args.seed)
     model = M.make_model(args.model)
@@ -277,8 +278,20 @@ def run(args):
         except M.WeightsError as err:
             raise RunError(str(err)) from None
     model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=MOMENTUM, nesterov=True,
-                                weight_decay=WEIGHT_DECAY, foreach=False)
+                                weight_decay=WEIGHT_DECAY, foreach=args.optimizer_impl == "foreach")
+
+    if args.data_pipeline == "idiomatic":
+        from bench import pipeline as P
+
+        train_loader, test_loader = P.idiomatic_loaders(data_dir, device, args)
+        epoch_batches = lambda: P.device_batches(train_loader, device)  # noqa: E731
+        test_source = lambda: P.device_batches(test_loader, device)  # noqa: E731
+    else:
+        epoch_batches = lambda: D.matched_batches(train_x, train_y, generator, args.batch_size)  # noqa: E731
+        test_source = lambda: D.ordered_batches(test_x, test_y, args.batch_size)  # noqa: E731
 
     def dump_batch(x, y):
         save_tensors({"images": x, "labels": y, "test_images": test_x}, args.dump_batch)
@@ -290,9 +303,9 @@ def run(args):
     start = now_ns(device)
     for epoch in range(1, 0 if args.eval_only else args.epochs + 1):
         t0 = now_ns(device)
-        loss_sum, correct, step_losses, lr = train_epoch(
-            model, optimizer, train_x, train_y, generator, args.batch_size, (epoch - 1) * steps_per_epoch,
-            total_steps, args.lr, dump_batch if args.dump_batch else None)
+        loss_sum, correct, step_losses, images, lr = train_epoch(
+            model, optimizer, epoch_batches(), device, (epoch - 1) * steps_per_epoch, total_steps, args,
+            dump_batch if args.dump_batch else None)
         train_seconds = seconds_since(t0, device)
         step_losses = step_losses.cpu()
         bad = (~torch.isfinite(step_losses)).nonzero()
@@ -302,33 +315,41 @@ def run(args):
                            f"(global step {(epoch - 1) * steps_per_epoch + s}); no results written")
         all_losses += step_losses.tolist()
         t0 = now_ns(device)
-        test_loss, test_acc = evaluate(model, test_x, test_y, args.batch_size)
+        test_loss, test_acc = evaluate(model, test_source(), device, args)
         eval_seconds = seconds_since(t0, device)
         rec = {"epoch": epoch, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-               "images_per_second": n_train / train_seconds, "train_loss": loss_sum.item() / n_train,
-               "train_accuracy": 100.0 * correct.item() / n_train, "test_loss": test_loss,
+               "images_per_second": images / train_seconds, "train_loss": loss_sum.item() / images,
+               "train_accuracy": 100.0 * correct.item() / images, "test_loss": test_loss,
                "test_accuracy": test_acc, "lr": lr}
         epochs.append(rec)
         print(progress_line(epoch, args.epochs, rec, seconds_since(start, device)), file=sys.stderr, flush=True)
     total_seconds = seconds_since(start, device)
 
     if args.eval_only:
-        test_loss, test_acc = evaluate(model, test_x, test_y, args.batch_size)
+        test_loss, test_acc = evaluate(model, test_source(), device, args)
         final = {"train_loss": None, "train_accuracy": None, "test_loss": test_loss, "test_accuracy": test_acc}
         print(f"eval test_loss {test_loss:.4f} test_acc {test_acc:.2f}%", file=sys.stderr, flush=True)
     else:
         final = {k: epochs[-1][k] for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
     if args.dump_logits:
         model.eval()
-        with torch.inference_mode():
-            save_tensors({"logits": model(test_x)}, args.dump_logits)
-    latency = (measure_latency(model, test_x, args.latency_batch_sizes, args.latency_iters, args.latency_warmup)
-               if args.latency_iters else [])
+        with torch.inference_mode(), autocast(device, args.precision):
+            save_tensors({"logits": model(test_x).float()}, args.dump_logits)
+    latency, unavailable = [], []
+    if args.latency_iters:
+        latency, unavailable = I.measure_latency(model, test_x, device, args, clock=lambda: now_ns(device),
+                                                 autocast=lambda: autocast(device, args.precision))
+    concurrency = []
+    if args.concurrency:
+        concurrency = I.measure_concurrency(model, test_x, device, args, clock=lambda: now_ns(device),
+                                            autocast=lambda: autocast(device, args.precision))
+    for item in unavailable:
+        print(f"{PROG}: note: {item['feature']} skipped: {item['reason']}", file=sys.stderr, flush=True)
     if args.save_weights:
         M.save_weights(model, args.save_weights)
 
     doc = {
-        "schema_version": 1, "complete": True, "language": "python", "model": args.model,
+        "schema_version": SCHEMA_VERSION, "complete": True, "language": "python", "model": args.model,
         "param_count": M.param_count(model), "torch_version": torch.__version__.split("+")[0],
         "cuda_version": torch.version.cuda if device.type == "cuda" else None,
         "cudnn_version": torch.backends.cudnn.version() if device.type == "cuda" else None,
@@ -338,9 +359,14 @@ def run(args):
                    "seed": args.seed, "train_limit": args.train_limit, "test_limit": args.test_limit,
                    "device": args.device, "threads": args.threads,
                    "latency_batch_sizes": args.latency_batch_sizes, "latency_iters": args.latency_iters,
-                   "latency_warmup": args.latency_warmup, "optimizer_impl": "per-tensor",
-                   "eval_only": args.eval_only, "load_weights": args.load_weights},
+                   "latency_warmup": args.latency_warmup, "optimizer_impl": args.optimizer_impl,
+                   "eval_only": args.eval_only, "load_weights": args.load_weights,
+                   "precision": args.precision, "channels_last": args.channels_last,
+                   "cudnn_benchmark": args.cudnn_benchmark, "data_pipeline": args.data_pipeline,
+                   "workers": args.workers, "inference_paths": args.inference_paths,
+                   "concurrency": args.concurrency, "concurrency_iters": args.concurrency_iters},
         "epochs": epochs, "total_seconds": total_seconds, "final": final, "latency": latency,
+        "concurrency": concurrency, "unavailable": unavailable,
         "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
     }
     if args.record_step_losses:

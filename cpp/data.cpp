@@ -142,3 +142,35 @@ EpochAugmentation draw_epoch_augmentation(int64_t n, at::Generator& gen) {
   auto flips = torch::randint(0, 2, {n}, gen, long_opts);
   return {perm, crops, flips};
 }
+
+MatchedBatches::MatchedBatches(const torch::Tensor& images_u8, const torch::Tensor& labels, at::Generator& gen,
+                               int64_t batch_size)
+    : images_u8_(images_u8), labels_(labels), batch_size_(batch_size) {
+  const auto draws = draw_epoch_augmentation(images_u8.size(0), gen);
+  perm_ = draws.perm.to(images_u8.device());
+  crops_ = draws.crops.to(images_u8.device());
+  flips_ = draws.flips.to(images_u8.device());
+}
+
+std::optional<Batch> MatchedBatches::next() {
+  const int64_t n = images_u8_.size(0);
+  if (start_ >= n) return std::nullopt;
+  const int64_t end = std::min(start_ + batch_size_, n);
+  const auto idx = perm_.slice(0, start_, end);
+  Batch batch{normalize(random_crop_flip(images_u8_.index({idx}), crops_.slice(0, start_, end), flips_.slice(0, start_, end))),
+              labels_.index({idx})};
+  start_ = end;
+  return batch;
+}
+
+OrderedBatches::OrderedBatches(const torch::Tensor& images, const torch::Tensor& labels, int64_t batch_size)
+    : images_(images), labels_(labels), batch_size_(batch_size) {}
+
+std::optional<Batch> OrderedBatches::next() {
+  const int64_t n = images_.size(0);
+  if (start_ >= n) return std::nullopt;
+  const int64_t end = std::min(start_ + batch_size_, n);
+  Batch batch{images_.slice(0, start_, end), labels_.slice(0, start_, end)};
+  start_ = end;
+  return batch;
+}

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -44,3 +45,37 @@ struct EpochAugmentation {
 };
 // The per-epoch draws, in this order, from the run's one CPU generator.
 EpochAugmentation draw_epoch_augmentation(int64_t n, at::Generator& gen);
+
+struct Batch {
+  torch::Tensor images;  // float32, normalized, on the training device
+  torch::Tensor labels;  // int64, on the training device
+};
+
+// A source of batches for one pass (Python: an iterator of (x, y)); next() is empty after the last batch.
+struct BatchSource {
+  virtual ~BatchSource() = default;
+  virtual std::optional<Batch> next() = 0;
+};
+
+// One epoch of the matched pipeline (Python: the generator matched_batches): the epoch's draws at
+// construction, then normalized, augmented batches gathered on the device. The last partial batch is kept.
+class MatchedBatches : public BatchSource {
+ public:
+  MatchedBatches(const torch::Tensor& images_u8, const torch::Tensor& labels, at::Generator& gen, int64_t batch_size);
+  std::optional<Batch> next() override;
+
+ private:
+  torch::Tensor images_u8_, labels_, perm_, crops_, flips_;
+  int64_t batch_size_, start_ = 0;
+};
+
+// The resident, normalized images in order, in batches (Python: ordered_batches).
+class OrderedBatches : public BatchSource {
+ public:
+  OrderedBatches(const torch::Tensor& images, const torch::Tensor& labels, int64_t batch_size);
+  std::optional<Batch> next() override;
+
+ private:
+  torch::Tensor images_, labels_;
+  int64_t batch_size_, start_ = 0;
+};

@@ -103,6 +103,16 @@ void init_weights(ResNet& model, at::Generator& gen) {
   }
 }
 
+void to_channels_last(ResNet& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& t : model->parameters()) {
+    if (t.dim() == 4) t.set_data(t.data().contiguous(torch::MemoryFormat::ChannelsLast));
+  }
+  for (auto& t : model->buffers()) {
+    if (t.dim() == 4) t.set_data(t.data().contiguous(torch::MemoryFormat::ChannelsLast));
+  }
+}
+
 std::vector<std::pair<std::string, torch::Tensor>> state_dict(const ResNet& model) {
   std::vector<std::pair<std::string, torch::Tensor>> entries;
   for (const auto& item : model->named_modules()) {

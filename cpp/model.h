@@ -34,6 +34,9 @@ ResNet resnet34();
 // "resnet18" or "resnet34".
 ResNet make_model(const std::string& name);
 
+// Python's model.to(memory_format=torch.channels_last): every 4-d parameter and buffer becomes channels_last.
+void to_channels_last(ResNet& model);
+
 // PyTorch's default init distributions, drawn from `gen` in module pre-order.
 void init_weights(ResNet& model, at::Generator& gen);
 

@@ -59,6 +59,13 @@ void Json::set(std::string key, Json value) {
   std::get<Object>(value_).emplace_back(std::move(key), std::move(value));
 }
 
+const Json& Json::get(const std::string& key) const {
+  for (const auto& [k, v] : std::get<Object>(value_)) {
+    if (k == key) return v;
+  }
+  throw std::out_of_range("JSON object has no key " + key);
+}
+
 std::string Json::dump() const {
   std::string out;
   dump_to(out, 0);

@@ -30,6 +30,10 @@ class Json {
 
   // Appends a key to an object (the value must be an object).
   void set(std::string key, Json value);
+  // The value of `key` in an object; throws std::out_of_range when it is missing.
+  const Json& get(const std::string& key) const;
+  // The text of a string value.
+  const std::string& str() const { return std::get<std::string>(value_); }
   // Indented text; non-finite doubles are written as null, never NaN.
   std::string dump() const;
 

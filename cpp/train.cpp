@@ -29,47 +29,26 @@
 #endif
 
 #include "data.h"
+#include "infer.h"
 #include "model.h"
+#include "optim.h"
+#include "pipeline.h"
 #include "results.h"
+#include "runtime.h"
+#include "train.h"
 
 namespace {
 
 const char* const kProg = "bench_train";
 constexpr double kMomentum = 0.9;
 constexpr double kWeightDecay = 5e-4;
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 constexpr int kExitRuntimeError = 1;
 constexpr int kExitUsageError = 2;
 
 // A bad command line: one line on stderr, exit 2.
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
-};
-
-struct Args {
-  std::string model = "resnet18";
-  int64_t epochs = 1;
-  int64_t batch_size = 128;
-  double lr = 0.1;
-  std::string data;  // empty: ask `python3 -m bench.data default`
-  int64_t train_limit = 0;
-  int64_t test_limit = 0;
-  std::string device = "auto";
-  int64_t seed = 0;
-  int64_t threads = 0;
-  std::string results;
-  std::vector<int64_t> latency_batch_sizes = {1, 32, 128};
-  int64_t latency_iters = 100;
-  int64_t latency_warmup = 10;
-  std::string save_weights;
-  std::string load_weights;
-  bool eval_only = false;
-  bool deterministic = false;
-  bool cudnn_benchmark = false;
-  bool record_step_losses = false;
-  std::string dump_init;
-  std::string dump_batch;
-  std::string dump_logits;
 };
 
 // ---- flags -----------------------------------------------------------------------------------------
@@ -109,22 +88,49 @@ void check_at_least(const std::string& flag, int64_t value, int64_t minimum) {
   }
 }
 
-std::vector<int64_t> parse_int_list(const std::string& flag, const std::string& text) {
-  std::vector<int64_t> values;
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> items;
   for (size_t start = 0;;) {
     const size_t comma = text.find(',', start);
-    const std::string item = text.substr(start, comma - start);
+    items.push_back(text.substr(start, comma - start));
+    if (comma == std::string::npos) return items;
+    start = comma + 1;
+  }
+}
+
+// `what` names the values in the error ("batch sizes", "thread counts").
+std::vector<int64_t> parse_positive_ints(const std::string& flag, const std::string& text, const std::string& what) {
+  std::vector<int64_t> values;
+  for (const auto& item : split_commas(text)) {
     char* end = nullptr;
     const long long v = std::strtoll(item.c_str(), &end, 10);
     if (item.empty() || *end != '\0') {
       throw UsageError("argument " + flag + ": expected comma-separated integers, got '" + text + "'");
     }
-    if (v < 1) throw UsageError("argument " + flag + ": batch sizes must be >= 1, got '" + text + "'");
     values.push_back(v);
-    if (comma == std::string::npos) return values;
-    start = comma + 1;
   }
+  for (const int64_t v : values) {
+    if (v < 1) throw UsageError("argument " + flag + ": " + what + " must be >= 1, got '" + text + "'");
+  }
+  return values;
 }
+
+std::vector<std::string> parse_name_list(const std::string& flag, const std::string& text) {
+  auto names = split_commas(text);
+  for (size_t i = 0; i < names.size(); ++i) {
+    bool repeated = false;
+    for (size_t j = 0; j < i; ++j) repeated = repeated || names[j] == names[i];
+    if (names[i].empty() || repeated) {
+      throw UsageError("argument " + flag + ": expected distinct comma-separated names, got '" + text + "'");
+    }
+  }
+  return names;
+}
+
+const std::vector<std::string> kPrecisions = {"fp32", "bf16"};
+const std::vector<std::string> kOptimizerImpls = {"per-tensor", "foreach"};
+const std::vector<std::string> kDataPipelines = {"matched", "idiomatic"};
+const std::vector<std::string> kInferencePaths = {"eager", "compile", "aoti", "cuda-graph"};
 
 // Python's str(float): shortest round-trip digits, "1.0" not "1".
 std::string py_float_str(double v) {
@@ -164,7 +170,7 @@ std::vector<Flag> flag_table(Args& a) {
        [&a](const std::string& v) { a.threads = parse_int("--threads", v); }},
       {"--results", "PATH", "none", "write the results JSON here", str(a.results)},
       {"--latency-batch-sizes", "LIST", "1,32,128", "comma-separated inference batch sizes",
-       [&a](const std::string& v) { a.latency_batch_sizes = parse_int_list("--latency-batch-sizes", v); }},
+       [&a](const std::string& v) { a.latency_batch_sizes = parse_positive_ints("--latency-batch-sizes", v, "batch sizes"); }},
       {"--latency-iters", "N", "100", "timed forwards per batch size, 0 = skip latency",
        [&a](const std::string& v) { a.latency_iters = parse_int("--latency-iters", v); }},
       {"--latency-warmup", "N", "10", "untimed forwards before timing",
@@ -178,6 +184,27 @@ std::vector<Flag> flag_table(Args& a) {
       {"--dump-init", "PATH", "none", "write the weights right after init (torch pickle)", str(a.dump_init)},
       {"--dump-batch", "PATH", "none", "write the first train batch and the test images (torch pickle)", str(a.dump_batch)},
       {"--dump-logits", "PATH", "none", "write the final test logits (torch pickle)", str(a.dump_logits)},
+      // Modes (docs/twins.md, "Modes"): how the same computation runs.
+      {"--precision", "{fp32,bf16}", "fp32", "fp32, or bf16 autocast",
+       [&a](const std::string& v) { a.precision = choice("precision", v, kPrecisions); }},
+      {"--channels-last", "", "off", "channels_last weights and inputs", on(a.channels_last)},
+      {"--optimizer-impl", "{per-tensor,foreach}", "per-tensor", "SGD kernels: one per tensor or multi-tensor",
+       [&a](const std::string& v) { a.optimizer_impl = choice("optimizer implementation", v, kOptimizerImpls); }},
+      {"--data-pipeline", "{matched,idiomatic}", "matched", "matched (same in both) or each ecosystem's own",
+       [&a](const std::string& v) { a.data_pipeline = choice("data pipeline", v, kDataPipelines); }},
+      {"--workers", "N", "2", "DataLoader workers of the idiomatic pipeline",
+       [&a](const std::string& v) { a.workers = parse_int("--workers", v); }},
+      {"--inference-paths", "LIST", "eager", "comma-separated latency paths: eager,compile,aoti,cuda-graph",
+       [&a](const std::string& v) {
+         a.inference_paths = parse_name_list("--inference-paths", v);
+         for (const auto& path : a.inference_paths) choice("inference path", path, kInferencePaths);
+       }},
+      {"--concurrency", "LIST", "none", "comma-separated thread counts for concurrent batch-1 inference",
+       [&a](const std::string& v) {
+         a.concurrency = v.empty() ? std::vector<int64_t>{} : parse_positive_ints("--concurrency", v, "thread counts");
+       }},
+      {"--concurrency-iters", "N", "50", "timed requests per thread",
+       [&a](const std::string& v) { a.concurrency_iters = parse_int("--concurrency-iters", v); }},
   };
 }
 
@@ -225,6 +252,8 @@ Args parse_args(int argc, char** argv) {
   check_at_least("--threads", args.threads, 0);
   check_at_least("--latency-iters", args.latency_iters, 0);
   check_at_least("--latency-warmup", args.latency_warmup, 0);
+  check_at_least("--workers", args.workers, 0);
+  check_at_least("--concurrency-iters", args.concurrency_iters, 1);
   if (!(std::isfinite(args.lr) && args.lr > 0)) {
     throw UsageError("--lr must be a positive number, got " + py_float_str(args.lr));
   }
@@ -352,20 +381,6 @@ Json cudnn_version(const torch::Device& device) {
   return int64_t(at::detail::getCUDAHooks().versionRuntimeCuDNN());
 }
 
-// ---- timing ----------------------------------------------------------------------------------------
-
-// Before every clock read, so that queued GPU work is counted where it ran.
-void synchronize(const torch::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize(device.index());
-}
-
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-double seconds_since(int64_t t0_ns) { return double(now_ns() - t0_ns) / 1e9; }
-
 // ---- training --------------------------------------------------------------------------------------
 
 // Linear warmup over the first fifth of the steps, then linear decay to 0.
@@ -375,125 +390,78 @@ double lr_at_step(int64_t step, int64_t total, double peak) {
   return peak * double(total - step) / double(total - warmup);
 }
 
-struct TrainData {
-  torch::Tensor images_u8;  // on the device
-  torch::Tensor labels;     // on the device
-};
-
 struct EpochResult {
-  double loss, accuracy, lr;
+  torch::Tensor loss_sum;     // float32 scalar on the device
+  torch::Tensor correct;      // int64 scalar on the device
+  torch::Tensor step_losses;  // [steps] on the device
+  int64_t images;
+  double lr;
 };
 
-// One epoch; `global_step` counts steps across epochs. Throws on a non-finite loss.
-EpochResult train_epoch(ResNet& model, torch::optim::SGD& optimizer, const TrainData& train, int64_t batch_size,
-                        at::Generator& gen, const torch::Device& device, int64_t epoch, int64_t& global_step,
-                        int64_t total_steps, double peak_lr, const TestHooks& hooks, const Args& args,
-                        const torch::Tensor& test_images, std::vector<torch::Tensor>& all_step_losses) {
+// One epoch over `batches`; returns device tensors, the number of images and the last lr. Nothing here
+// waits for the device. `dump_batch` (may be empty) sees the first batch of the run.
+EpochResult train_epoch(ResNet& model, torch::optim::SGD& optimizer, BatchSource& batches, const torch::Device& device,
+                        int64_t first_step, int64_t total_steps, const Args& args, const TestHooks& hooks,
+                        const std::function<void(const torch::Tensor&, const torch::Tensor&)>& dump_batch) {
   model->train();
-  const int64_t n = train.images_u8.size(0);
-  const int64_t steps = (n + batch_size - 1) / batch_size;
-  auto draws = draw_epoch_augmentation(n, gen);
-  const auto perm = draws.perm.to(device), crops = draws.crops.to(device), flips = draws.flips.to(device);
-
   auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
   auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device));
   std::vector<torch::Tensor> step_losses;
-  double lr = peak_lr;
-  const int64_t first_step = global_step;
-  for (int64_t i = 0; i < steps; ++i, ++global_step) {
-    lr = lr_at_step(global_step, total_steps, peak_lr);
+  int64_t images = 0;
+  double lr = args.lr;
+  for (int64_t i = 0;; ++i) {
+    auto batch = batches.next();
+    if (!batch) break;
+    const int64_t step = first_step + i;
+    lr = lr_at_step(step, total_steps, args.lr);
     for (auto& group : optimizer.param_groups()) static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
-
-    const int64_t start = i * batch_size, end = std::min(start + batch_size, n);
-    const auto idx = perm.slice(0, start, end);
-    const auto x = normalize(random_crop_flip(train.images_u8.index({idx}), crops.slice(0, start, end),
-                                              flips.slice(0, start, end)));
-    const auto y = train.labels.index({idx});
-    if (epoch == 1 && i == 0 && !args.dump_batch.empty()) {
-      save_tensor_dict({{"images", x}, {"labels", y}, {"test_images", test_images}}, args.dump_batch);
+    const auto x = as_input_layout(batch->images, args.channels_last);
+    const auto& y = batch->labels;
+    if (dump_batch && step == 0) dump_batch(x, y);
+    torch::Tensor logits, loss;
+    {
+      AutocastScope autocast(device, args.precision);
+      logits = model->forward(x);
+      loss = torch::nn::functional::cross_entropy(logits, y);
     }
-
-    const auto logits = model->forward(x);
-    auto loss = torch::nn::functional::cross_entropy(logits, y);
-    if (global_step == hooks.nan_at_step) loss = loss * std::numeric_limits<double>::quiet_NaN();
-
+    if (step == hooks.nan_at_step) loss = loss * std::numeric_limits<double>::quiet_NaN();
     optimizer.zero_grad(/*set_to_none=*/true);
     loss.backward();
     optimizer.step();
-
-    loss_sum += loss.detach() * (end - start);
+    loss_sum += loss.detach() * y.size(0);
     correct += (logits.argmax(1) == y).sum();
     step_losses.push_back(loss.detach());
+    images += y.size(0);
     if (hooks.sleep_per_step_ms > 0) {
       std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(hooks.sleep_per_step_ms));
     }
   }
-
-  // The one host read of the epoch: stop at the first non-finite loss.
-  const auto losses = torch::stack(step_losses).to(torch::kCPU, torch::kDouble);
-  const auto bad = torch::isfinite(losses).logical_not().nonzero();
-  if (bad.size(0) > 0) {
-    const int64_t s = bad[0][0].item<int64_t>();
-    const double v = losses[s].item<double>();
-    const std::string text = std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
-    throw std::runtime_error("non-finite training loss (" + text + ") at epoch " + std::to_string(epoch) + " step " +
-                             std::to_string(s) + " (global step " + std::to_string(first_step + s) + "); no results written");
-  }
-  all_step_losses.push_back(losses);
-  return {loss_sum.item<double>() / double(n), 100.0 * double(correct.item<int64_t>()) / double(n), lr};
+  return {loss_sum, correct, torch::stack(step_losses), images, lr};
 }
 
-// Mean cross-entropy and accuracy (%) over `images` in batches of `batch_size`, in order.
-std::pair<double, double> evaluate(ResNet& model, const torch::Tensor& images, const torch::Tensor& labels,
-                                   int64_t batch_size) {
+// Mean cross-entropy and accuracy (%) over `batches`, one host read at the end.
+std::pair<double, double> evaluate(ResNet& model, BatchSource& batches, const torch::Device& device, const Args& args) {
   model->eval();
+  auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device));
+  int64_t n = 0;
   c10::InferenceMode inference;
-  const int64_t n = images.size(0);
-  auto loss_sum = torch::zeros({}, images.options().dtype(torch::kFloat32));
-  auto correct = torch::zeros({}, images.options().dtype(torch::kInt64));
+  AutocastScope autocast(device, args.precision);
   namespace F = torch::nn::functional;
-  for (int64_t start = 0; start < n; start += batch_size) {
-    const int64_t end = std::min(start + batch_size, n);
-    const auto x = images.slice(0, start, end), y = labels.slice(0, start, end);
-    const auto logits = model->forward(x);
-    loss_sum += F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum));
-    correct += (logits.argmax(1) == y).sum();
+  while (auto batch = batches.next()) {
+    const auto logits = model->forward(as_input_layout(batch->images, args.channels_last));
+    loss_sum += F::cross_entropy(logits, batch->labels, F::CrossEntropyFuncOptions().reduction(torch::kSum));
+    correct += (logits.argmax(1) == batch->labels).sum();
+    n += batch->labels.size(0);
   }
   return {loss_sum.item<double>() / double(n), 100.0 * double(correct.item<int64_t>()) / double(n)};
 }
 
-// Per batch size: warmup forwards, then `iters` timed forwards (milliseconds).
-Json measure_latency(ResNet& model, const torch::Tensor& test_images, const std::vector<int64_t>& batch_sizes,
-                     int64_t iters, int64_t warmup, const torch::Device& device) {
-  Json::Array out;
-  if (iters == 0) return out;
-  model->eval();
-  c10::InferenceMode inference;
-  for (const int64_t bs : batch_sizes) {
-    const auto idx = torch::arange(bs, test_images.options().dtype(torch::kInt64)) % test_images.size(0);
-    const auto x = test_images.index({idx});
-    for (int64_t k = 0; k < warmup; ++k) model->forward(x);
-    std::vector<double> samples;
-    for (int64_t k = 0; k < iters; ++k) {
-      synchronize(device);
-      const int64_t t0 = now_ns();
-      model->forward(x);
-      synchronize(device);
-      samples.push_back(double(now_ns() - t0) / 1e6);
-    }
-    const auto s = summarize_ms(samples);
-    out.push_back(Json::object({{"batch_size", bs},
-                                {"samples_ms", Json::Array(samples.begin(), samples.end())},
-                                {"median_ms", s.median_ms},
-                                {"p90_ms", s.p90_ms},
-                                {"p99_ms", s.p99_ms},
-                                {"mean_ms", s.mean_ms}}));
-  }
-  return out;
-}
-
 // The first line of an exception message (c10 messages can carry more).
 std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
+
+// Python's str(float) of a loss for the non-finite message: nan, inf, -inf.
+std::string nonfinite_str(double v) { return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf"); }
 
 int run(int argc, char** argv) {
   const Args args = parse_args(argc, argv);
@@ -501,101 +469,132 @@ int run(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
 
+  const bool use_cuda = args.device == "cuda" || (args.device == "auto" && torch::cuda::is_available());
+  const torch::Device device(use_cuda ? torch::kCUDA : torch::kCPU, use_cuda ? 0 : -1);
   if (args.threads > 0) torch::set_num_threads(int(args.threads));
   if (args.deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
   at::globalContext().setBenchmarkCuDNN(args.cudnn_benchmark);
-  const bool use_cuda = args.device == "cuda" || (args.device == "auto" && torch::cuda::is_available());
-  const torch::Device device(use_cuda ? torch::kCUDA : torch::kCPU, use_cuda ? 0 : -1);
 
-  // Data: train images stay uint8 on the device; test images are normalized once.
+  // Data: train images stay uint8 on the device (augmented per batch there); test images are normalized once.
   const std::string data_dir = args.data.empty() ? default_data_dir() : args.data;
-  auto [train_u8, train_labels] = load_split(data_dir, /*train=*/true, args.train_limit);
-  auto [test_u8, test_labels] = load_split(data_dir, /*train=*/false, args.test_limit);
-  const auto identity = dataset_identity(data_dir, train_u8.size(0), test_u8.size(0));
-  const TrainData train{train_u8.to(device), train_labels.to(device)};
-  const auto test_images = normalize(test_u8.to(device));
-  const auto test_labels_dev = test_labels.to(device);
+  auto [train_x, train_y] = load_split(data_dir, /*train=*/true, args.train_limit);
+  auto [test_x, test_y] = load_split(data_dir, /*train=*/false, args.test_limit);
+  const auto dataset = dataset_identity(data_dir, train_x.size(0), test_x.size(0));
+  train_x = train_x.to(device);
+  train_y = train_y.to(device);
+  test_x = as_input_layout(normalize(test_x.to(device)), args.channels_last);
+  test_y = test_y.to(device);
 
   // Model: init from the run's one generator, then optional weights, then the device.
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t(args.seed));
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(uint64_t(args.seed));
   ResNet model = make_model(args.model);
-  init_weights(model, gen);
+  init_weights(model, generator);
   if (!args.dump_init.empty()) save_weights(model, args.dump_init);
   if (!args.load_weights.empty()) load_weights(model, args.load_weights, args.model);
   model->to(device);
-  int64_t param_count = 0;
-  for (const auto& p : model->parameters()) param_count += p.numel();
+  if (args.channels_last) to_channels_last(model);
+  const auto sgd = torch::optim::SGDOptions(args.lr).momentum(kMomentum).nesterov(true).weight_decay(kWeightDecay);
+  std::unique_ptr<torch::optim::SGD> optimizer =
+      args.optimizer_impl == "foreach" ? std::make_unique<ForeachSGD>(model->parameters(), sgd)
+                                       : std::make_unique<torch::optim::SGD>(model->parameters(), sgd);
 
-  torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(args.lr)
-                                                       .momentum(kMomentum)
-                                                       .nesterov(true)
-                                                       .weight_decay(kWeightDecay)
-                                                       .dampening(0));
-
-  const int64_t n_train = train.images_u8.size(0);
-  const int64_t total_steps = args.epochs * ((n_train + args.batch_size - 1) / args.batch_size);
-  Json::Array epochs;
-  std::vector<torch::Tensor> step_losses;
-  Json final_train_loss, final_train_accuracy;
-  double test_loss = 0, test_accuracy = 0;
-
-  synchronize(device);
-  const int64_t total_t0 = now_ns();
-  if (args.eval_only) {
-    std::tie(test_loss, test_accuracy) = evaluate(model, test_images, test_labels_dev, args.batch_size);
-    std::fprintf(stderr, "eval test_loss %.4f test_acc %.2f%%\n", test_loss, test_accuracy);
+  std::function<std::unique_ptr<BatchSource>()> epoch_batches, test_source;
+  if (args.data_pipeline == "idiomatic") {
+    auto loaders = std::make_shared<IdiomaticLoaders>(data_dir, device, args);
+    epoch_batches = [loaders] { return loaders->train_batches(); };
+    test_source = [loaders] { return loaders->test_batches(); };
   } else {
-    int64_t global_step = 0;
-    for (int64_t epoch = 1; epoch <= args.epochs; ++epoch) {
-      synchronize(device);
-      const int64_t t0 = now_ns();
-      const auto tr = train_epoch(model, optimizer, train, args.batch_size, gen, device, epoch, global_step, total_steps,
-                                  args.lr, hooks, args, test_images, step_losses);
-      synchronize(device);
-      const double train_seconds = seconds_since(t0);
-
-      synchronize(device);
-      const int64_t t1 = now_ns();
-      std::tie(test_loss, test_accuracy) = evaluate(model, test_images, test_labels_dev, args.batch_size);
-      synchronize(device);
-      const double eval_seconds = seconds_since(t1);
-
-      const double elapsed = seconds_since(total_t0);
-      const double eta = elapsed / double(epoch) * double(args.epochs - epoch);
-      std::fprintf(stderr,
-                   "epoch %lld/%lld train %.3fs eval %.3fs loss %.4f acc %.2f%% test_loss %.4f test_acc %.2f%% "
-                   "lr %.6f elapsed %.1fs eta %.1fs\n",
-                   (long long)epoch, (long long)args.epochs, train_seconds, eval_seconds, tr.loss, tr.accuracy,
-                   test_loss, test_accuracy, tr.lr, elapsed, eta);
-      epochs.push_back(Json::object({{"epoch", epoch},
-                                     {"train_seconds", train_seconds},
-                                     {"eval_seconds", eval_seconds},
-                                     {"images_per_second", double(n_train) / train_seconds},
-                                     {"train_loss", tr.loss},
-                                     {"train_accuracy", tr.accuracy},
-                                     {"test_loss", test_loss},
-                                     {"test_accuracy", test_accuracy},
-                                     {"lr", tr.lr}}));
-      final_train_loss = tr.loss;
-      final_train_accuracy = tr.accuracy;
-    }
+    epoch_batches = [&] { return std::make_unique<MatchedBatches>(train_x, train_y, generator, args.batch_size); };
+    test_source = [&] { return std::make_unique<OrderedBatches>(test_x, test_y, args.batch_size); };
   }
-  synchronize(device);
-  const double total_seconds = seconds_since(total_t0);
 
+  std::function<void(const torch::Tensor&, const torch::Tensor&)> dump_batch;
+  if (!args.dump_batch.empty()) {
+    dump_batch = [&](const torch::Tensor& x, const torch::Tensor& y) {
+      save_tensor_dict({{"images", x}, {"labels", y}, {"test_images", test_x}}, args.dump_batch);
+    };
+  }
+
+  const int64_t n_train = train_x.size(0);
+  const int64_t steps_per_epoch = (n_train + args.batch_size - 1) / args.batch_size;
+  const int64_t total_steps = args.epochs * steps_per_epoch;
+  Json::Array epochs, all_losses;
+  const int64_t start = now_ns(device);
+  for (int64_t epoch = 1; epoch <= (args.eval_only ? 0 : args.epochs); ++epoch) {
+    int64_t t0 = now_ns(device);
+    auto batches = epoch_batches();
+    const auto tr = train_epoch(model, *optimizer, *batches, device, (epoch - 1) * steps_per_epoch, total_steps, args,
+                                hooks, dump_batch);
+    const double train_seconds = seconds_since(t0, device);
+    const auto step_losses = tr.step_losses.to(torch::kCPU, torch::kDouble);
+    const auto bad = torch::isfinite(step_losses).logical_not().nonzero();
+    if (bad.size(0) > 0) {
+      const int64_t s = bad[0][0].item<int64_t>();
+      throw std::runtime_error("non-finite training loss (" + nonfinite_str(step_losses[s].item<double>()) +
+                               ") at epoch " + std::to_string(epoch) + " step " + std::to_string(s) + " (global step " +
+                               std::to_string((epoch - 1) * steps_per_epoch + s) + "); no results written");
+    }
+    const double* losses = step_losses.data_ptr<double>();
+    all_losses.insert(all_losses.end(), losses, losses + step_losses.numel());
+    t0 = now_ns(device);
+    auto test_batches = test_source();
+    const auto [test_loss, test_acc] = evaluate(model, *test_batches, device, args);
+    const double eval_seconds = seconds_since(t0, device);
+    const double train_loss = tr.loss_sum.item<double>() / double(tr.images);
+    const double train_acc = 100.0 * double(tr.correct.item<int64_t>()) / double(tr.images);
+    epochs.push_back(Json::object({{"epoch", epoch},
+                                   {"train_seconds", train_seconds},
+                                   {"eval_seconds", eval_seconds},
+                                   {"images_per_second", double(tr.images) / train_seconds},
+                                   {"train_loss", train_loss},
+                                   {"train_accuracy", train_acc},
+                                   {"test_loss", test_loss},
+                                   {"test_accuracy", test_acc},
+                                   {"lr", tr.lr}}));
+    const double elapsed = seconds_since(start, device);
+    const double eta = elapsed / double(epoch) * double(args.epochs - epoch);
+    std::fprintf(stderr,
+                 "epoch %lld/%lld train %.3fs eval %.3fs loss %.4f acc %.2f%% test_loss %.4f test_acc %.2f%% "
+                 "lr %.6f elapsed %.1fs eta %.1fs\n",
+                 (long long)epoch, (long long)args.epochs, train_seconds, eval_seconds, train_loss, train_acc,
+                 test_loss, test_acc, tr.lr, elapsed, eta);
+  }
+  const double total_seconds = seconds_since(start, device);
+
+  Json final_metrics;
+  if (args.eval_only) {
+    auto test_batches = test_source();
+    const auto [test_loss, test_acc] = evaluate(model, *test_batches, device, args);
+    final_metrics = Json::object(
+        {{"train_loss", nullptr}, {"train_accuracy", nullptr}, {"test_loss", test_loss}, {"test_accuracy", test_acc}});
+    std::fprintf(stderr, "eval test_loss %.4f test_acc %.2f%%\n", test_loss, test_acc);
+  } else {
+    final_metrics = Json::object({{"train_loss", epochs.back().get("train_loss")},
+                                  {"train_accuracy", epochs.back().get("train_accuracy")},
+                                  {"test_loss", epochs.back().get("test_loss")},
+                                  {"test_accuracy", epochs.back().get("test_accuracy")}});
+  }
   if (!args.dump_logits.empty()) {
     model->eval();
     c10::InferenceMode inference;
-    save_tensor_dict({{"logits", model->forward(test_images)}}, args.dump_logits);
+    AutocastScope autocast(device, args.precision);
+    save_tensor_dict({{"logits", model->forward(test_x).to(torch::kFloat32)}}, args.dump_logits);
   }
-  Json latency = measure_latency(model, test_images, args.latency_batch_sizes, args.latency_iters,
-                                 args.latency_warmup, device);
+  Json::Array latency, unavailable;
+  if (args.latency_iters > 0) latency = measure_latency(model, test_x, device, args, unavailable);
+  Json::Array concurrency;
+  if (!args.concurrency.empty()) concurrency = measure_concurrency(model, test_x, device, args);
+  for (const auto& item : unavailable) {
+    std::fprintf(stderr, "%s: note: %s skipped: %s\n", kProg, item.get("feature").str().c_str(),
+                 item.get("reason").str().c_str());
+  }
   if (!args.save_weights.empty()) save_weights(model, args.save_weights);
   if (args.results.empty()) return 0;
 
   // ---- the results document (schema in docs/twins.md) ----
   const auto& ctx = at::globalContext();
-  Json::Array batch_sizes(args.latency_batch_sizes.begin(), args.latency_batch_sizes.end());
+  int64_t param_count = 0;
+  for (const auto& p : model->parameters()) param_count += p.numel();
   Json doc = Json::object({
       {"schema_version", kSchemaVersion},
       {"complete", true},
@@ -613,11 +612,11 @@ int run(int argc, char** argv) {
                                 {"cudnn_allow_tf32", ctx.allowTF32CuDNN()},
                                 {"matmul_allow_tf32", ctx.allowTF32CuBLAS()},
                                 {"deterministic", ctx.deterministicAlgorithms()}})},
-      {"dataset", Json::object({{"kind", identity.kind},
-                                {"path", identity.path},
-                                {"sha256", identity.sha256},
-                                {"train_records", identity.train_records},
-                                {"test_records", identity.test_records}})},
+      {"dataset", Json::object({{"kind", dataset.kind},
+                                {"path", dataset.path},
+                                {"sha256", dataset.sha256},
+                                {"train_records", dataset.train_records},
+                                {"test_records", dataset.test_records}})},
       {"config", Json::object({{"model", args.model},
                                {"epochs", args.epochs},
                                {"batch_size", args.batch_size},
@@ -631,29 +630,30 @@ int run(int argc, char** argv) {
                                {"test_limit", args.test_limit},
                                {"device", args.device},
                                {"threads", args.threads},
-                               {"latency_batch_sizes", batch_sizes},
+                               {"latency_batch_sizes", Json::Array(args.latency_batch_sizes.begin(),
+                                                                   args.latency_batch_sizes.end())},
                                {"latency_iters", args.latency_iters},
                                {"latency_warmup", args.latency_warmup},
-                               {"optimizer_impl", "per-tensor"},
+                               {"optimizer_impl", args.optimizer_impl},
                                {"eval_only", args.eval_only},
-                               {"load_weights", args.load_weights.empty() ? Json() : Json(args.load_weights)}})},
+                               {"load_weights", args.load_weights.empty() ? Json() : Json(args.load_weights)},
+                               {"precision", args.precision},
+                               {"channels_last", args.channels_last},
+                               {"cudnn_benchmark", args.cudnn_benchmark},
+                               {"data_pipeline", args.data_pipeline},
+                               {"workers", args.workers},
+                               {"inference_paths", Json::Array(args.inference_paths.begin(), args.inference_paths.end())},
+                               {"concurrency", Json::Array(args.concurrency.begin(), args.concurrency.end())},
+                               {"concurrency_iters", args.concurrency_iters}})},
       {"epochs", epochs},
       {"total_seconds", total_seconds},
-      {"final", Json::object({{"train_loss", final_train_loss},
-                              {"train_accuracy", final_train_accuracy},
-                              {"test_loss", test_loss},
-                              {"test_accuracy", test_accuracy}})},
+      {"final", final_metrics},
       {"latency", latency},
+      {"concurrency", concurrency},
+      {"unavailable", unavailable},
       {"peak_memory_bytes", peak_memory_bytes(device)},
   });
-  if (args.record_step_losses) {
-    Json::Array losses;
-    for (const auto& epoch_losses : step_losses) {
-      const double* p = epoch_losses.data_ptr<double>();
-      losses.insert(losses.end(), p, p + epoch_losses.numel());
-    }
-    doc.set("step_losses", losses);
-  }
+  if (args.record_step_losses) doc.set("step_losses", all_losses);
   write_results_atomic(args.results, doc);
   return 0;
 }

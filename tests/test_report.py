@@ -26,8 +26,10 @@ def make_doc(language="python", model="resnet18", train_seconds=(2.0, 1.0, 1.5),
            "weight_decay": 5e-4, "nesterov": True, "schedule": "linear-warmup-linear-decay", "seed": 0,
            "train_limit": n_train, "test_limit": 32, "device": "cpu", "threads": 2,
            "latency_batch_sizes": sorted(latency), "latency_iters": 4, "latency_warmup": 1,
-           "optimizer_impl": "per-tensor", "eval_only": False, "load_weights": None, **config}
-    doc = {"schema_version": 1, "complete": True, "language": language, "model": model, "param_count": 11173962,
+           "optimizer_impl": "per-tensor", "eval_only": False, "load_weights": None, "precision": "fp32",
+           "channels_last": False, "cudnn_benchmark": False, "data_pipeline": "matched", "workers": 2,
+           "inference_paths": ["eager"], "concurrency": [], "concurrency_iters": 50, **config}
+    doc = {"schema_version": 2, "complete": True, "language": language, "model": model, "param_count": 11173962,
            "torch_version": "2.13.0", "cuda_version": None, "cudnn_version": None,
            "device": {"type": "cpu", "name": "Test CPU", "threads": 2},
            "backend": {"cudnn_benchmark": False, "cudnn_allow_tf32": True, "matmul_allow_tf32": False,
@@ -36,8 +38,9 @@ def make_doc(language="python", model="resnet18", train_seconds=(2.0, 1.0, 1.5),
                        "test_records": 32},
            "config": cfg, "epochs": epochs, "total_seconds": sum(train_seconds) + 0.5,
            "final": {k: epochs[-1][k] for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")},
-           "latency": [{"batch_size": bs, "samples_ms": s, **summarize_ms(s)} for bs, s in sorted(latency.items())],
-           "peak_memory_bytes": None}
+           "latency": [{"path": "eager", "batch_size": bs, "samples_ms": s, **summarize_ms(s)}
+                       for bs, s in sorted(latency.items())],
+           "concurrency": [], "unavailable": [], "peak_memory_bytes": None}
     return validate_results(doc)
 
 

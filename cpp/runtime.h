@@ -1,0 +1,35 @@
+// The clock, precision and layout helpers shared by training and inference (twin of bench/runtime.py).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+// Waits for the device's queued work (a no-op on CPU).
+void synchronize(const torch::Device& device);
+
+// The monotonic clock in ns, read only after the device has finished what was queued.
+int64_t now_ns(const torch::Device& device);
+
+double seconds_since(int64_t t0_ns, const torch::Device& device);
+
+// torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16") as a scope: the same calls
+// as Python's context manager on enter and exit (enabled + dtype, nesting, cache cleared at nesting 0,
+// previous state restored). Autocast state is thread-local, like Python's.
+class AutocastScope {
+ public:
+  AutocastScope(const torch::Device& device, const std::string& precision);
+  ~AutocastScope();
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  at::DeviceType device_type_;
+  bool prev_enabled_;
+  at::ScalarType prev_dtype_;
+  bool prev_cache_enabled_;
+};
+
+// A model input in the run's memory layout (a no-op when it already is).
+torch::Tensor as_input_layout(const torch::Tensor& x, bool channels_last);
