@@ -1,9 +1,11 @@
-"""pytest options, the shared session fixtures and pytest-benchmark's machine info.
+"""pytest options, the shared session fixtures and pytest-benchmark's hooks.
 
-Two presets, chosen by --data:
-  smoke (no --data): a cached synthetic set, 1024 train / 500 test records, batch 32, lr 0.02, 1 epoch.
-  full  (--data DIR): all records of DIR, batch 128, lr 0.1.
-Every explicit option overrides its preset value.
+Presets, chosen by --data and the device:
+  smoke     (no --data): a cached synthetic set, 1024 train / 500 test records, batch 32, lr 0.02.
+  full      (--data DIR, or --data official): all records, batch 128, lr 0.1.
+  full-cpu  (the same on a machine without a GPU): the first 5000 train / 1000 test records, so that a CPU
+            run ends in minutes, not hours (--train-limit 0 --test-limit 0 for everything).
+Every explicit option overrides its preset value. README.md documents every option and marker.
 """
 
 import json
@@ -20,23 +22,37 @@ SMOKE = {"train_limit": 1024, "test_limit": 500, "batch_size": 32, "lr": 0.02, "
          "synth_test": 1000, "latency_iters": 20, "latency_batch_sizes": "1,32"}
 FULL = {"train_limit": 0, "test_limit": 0, "batch_size": 128, "lr": 0.1, "latency_iters": 100,
         "latency_batch_sizes": "1,32,128"}
+FULL_CPU = {**FULL, "train_limit": 5000, "test_limit": 1000}
+OFFICIAL = "official"  # --data official: bench.data's default folder (downloaded on first use)
+# pytest-benchmark turns itself off under pytest-xdist correctly from this version on.
+MIN_PYTEST_BENCHMARK = (5, 2, 2)
 
 
 def pytest_addoption(parser):
     g = parser.getgroup("torch-api-bench")
     g.addoption("--epochs", type=int, default=1, help="training epochs per trainer run (default 1)")
     g.addoption("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    g.addoption("--data", default=None, help="CIFAR-10 binary folder (default: cached synthetic smoke set)")
+    g.addoption("--data", default=None,
+                help="CIFAR-10 binary folder, or 'official' (downloaded to the cache on first use; offline: the "
+                     "synthetic set, with a warning) (default: the cached synthetic smoke set)")
     g.addoption("--train-limit", type=int, default=None, help="first N training records (0 = all)")
     g.addoption("--test-limit", type=int, default=None, help="first N test records (0 = all)")
     g.addoption("--batch-size", type=int, default=None, help="training batch size")
     g.addoption("--lr", type=float, default=None, help="peak learning rate")
     g.addoption("--models", default="resnet18,resnet34", help="comma-separated models")
     g.addoption("--langs", default="python,cpp", help="comma-separated languages: python,cpp")
+    g.addoption("--modes", default="default",
+                help=f"comma-separated trainer modes: {','.join(H.MODES)} (default: default)")
     g.addoption("--threads", type=int, default=0, help="CPU intra-op threads per trainer (0 = torch default)")
+    g.addoption("--workers", type=int, default=2, help="DataLoader workers of the idiomatic mode (default 2)")
     g.addoption("--seed", type=int, default=0, help="seed for both trainers")
-    g.addoption("--latency-iters", type=int, default=None, help="latency samples per batch size")
+    g.addoption("--latency-iters", type=int, default=None, help="latency samples per batch size and path")
     g.addoption("--latency-batch-sizes", default=None, help="comma-separated latency batch sizes")
+    g.addoption("--inference-paths", default="eager",
+                help="comma-separated latency paths: eager,compile,aoti,cuda-graph (default: eager)")
+    g.addoption("--concurrency", default="",
+                help="comma-separated thread counts for concurrent batch-1 inference (default: none)")
+    g.addoption("--concurrency-iters", type=int, default=50, help="requests per thread (default 50)")
     g.addoption("--results-dir", default=None, help="keep each trainer's results JSON here")
     g.addoption("--report", default=None, help="write the report (bench.report) for this run's results here")
     g.addoption("--build-dir", default=str(H.ROOT / "build"), help="C++ build folder (default build/)")
@@ -50,63 +66,109 @@ def _usage(msg):
     raise pytest.UsageError(f"torch-api-bench: {msg}")
 
 
+def _cuda_available():
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _positive_ints(name, text, allow_empty=False):
+    try:
+        values = [int(x) for x in _split(text)]
+    except ValueError:
+        values = None
+    if values is None or (not values and not allow_empty) or any(v < 1 for v in values):
+        _usage(f"--{name} must be comma-separated positive integers, got {text!r}")
+    return values
+
+
 class RunConfig:
     """The validated suite options, with the preset applied."""
 
     def __init__(self, opt):
-        preset = FULL if opt("data") else SMOKE
+        self.device = opt("device")
+        if not opt("data"):
+            self.preset, preset = "smoke", SMOKE
+        elif self.device == "cpu" or (self.device == "auto" and not _cuda_available()):
+            self.preset, preset = "full-cpu", FULL_CPU
+        else:
+            self.preset, preset = "full", FULL
         pick = lambda name: preset[name] if opt(name) is None else opt(name)  # noqa: E731
         self.epochs = opt("epochs")
-        self.device = opt("device")
         self.data = opt("data")
         self.train_limit, self.test_limit = pick("train_limit"), pick("test_limit")
         self.batch_size, self.lr = pick("batch_size"), pick("lr")
         self.latency_iters, self.latency_batch_sizes = pick("latency_iters"), pick("latency_batch_sizes")
-        self.models, self.langs = _split(opt("models")), _split(opt("langs"))
-        self.threads, self.seed = opt("threads"), opt("seed")
-        self.preset = "full" if opt("data") else "smoke"
+        self.models, self.langs, self.modes = _split(opt("models")), _split(opt("langs")), _split(opt("modes"))
+        self.inference_paths = _split(opt("inference_paths"))
+        self.concurrency, self.concurrency_iters = opt("concurrency"), opt("concurrency_iters")
+        self.threads, self.workers, self.seed = opt("threads"), opt("workers"), opt("seed")
         self.validate()
 
     def validate(self):
-        if self.epochs < 1:
-            _usage(f"--epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            _usage(f"--batch-size must be >= 1, got {self.batch_size}")
-        for name in ("train_limit", "test_limit", "threads", "latency_iters"):
+        for name in ("epochs", "batch_size", "concurrency_iters"):
+            if getattr(self, name) < 1:
+                _usage(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_limit", "test_limit", "threads", "workers", "latency_iters"):
             if getattr(self, name) < 0:
-                _usage(f"--{name.replace('_', '-')} must be >= 0")
+                _usage(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:
             _usage(f"--lr must be > 0, got {self.lr}")
         if self.device not in ("auto", "cpu", "cuda"):
             _usage(f"--device must be auto, cpu or cuda, got {self.device!r}")
-        bad = [m for m in self.models if m not in H.MODELS] + [lang for lang in self.langs if lang not in H.LANGS]
-        if bad or not self.models or not self.langs:
-            _usage(f"unknown or empty --models/--langs value(s) {bad}; models: {H.MODELS}, langs: {H.LANGS}")
-        try:
-            sizes = [int(x) for x in _split(self.latency_batch_sizes)]
-        except ValueError:
-            sizes = []
-        if not sizes or min(sizes) < 1:
-            _usage(f"--latency-batch-sizes must be positive integers, got {self.latency_batch_sizes!r}")
-        if self.data and not Path(self.data).is_dir():
+        for option, values, known in [("models", self.models, H.MODELS), ("langs", self.langs, H.LANGS),
+                                      ("modes", self.modes, tuple(H.MODES)),
+                                      ("inference-paths", self.inference_paths, H.INFERENCE_PATHS)]:
+            bad = [v for v in values if v not in known]
+            if bad or not values or len(set(values)) != len(values):
+                _usage(f"--{option}: unknown, repeated or no value(s) {bad or values}; choose from {', '.join(known)}")
+        _positive_ints("latency-batch-sizes", self.latency_batch_sizes)
+        _positive_ints("concurrency", self.concurrency, allow_empty=True)
+        if self.data and self.data != OFFICIAL and not Path(self.data).is_dir():
             _usage(f"--data folder not found: {self.data}")
-        if self.device == "cuda":
-            import torch
+        if self.device == "cuda" and not _cuda_available():
+            _usage("--device cuda was requested but CUDA is not available on this machine")
 
-            if not torch.cuda.is_available():
-                _usage("--device cuda was requested but CUDA is not available on this machine")
+    def describe(self):
+        return (f"preset {self.preset}, data {self.data or 'synthetic smoke set'}, models {','.join(self.models)}, "
+                f"langs {','.join(self.langs)}, modes {','.join(self.modes)}, epochs {self.epochs}, "
+                f"batch {self.batch_size}, lr {self.lr}, train/test limit {self.train_limit}/{self.test_limit}, "
+                f"device {self.device}, latency {','.join(self.inference_paths)} at bs {self.latency_batch_sizes}"
+                + (f", concurrency {self.concurrency}" if self.concurrency else ""))
 
-    def trainer_args(self, model, data_dir):
-        return ["--model", model, "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
+    @property
+    def latency_sizes(self):
+        return _positive_ints("latency-batch-sizes", self.latency_batch_sizes)
+
+    @property
+    def concurrency_counts(self):
+        return _positive_ints("concurrency", self.concurrency, allow_empty=True)
+
+    def trainer_args(self, model, data_dir, mode="default"):
+        args = ["--model", model, "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
                 "--lr", repr(self.lr), "--data", str(data_dir), "--train-limit", str(self.train_limit),
                 "--test-limit", str(self.test_limit), "--device", self.device, "--seed", str(self.seed),
-                "--threads", str(self.threads), "--latency-iters", str(self.latency_iters),
-                "--latency-batch-sizes", self.latency_batch_sizes]
+                "--threads", str(self.threads), "--workers", str(self.workers),
+                "--latency-iters", str(self.latency_iters), "--latency-batch-sizes", self.latency_batch_sizes,
+                "--inference-paths", ",".join(self.inference_paths), "--concurrency", self.concurrency,
+                "--concurrency-iters", str(self.concurrency_iters)]
+        return args + H.MODES[mode]
 
 
 def pytest_configure(config):
+    from importlib.metadata import version
+
+    found = tuple(int(p) for p in version("pytest-benchmark").split(".")[:3] if p.isdigit())
+    if found < MIN_PYTEST_BENCHMARK:
+        _usage(f"pytest-benchmark >= {'.'.join(map(str, MIN_PYTEST_BENCHMARK))} is required "
+               f"(it turns itself off under xdist correctly), found {version('pytest-benchmark')}")
     config.bench_run = RunConfig(config.getoption)
+    config.bench_result_files = []
     _pin_xdist_worker_to_gpu()
+
+
+def pytest_report_header(config):
+    return f"torch-api-bench: {config.bench_run.describe()}"
 
 
 def _pin_xdist_worker_to_gpu():
@@ -119,6 +181,24 @@ def _pin_xdist_worker_to_gpu():
     count = torch.cuda.device_count()
     if count > 1:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(int(worker[2:]) % count)
+
+
+def pytest_generate_tests(metafunc):
+    """The [model x language x mode] matrix of the trainer tests, and the latency/concurrency points."""
+    cfg = metafunc.config.bench_run
+    # A test that parametrizes a name itself (e.g. @pytest.mark.parametrize("lang", H.LANGS)) keeps it.
+    explicit = {name.strip() for mark in metafunc.definition.iter_markers("parametrize")
+                for name in (mark.args[0].split(",") if isinstance(mark.args[0], str) else mark.args[0])}
+    for name, values in [("model", cfg.models), ("lang", cfg.langs), ("mode", cfg.modes),
+                         ("latency_path", cfg.inference_paths)]:
+        if name in metafunc.fixturenames and name not in explicit:
+            metafunc.parametrize(name, values)
+    if "latency_bs" in metafunc.fixturenames:
+        metafunc.parametrize("latency_bs", cfg.latency_sizes, ids=lambda b: f"bs{b}")
+    if "concurrency_n" in metafunc.fixturenames:
+        # No thread counts requested: one parameter that skips with the reason, so nothing passes silently.
+        metafunc.parametrize("concurrency_n", cfg.concurrency_counts or [None],
+                             ids=lambda n: f"x{n}" if n else "not-requested")
 
 
 @pytest.fixture(scope="session")
@@ -142,8 +222,12 @@ def smoke_data(cache_dir):
 
 
 @pytest.fixture(scope="session")
-def bench_data(run_config, smoke_data):
-    return Path(run_config.data) if run_config.data else smoke_data
+def bench_data(run_config, request):
+    if run_config.data == OFFICIAL:
+        from bench.data import default_data_dir
+
+        return default_data_dir()
+    return Path(run_config.data) if run_config.data else request.getfixturevalue("smoke_data")
 
 
 @pytest.fixture(scope="session")
@@ -181,17 +265,18 @@ def results_dir(request, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trainer_results(request, run_config, bench_data, results_dir, exe_for):
-    """trainer_results(model, lang): run that trainer once per session with the suite's config; share the doc."""
+    """trainer_results(model, lang, mode): run that trainer once per session with the suite's config and
+    share its validated results document; a failed run fails every test that reads it, with its stderr."""
     from bench.results import load_results
 
     done = {}
 
-    def get(model, lang):
-        key = (model, lang)
+    def get(model, lang, mode="default"):
+        key = (model, lang, mode)
         if key not in done:
-            out = results_dir / f"{lang}-{model}.json"
-            proc = H.run_trainer(lang, run_config.trainer_args(model, bench_data) + ["--results", str(out)],
-                                 exe_for(lang))
+            out = results_dir / f"{lang}-{model}-{mode}.json"
+            proc = H.run_trainer(lang, run_config.trainer_args(model, bench_data, mode) + ["--results", str(out)],
+                                 exe_for(lang), echo=f"{lang} {model} {mode}")
             if proc.returncode:
                 done[key] = f"{lang} trainer failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
             else:
@@ -203,13 +288,18 @@ def trainer_results(request, run_config, bench_data, results_dir, exe_for):
     return get
 
 
-def pytest_sessionstart(session):
-    session.config.bench_result_files = []
-
-
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session, exitstatus):
+    """Before pytest-benchmark saves: a failed or interrupted session must not become a baseline.
+    After: the report of this session's results, when --report asks for one."""
+    bs = getattr(session.config, "_benchmarksession", None)
+    if bs is not None and exitstatus != 0 and (bs.save or bs.autosave):
+        bs.logger.warning(f"torch-api-bench: not saving benchmark data: the session ended with exit status "
+                          f"{int(exitstatus)} (failed or interrupted); a baseline holds complete runs only")
+        bs.save = bs.autosave = None
+    yield
     out = session.config.getoption("report")
-    files = getattr(session.config, "bench_result_files", [])
+    files = session.config.bench_result_files
     if out and files:
         from bench.report import build_report
 
@@ -228,13 +318,10 @@ def _git_commit():
 def pytest_benchmark_update_machine_info(config, machine_info):
     """What a stored baseline was measured on: GPUs, driver, CUDA, cuDNN, torch, torchvision, CPU, commit."""
     import torch
+    import torchvision
 
-    try:
-        import torchvision
+    from bench.train import cpu_name
 
-        tv = torchvision.__version__
-    except Exception:  # torchvision is optional for the core suite; record why it is absent
-        tv = None
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     driver = None
     if gpus:
@@ -243,22 +330,23 @@ def pytest_benchmark_update_machine_info(config, machine_info):
                                     capture_output=True, text=True, timeout=10).stdout.split("\n")[0] or None
         except (OSError, subprocess.SubprocessError):
             pass
-    from bench.train import cpu_name
-
     machine_info["torch_api_bench"] = {
         "gpu_names": gpus, "gpu_count": len(gpus), "gpu": gpus[0] if gpus else "none (CPU)",
         "driver": driver, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if gpus else None,
-        "torch": torch.__version__, "torchvision": tv, "cpu_model": cpu_name(), "cpu_threads": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "platform": platform.platform(), "git_commit": _git_commit(),
-        "suite": json.dumps(vars(config.bench_run), default=str),
+        "torch": torch.__version__, "torchvision": torchvision.__version__, "cpu_model": cpu_name(),
+        "cpu_threads": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+        "git_commit": _git_commit(), "suite": json.dumps(vars(config.bench_run), default=str),
     }
 
 
 def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info, compared_benchmark):
-    """A baseline from another GPU says nothing about this one: say so, naming both."""
-    ours = machine_info.get("torch_api_bench", {}).get("gpu")
-    theirs = compared_benchmark.get("machine_info", {}).get("torch_api_bench", {}).get("gpu")
-    if ours != theirs:
-        benchmarksession.logger.warning(
-            f"torch-api-bench: comparing against a baseline measured on a different GPU: "
-            f"this run: {ours!r}, baseline: {theirs!r}. Timing differences mostly reflect the hardware.")
+    """A baseline from other hardware says little about this machine: say so, naming both."""
+    ours = machine_info.get("torch_api_bench", {})
+    theirs = compared_benchmark.get("machine_info", {}).get("torch_api_bench", {})
+    for what, key in (("GPU", "gpu"), ("CPU", "cpu_model")):
+        if ours.get(key) != theirs.get(key):
+            benchmarksession.logger.warning(
+                f"torch-api-bench: comparing against a baseline measured on a different {what}: "
+                f"this run: {ours.get(key)!r}, baseline: {theirs.get(key)!r}. "
+                "Timing differences mostly reflect the hardware.")
+            return

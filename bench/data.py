@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -35,6 +36,7 @@ PAD = 4  # zero padding of the random crop
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 OFFICIAL_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 SYNTH_MARKER = "synthetic.json"
+DOWNLOAD_TIMEOUT_S = 60  # per blocking read, not for the whole 163 MB
 
 
 class DataError(Exception):
@@ -60,6 +62,8 @@ def read_cifar_batch(path):
 
 def load_split(data_dir, train, limit=0):
     """The train split (five files in order) or the test split, cut to the first `limit` records (0 = all)."""
+    if not Path(data_dir).is_dir():
+        raise DataError(f"data folder not found: {data_dir}")
     files = TRAIN_FILES if train else [TEST_FILE]
     parts = [read_cifar_batch(Path(data_dir) / name) for name in files]
     images = torch.cat([p[0] for p in parts])
@@ -217,16 +221,20 @@ def download(data_dir, url=OFFICIAL_URL, md5=OFFICIAL_MD5):
     data_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
         archive = Path(tmp) / "cifar-10-binary.tar.gz"
-        urllib.request.urlretrieve(url, archive)
+        # A timeout, so that a machine whose firewall drops packets fails (and falls back) instead of hanging.
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(archive, "wb") as f:
+            shutil.copyfileobj(response, f, 1 << 20)
         got = md5_of(archive)
         if got != md5:
             raise DataError(f"{url}: md5 {got} does not match the expected {md5}; nothing extracted")
+        # The "data" filter refuses links and absolute paths (Python >= 3.10.12 / 3.11.4 have it).
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         with tarfile.open(archive) as tar:
             for member in tar.getmembers():
                 name = Path(member.name).name
                 if member.isfile() and (name.endswith(".bin") or name == "batches.meta.txt"):
                     member.name = name  # flatten cifar-10-batches-bin/ into data_dir
-                    tar.extract(member, tmp, filter="data")
+                    tar.extract(member, tmp, **safe)
         for name in TRAIN_FILES + [TEST_FILE, "batches.meta.txt"]:
             os.replace(Path(tmp) / name, data_dir / name)
     return data_dir
@@ -265,7 +273,9 @@ def verify(data_dir):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="bench.data", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("download", help="fetch the official binary dataset").add_argument("dir")
+    p = sub.add_parser("download", help="fetch the official binary dataset (md5-checked)")
+    p.add_argument("dir")
+    p.add_argument("--url", default=OFFICIAL_URL, help="a mirror of cifar-10-binary.tar.gz (same md5)")
     p = sub.add_parser("synth", help="write a synthetic dataset")
     p.add_argument("dir")
     p.add_argument("--train", type=int, default=5000)
@@ -276,7 +286,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.cmd == "download":
-            print(download(args.dir))
+            print(download(args.dir, url=args.url))
         elif args.cmd == "synth":
             if args.train < len(TRAIN_FILES) or args.test < 1:
                 parser.error("--train must be >= 5 and --test >= 1")

@@ -8,12 +8,24 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGS = ("python", "cpp")
 MODELS = ("resnet18", "resnet34")
+INFERENCE_PATHS = ("eager", "compile", "aoti", "cuda-graph")
+# The suite's named modes (pytest --modes) and the trainer flags each stands for (docs/twins.md, "Modes").
+MODES = {
+    "default": [],
+    "bf16": ["--precision", "bf16"],
+    "channels-last": ["--channels-last"],
+    "bf16-cl": ["--precision", "bf16", "--channels-last"],
+    "foreach": ["--optimizer-impl", "foreach"],
+    "cudnn-benchmark": ["--cudnn-benchmark"],
+    "idiomatic": ["--data-pipeline", "idiomatic"],
+}
 BUILD_TAIL_LINES = 40
 
 
@@ -67,11 +79,28 @@ def trainer_command(lang, args, cpp_exe=None):
     raise ValueError(f"unknown language {lang!r}")
 
 
-def run_trainer(lang, args, cpp_exe=None, env=None, timeout=None):
-    """Run a trainer; returns the CompletedProcess (stdout/stderr captured as text)."""
+def run_trainer(lang, args, cpp_exe=None, env=None, echo=None):
+    """Run a trainer; returns the CompletedProcess (stdout/stderr captured as text).
+
+    With `echo` (a label), each stderr line (the per-epoch progress, with elapsed time and ETA) is also
+    written to our stderr as it arrives: live under `pytest -s`, kept in the captured output otherwise.
+    """
+    cmd = trainer_command(lang, args, cpp_exe)
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(trainer_command(lang, args, cpp_exe), cwd=ROOT, env=full_env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    if echo is None:
+        return subprocess.run(cmd, cwd=ROOT, env=full_env, text=True, capture_output=True)
+    with subprocess.Popen(cmd, cwd=ROOT, env=full_env, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        stdout = []
+        drain = threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True)
+        drain.start()
+        stderr = []
+        for line in proc.stderr:
+            stderr.append(line)
+            print(f"[{echo}] {line}", end="", file=sys.stderr, flush=True)
+        proc.wait()
+        drain.join()
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(stdout), "".join(stderr))
 
 
 def ensure_synthetic(folder, train, test, seed=0):

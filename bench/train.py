@@ -149,17 +149,30 @@ def lr_at_step(step, total_steps, peak_lr):
     return peak_lr * (total_steps - step) / (total_steps - warmup)
 
 
-def _env_number(name):
-    value = os.environ.get(name)
-    return float(value) if value else None
+class TestHooks:
+    """Test hooks (README "Test hooks"): a per-step sleep, a NaN loss or an abort at one global step."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, sleep_per_step_ms=0.0, nan_at_step=-1, crash_at_step=-1):
+        self.sleep_per_step_ms, self.nan_at_step, self.crash_at_step = sleep_per_step_ms, nan_at_step, crash_at_step
 
 
-def train_epoch(model, optimizer, batches, device, first_step, total_steps, args, dump_batch=None):
+def read_test_hooks():
+    def env(name, parse, default):
+        value = os.environ.get(name)
+        try:
+            return parse(value) if value else default
+        except ValueError:
+            raise UsageError(f"argument {name}: invalid {parse.__name__} value: {value!r}") from None
+    return TestHooks(env("BENCH_SLEEP_PER_STEP_MS", float, 0.0), env("BENCH_NAN_AT_STEP", int, -1),
+                     env("BENCH_CRASH_AT_STEP", int, -1))
+
+
+def train_epoch(model, optimizer, batches, device, first_step, total_steps, args, hooks, dump_batch=None):
     """One epoch over `batches` ((x, y) on the device); returns device tensors (loss sum, correct count,
     per-step losses), the number of images and the last lr. Nothing here waits for the device."""
     model.train()
-    sleep_ms = _env_number("BENCH_SLEEP_PER_STEP_MS")
-    nan_step = _env_number("BENCH_NAN_AT_STEP")
     loss_sum = torch.zeros((), dtype=torch.float32, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     step_losses = []
@@ -173,10 +186,12 @@ def train_epoch(model, optimizer, batches, device, first_step, total_steps, args
         x = as_input_layout(x, args.channels_last)
         if dump_batch is not None and step == 0:
             dump_batch(x, y)
+        if step == hooks.crash_at_step:
+            os.abort()  # a trainer crash, as a segfault or OOM kill would be
         with autocast(device, args.precision):
             logits = model(x)
             loss = F.cross_entropy(logits, y)
-        if nan_step is not None and step == int(nan_step):
+        if step == hooks.nan_at_step:
             loss = loss * float("nan")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -185,8 +200,8 @@ def train_epoch(model, optimizer, batches, device, first_step, total_steps, args
         correct += (logits.argmax(1) == y).sum()
         step_losses.append(loss.detach())
         images += y.shape[0]
-        if sleep_ms:
-            time.sleep(sleep_ms / 1000)
+        if hooks.sleep_per_step_ms > 0:
+            time.sleep(hooks.sleep_per_step_ms / 1000)
     return loss_sum, correct, torch.stack(step_losses), images, lr
 
 
@@ -248,6 +263,7 @@ def progress_line(epoch, epochs, rec, elapsed):
 # ---------------------------------------------------------------------------------------------------------
 
 def run(args):
+    hooks = read_test_hooks()
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
                           else "cpu")
     if args.threads:
@@ -304,7 +320,7 @@ def run(args):
     for epoch in range(1, 0 if args.eval_only else args.epochs + 1):
         t0 = now_ns(device)
         loss_sum, correct, step_losses, images, lr = train_epoch(
-            model, optimizer, epoch_batches(), device, (epoch - 1) * steps_per_epoch, total_steps, args,
+            model, optimizer, epoch_batches(), device, (epoch - 1) * steps_per_epoch, total_steps, args, hooks,
             dump_batch if args.dump_batch else None)
         train_seconds = seconds_since(t0, device)
         step_losses = step_losses.cpu()

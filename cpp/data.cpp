@@ -69,6 +69,8 @@ std::pair<torch::Tensor, torch::Tensor> read_cifar_batch(const std::string& path
 }
 
 std::pair<torch::Tensor, torch::Tensor> load_split(const std::string& data_dir, bool train, int64_t limit) {
+  std::error_code ec;
+  if (!fs::is_directory(data_dir, ec)) throw DataError("data folder not found: " + data_dir);
   const std::vector<std::string> files = train ? kTrainFiles : std::vector<std::string>{kTestFile};
   std::vector<torch::Tensor> images, labels;
   for (const auto& name : files) {

@@ -265,10 +265,11 @@ Args parse_args(int argc, char** argv) {
 
 // ---- environment -----------------------------------------------------------------------------------
 
-// Test hooks (docs/twins.md): a per-step sleep and a NaN injected at one global step.
+// Test hooks (README "Test hooks"): a per-step sleep, a NaN loss or an abort at one global step.
 struct TestHooks {
   double sleep_per_step_ms = 0;
   int64_t nan_at_step = -1;
+  int64_t crash_at_step = -1;
 };
 
 TestHooks read_test_hooks() {
@@ -277,6 +278,9 @@ TestHooks read_test_hooks() {
     hooks.sleep_per_step_ms = parse_float("BENCH_SLEEP_PER_STEP_MS", v);
   }
   if (const char* v = std::getenv("BENCH_NAN_AT_STEP"); v && *v) hooks.nan_at_step = parse_int("BENCH_NAN_AT_STEP", v);
+  if (const char* v = std::getenv("BENCH_CRASH_AT_STEP"); v && *v) {
+    hooks.crash_at_step = parse_int("BENCH_CRASH_AT_STEP", v);
+  }
   return hooks;
 }
 
@@ -418,6 +422,7 @@ EpochResult train_epoch(ResNet& model, torch::optim::SGD& optimizer, BatchSource
     const auto x = as_input_layout(batch->images, args.channels_last);
     const auto& y = batch->labels;
     if (dump_batch && step == 0) dump_batch(x, y);
+    if (step == hooks.crash_at_step) std::abort();  // a trainer crash, as a segfault or OOM kill would be
     torch::Tensor logits, loss;
     {
       AutocastScope autocast(device, args.precision);

@@ -1,49 +1,59 @@
-"""Both trainers, both models, with the suite's config: schema, accuracy thresholds, languages agree."""
+"""Both trainers, both models, every requested mode, with the suite's config: schema, accuracy thresholds,
+languages agree. The [model x lang x mode] matrix comes from conftest.pytest_generate_tests."""
 
 import pytest
 
+from bench import harness as H
 from bench import thresholds as T
 from bench.results import validate_results
 
-
-def pytest_generate_tests(metafunc):
-    cfg = metafunc.config.bench_run
-    if "model" in metafunc.fixturenames:
-        metafunc.parametrize("model", cfg.models)
-    if "lang" in metafunc.fixturenames:
-        metafunc.parametrize("lang", cfg.langs)
+PARAMS = {"resnet18": 11_173_962, "resnet34": 21_282_122}
 
 
-def test_results_follow_schema(trainer_results, run_config, model, lang):
-    doc = trainer_results(model, lang)
+def test_results_follow_schema(trainer_results, run_config, model, lang, mode):
+    doc = trainer_results(model, lang, mode)
     validate_results(doc)
     assert doc["language"] == lang and doc["model"] == model
-    assert doc["param_count"] == {"resnet18": 11_173_962, "resnet34": 21_282_122}[model]
+    assert doc["param_count"] == PARAMS[model]
     assert len(doc["epochs"]) == run_config.epochs
-    assert [lat["batch_size"] for lat in doc["latency"]] == [int(b) for b in run_config.latency_batch_sizes.split(",")]
-    assert all(len(lat["samples_ms"]) == run_config.latency_iters for lat in doc["latency"])
+    # The mode's flags are what the trainer recorded (e.g. bf16-cl -> precision bf16, channels_last true).
+    flags = H.MODES[mode]
+    assert doc["config"]["precision"] == ("bf16" if "bf16" in flags else "fp32")
+    assert doc["config"]["channels_last"] == ("--channels-last" in flags)
+    assert doc["config"]["optimizer_impl"] == ("foreach" if "foreach" in flags else "per-tensor")
+    assert doc["config"]["data_pipeline"] == ("idiomatic" if "idiomatic" in flags else "matched")
+    assert doc["config"]["cudnn_benchmark"] == doc["backend"]["cudnn_benchmark"] == ("--cudnn-benchmark" in flags)
+    unavailable = {u["feature"] for u in doc["unavailable"]}
+    for path in run_config.inference_paths:
+        measured = [lat for lat in doc["latency"] if lat["path"] == path]
+        if f"inference path {path}" in unavailable:
+            assert not measured
+            continue
+        assert [lat["batch_size"] for lat in measured] == run_config.latency_sizes
+        assert all(len(lat["samples_ms"]) == run_config.latency_iters for lat in measured)
+    assert [c["threads"] for c in doc["concurrency"]] == run_config.concurrency_counts
 
 
-def test_accuracy_threshold(trainer_results, model, lang):
-    doc = trainer_results(model, lang)
+def test_accuracy_threshold(trainer_results, model, lang, mode):
+    doc = trainer_results(model, lang, mode)
     entry = T.lookup(*T.key_of(doc))
-    if entry is None:
-        pytest.skip(f"no threshold for {T.key_of(doc)} in bench/thresholds.py; measured "
-                    f"{doc['final']['test_accuracy']:.2f}%")
     acc = doc["final"]["test_accuracy"]
-    print(f"{lang} {model}: test accuracy {acc:.2f}% (floor {entry['min_test_accuracy']}%)")
+    if entry is None:
+        pytest.skip(f"no threshold for {T.key_of(doc)} in bench/thresholds.py; measured {acc:.2f}%")
+    print(f"{lang} {model} {mode}: test accuracy {acc:.2f}% (floor {entry['min_test_accuracy']}%)")
     assert acc >= entry["min_test_accuracy"], f"{acc:.2f}% < {entry['min_test_accuracy']}% ({entry['source']})"
     assert acc < 100.0, "100% on this data means the task or the evaluation is broken"
 
 
-def test_languages_agree(trainer_results, run_config, model):
+def test_languages_agree(trainer_results, run_config, model, mode):
     if set(run_config.langs) != {"python", "cpp"}:
         pytest.skip("needs --langs python,cpp")
-    py, cpp = trainer_results(model, "python"), trainer_results(model, "cpp")
+    py, cpp = trainer_results(model, "python", mode), trainer_results(model, "cpp", mode)
     assert py["dataset"] == cpp["dataset"], "the two trainers read different data"
     entry = T.lookup(*T.key_of(py))
     if entry is None:
         pytest.skip(f"no threshold for {T.key_of(py)}")
     gap = abs(py["final"]["test_accuracy"] - cpp["final"]["test_accuracy"])
-    print(f"{model}: python {py['final']['test_accuracy']:.2f}% cpp {cpp['final']['test_accuracy']:.2f}% gap {gap:.2f}")
+    print(f"{model} {mode}: python {py['final']['test_accuracy']:.2f}% cpp {cpp['final']['test_accuracy']:.2f}% "
+          f"gap {gap:.2f} (max {entry['max_gap']})")
     assert gap <= entry["max_gap"]
