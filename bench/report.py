@@ -2,7 +2,8 @@
 
     python -m bench.report RESULTS... --out DIR [--peak-tflops X]
 
-Writes DIR/report.md (tables, linked PNGs), DIR/report.json, DIR/results_table.csv and DIR/ratios.csv.
+Writes DIR/report.md (tables, linked PNGs), DIR/report.json and the tables as CSV (results_table, ratios,
+latency, concurrency).
 Runs of the same configuration are aggregated (median, p10-p90 spread); runs that are not comparable
 (other dataset, config or hardware) go to separate sections that say what differs.
 """
@@ -18,8 +19,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on CI machines or the device box
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
-from bench.results import ResultsError, load_results, percentile  # noqa: E402
+from bench.results import INFERENCE_PATHS, ResultsError, load_results, percentile  # noqa: E402
 
 PROG = "bench.report"
 LANGUAGE_NAMES = {"python": "Python", "cpp": "C++"}
@@ -52,6 +54,8 @@ KNOWN_PEAK_TFLOPS = [
     ("T4", {"fp32": 8.1, "fp16": 65.0}),
 ]
 NO_PEAK = "no peak known (pass --peak-tflops)"
+# The original report's latency column: eager, one image per forward.
+EAGER_BS1 = ("eager", 1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -64,7 +68,7 @@ def spread_stat(values):
     if not values:
         return None
     return {"median": percentile(values, 50), "p10": percentile(values, 10), "p90": percentile(values, 90),
-            "n": len(values)}
+            "p99": percentile(values, 99), "n": len(values)}
 
 
 def median_of(stat):
@@ -149,14 +153,27 @@ def runs_by_key(docs):
 # One row of the results table: repeated runs aggregated
 # ---------------------------------------------------------------------------------------------------------
 
-def latency_samples(docs, batch_size):
-    """All latency samples at one batch size, pooled across repeated runs."""
-    return [s for doc in docs for lat in doc["latency"] if lat["batch_size"] == batch_size
+def latency_samples(docs, path, batch_size):
+    """All latency samples of one inference path at one batch size, pooled across repeated runs."""
+    return [s for doc in docs for lat in doc["latency"] if (lat["path"], lat["batch_size"]) == (path, batch_size)
             for s in lat["samples_ms"]]
 
 
-def latency_batch_sizes(docs):
-    return sorted({lat["batch_size"] for doc in docs for lat in doc["latency"]})
+def latency_points(docs):
+    """The (path, batch size) pairs measured, paths in the trainers' order, then by batch size."""
+    points = {(lat["path"], lat["batch_size"]) for doc in docs for lat in doc["latency"]}
+    return sorted(points, key=lambda p: (INFERENCE_PATHS.index(p[0]), p[1]))
+
+
+def concurrency_counts(docs):
+    return sorted({c["threads"] for doc in docs for c in doc["concurrency"]})
+
+
+def aggregate_concurrency(docs, threads):
+    """Throughput per run (median and spread over repeated runs) and every request's latency, pooled."""
+    entries = [c for doc in docs for c in doc["concurrency"] if c["threads"] == threads]
+    return {"images_per_second": spread_stat([c["images_per_second"] for c in entries]),
+            "latency_ms": spread_stat([s for c in entries for s in c["samples_ms"]])}
 
 
 def aggregate_runs(docs):
@@ -172,7 +189,9 @@ def aggregate_runs(docs):
         "train_accuracy": spread_stat([f["train_accuracy"] for f in finals]),
         "test_loss": spread_stat([f["test_loss"] for f in finals]),
         "test_accuracy": spread_stat([f["test_accuracy"] for f in finals]),
-        "latency_ms": {bs: spread_stat(latency_samples(docs, bs)) for bs in latency_batch_sizes(docs)},
+        "latency_ms": {point: spread_stat(latency_samples(docs, *point)) for point in latency_points(docs)},
+        "concurrency": {n: aggregate_concurrency(docs, n) for n in concurrency_counts(docs)},
+        "unavailable": sorted({f"{u['feature']}: {u['reason']}" for doc in docs for u in doc["unavailable"]}),
     }
 
 
@@ -180,13 +199,19 @@ def aggregate_runs(docs):
 # Ratios Python / C++
 # ---------------------------------------------------------------------------------------------------------
 
+# Fewer samples than this on either side: no spread worth the name, so no verdict either.
+MIN_SAMPLES_FOR_VERDICT = 3
+
+
 def compare(metric, py, cpp, lower_is_better):
     """Ratio of medians; a difference smaller than the wider p10-p90 spread is reported as noise."""
     if not py or not cpp:
         return None
     diff = py["median"] - cpp["median"]
     spread = max(py["p90"] - py["p10"], cpp["p90"] - cpp["p10"])
-    if abs(diff) <= spread:
+    if min(py["n"], cpp["n"]) < MIN_SAMPLES_FOR_VERDICT:
+        verdict = f"too few samples (n < {MIN_SAMPLES_FOR_VERDICT}): repeat the runs"
+    elif abs(diff) <= spread:
         verdict = "within spread"
     elif (diff < 0) == lower_is_better:
         verdict = "Python better"
@@ -199,8 +224,12 @@ def compare(metric, py, cpp, lower_is_better):
 def ratio_rows(py, cpp):
     rows = [compare("time per epoch (s)", py["epoch_seconds"], cpp["epoch_seconds"], True),
             compare("images/s (train)", py["images_per_second"], cpp["images_per_second"], False)]
-    for bs in sorted(set(py["latency_ms"]) & set(cpp["latency_ms"])):
-        rows.append(compare(f"latency bs={bs} (ms/batch)", py["latency_ms"][bs], cpp["latency_ms"][bs], True))
+    for path, bs in [p for p in py["latency_ms"] if p in cpp["latency_ms"]]:
+        rows.append(compare(f"latency {path} bs={bs} (ms/batch)", py["latency_ms"][(path, bs)],
+                            cpp["latency_ms"][(path, bs)], True))
+    for n in [n for n in py["concurrency"] if n in cpp["concurrency"]]:
+        rows.append(compare(f"images/s, {n} threads x bs 1", py["concurrency"][n]["images_per_second"],
+                            cpp["concurrency"][n]["images_per_second"], False))
     return [r for r in rows if r]
 
 
@@ -208,7 +237,7 @@ def ratio_rows(py, cpp):
 # Distance from the hardware floor
 # ---------------------------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def flops_per_image(model_name):
     """(inference, training) FLOPs for one 32x32 image, counted by torch on the real model definition.
     The meta device gives shapes without arithmetic, so counting costs nothing like a real forward."""
@@ -265,8 +294,8 @@ def floor_row(docs, agg, peak_tflops):
         row["floor_latency_bs1_ms"] = inference / (peak * 1e12) * 1e3
         if agg["epoch_seconds"]:
             row["epoch_multiple"] = agg["epoch_seconds"]["median"] / row["floor_epoch_seconds"]
-        if agg["latency_ms"].get(1):
-            row["latency_bs1_multiple"] = agg["latency_ms"][1]["median"] / row["floor_latency_bs1_ms"]
+        if agg["latency_ms"].get(EAGER_BS1):
+            row["latency_bs1_multiple"] = agg["latency_ms"][EAGER_BS1]["median"] / row["floor_latency_bs1_ms"]
     return row
 
 
@@ -377,19 +406,24 @@ def plot_test_accuracy(section, path):
 
 
 def plot_latency(section, path):
-    """One axis per batch size; a box of all samples_ms per model x language (x mode)."""
-    batch_sizes = sorted({bs for (docs, _) in section["runs"].values() for bs in latency_batch_sizes(docs)})
+    """One axis per batch size; a box of all samples_ms per model x language (x mode, x inference path)."""
+    points = sorted({p for (docs, _) in section["runs"].values() for p in latency_points(docs)},
+                    key=lambda p: (INFERENCE_PATHS.index(p[0]), p[1]))
+    batch_sizes = sorted({bs for _, bs in points})
     if not batch_sizes:
         return False
-    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(4.5 * len(batch_sizes), 4.2), squeeze=False)
+    boxes = max(sum(1 for p in points if p[1] == bs) for bs in batch_sizes) * len(section["runs"])
+    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(max(4.5, 0.9 * boxes + 1.5) * len(batch_sizes), 4.6),
+                             squeeze=False)
     for ax, bs in zip(axes[0], batch_sizes):
         data, labels, colors = [], [], []
-        for (mode, model, language), (docs, _) in section["runs"].items():
-            samples = latency_samples(docs, bs)
-            if samples:
-                data.append(samples)
-                labels.append(f"{row_label(model, mode)}\n{LANGUAGE_NAMES[language]}")
-                colors.append(LANGUAGE_COLORS[language])
+        for inference_path in [p for p, b in points if b == bs]:
+            for (mode, model, language), (docs, _) in section["runs"].items():
+                samples = latency_samples(docs, inference_path, bs)
+                if samples:
+                    data.append(samples)
+                    labels.append(f"{row_label(model, mode)}\n{inference_path}\n{LANGUAGE_NAMES[language]}")
+                    colors.append(LANGUAGE_COLORS[language])
         box = ax.boxplot(data, patch_artist=True, showfliers=True, medianprops={"color": "black"})
         for patch, color in zip(box["boxes"], colors):
             patch.set_facecolor(color)
@@ -406,12 +440,42 @@ def plot_latency(section, path):
     return True
 
 
+def plot_concurrency(section, path):
+    """Throughput vs threads, one axis per model; a line per language (and mode). The GIL question."""
+    models = [m for m in dict.fromkeys(model for (_, model, _) in section["runs"])
+              if any(agg["concurrency"] for (_, m2, _), (_, agg) in section["runs"].items() if m2 == m)]
+    if not models:
+        return False
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        for (mode, m, language), (_, agg) in section["runs"].items():
+            if m != model or not agg["concurrency"]:
+                continue
+            threads = sorted(agg["concurrency"])
+            label = LANGUAGE_NAMES[language] + ("" if mode == "default" else f" ({mode})")
+            ax.plot(threads, [agg["concurrency"][n]["images_per_second"]["median"] for n in threads], label=label,
+                    **LANGUAGE_LINES[language], color=LANGUAGE_COLORS[language] if mode == "default" else None)
+        ax.set_title(f"{model}: concurrent batch-1 inference")
+        ax.set_xlabel("threads sharing the model")
+        ax.set_ylabel("images/s (all threads)")
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_ylim(bottom=0)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def write_plots(section, out_dir, prefix):
     plots = {"Time per epoch": f"{prefix}epoch_time.png", "Test accuracy per epoch": f"{prefix}test_accuracy.png"}
     plot_epoch_times(section, out_dir / plots["Time per epoch"])
     plot_test_accuracy(section, out_dir / plots["Test accuracy per epoch"])
     if plot_latency(section, out_dir / f"{prefix}latency.png"):
         plots["Inference latency distribution"] = f"{prefix}latency.png"
+    if plot_concurrency(section, out_dir / f"{prefix}concurrency.png"):
+        plots["Concurrent inference: images/s vs threads"] = f"{prefix}concurrency.png"
     return plots
 
 
@@ -440,7 +504,7 @@ RESULTS_COLUMNS = [  # (header, field, digits)
 
 
 def row_stat(row, field):
-    return row["latency_ms"].get(1) if field == "latency_bs1" else row[field]
+    return row["latency_ms"].get(EAGER_BS1) if field == "latency_bs1" else row[field]
 
 
 def markdown_table(header, rows):
@@ -460,6 +524,30 @@ def ratio_table_md(section, model):
     header = ["Mode", "Metric", "Python median (p10–p90)", "C++ median (p10–p90)", "Python / C++", "Verdict"]
     rows = [[r["mode"], r["metric"], fmt_stat(r["python"], 3, 2), fmt_stat(r["cpp"], 3, 2), fmt(r["ratio"], 3),
              r["verdict"]] for r in section["ratios"] if r["model"] == model]
+    return markdown_table(header, rows)
+
+
+def latency_table_md(section):
+    points = sorted({p for r in section["rows"] for p in r["latency_ms"]},
+                    key=lambda p: (INFERENCE_PATHS.index(p[0]), p[1]))
+    batch_sizes = sorted({bs for _, bs in points})
+    header = ["Language", "Model", "Mode", "Path"] + [f"bs {bs}" for bs in batch_sizes]
+    rows = []
+    for r in section["rows"]:
+        for path in dict.fromkeys(p for p, _ in points):
+            stats = [r["latency_ms"].get((path, bs)) for bs in batch_sizes]
+            if any(stats):
+                rows.append([LANGUAGE_NAMES[r["language"]], r["model"], r["mode"], path]
+                            + [f"{fmt(s['median'], 3)} ({fmt(s['p99'], 3)})" if s else "n/a" for s in stats])
+    return markdown_table(header, rows)
+
+
+def concurrency_table_md(section):
+    counts = sorted({n for r in section["rows"] for n in r["concurrency"]})
+    header = ["Language", "Model", "Mode"] + [f"{n} thread{'s' * (n > 1)}: images/s" for n in counts]
+    rows = [[LANGUAGE_NAMES[r["language"]], r["model"], r["mode"]]
+            + [fmt(r["concurrency"][n]["images_per_second"]["median"], 1) if n in r["concurrency"] else "n/a"
+               for n in counts] for r in section["rows"] if r["concurrency"]]
     return markdown_table(header, rows)
 
 
@@ -497,6 +585,17 @@ def section_md(number, section, total_sections):
     lines += ["Spread = p10–p90 across epochs (time, images/s) or latency samples. *within spread*: the two "
               "medians differ by less than the wider spread, so the difference is not distinguishable from "
               "noise. Ratio > 1 means Python's number is larger.", ""]
+    lines += ["### Inference paths", ""] + latency_table_md(section)
+    lines += ["", "Latency per forward (ms): median, and p99 in brackets, of every sample (pooled over repeated "
+              "runs); each sample is one forward followed by a device synchronize.", ""]
+    unavailable = sorted({u for r in section["rows"] for u in r["unavailable"]})
+    if unavailable:
+        lines += ["Not measured (the trainers said why): " + "; ".join(unavailable) + ".", ""]
+    if any(r["concurrency"] for r in section["rows"]):
+        lines += ["### Concurrent inference (batch 1, threads sharing one model)", ""] + concurrency_table_md(section)
+        lines += ["", "Images/s over all threads (median over repeated runs). On CPU each thread runs with one "
+                  "intra-op thread, so the comparison is about the interpreter (Python's GIL), not the thread "
+                  "pool.", ""]
     lines += ["### Distance from the hardware floor", ""] + floor_table_md(section)
     lines += ["", "FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` on `bench.model.make_model` "
               "(a multiply-add counts 2; training = forward + backward). Floor = FLOPs / peak: the time at "
@@ -545,6 +644,33 @@ RATIOS_FIELDS = ["section", "model", "mode", "metric", "python", "python_p10", "
                  "cpp_p90", "ratio", "spread", "verdict"]
 
 
+LATENCY_FIELDS = ["section", "language", "model", "mode", "path", "batch_size", "median_ms", "p10_ms", "p90_ms",
+                  "p99_ms", "samples"]
+CONCURRENCY_FIELDS = ["section", "language", "model", "mode", "threads", "images_per_second",
+                      "images_per_second_p10", "images_per_second_p90", "runs", "latency_median_ms", "latency_p99_ms"]
+
+
+def latency_csv_rows(sections):
+    return [{"section": i, "language": r["language"], "model": r["model"], "mode": r["mode"], "path": path,
+             "batch_size": bs, "median_ms": s["median"], "p10_ms": s["p10"], "p90_ms": s["p90"], "p99_ms": s["p99"],
+             "samples": s["n"]}
+            for i, section in enumerate(sections, 1) for r in section["rows"]
+            for (path, bs), s in r["latency_ms"].items()]
+
+
+def concurrency_csv_rows(sections):
+    rows = []
+    for i, section in enumerate(sections, 1):
+        for r in section["rows"]:
+            for n, c in r["concurrency"].items():
+                ips, lat = c["images_per_second"], c["latency_ms"]
+                rows.append({"section": i, "language": r["language"], "model": r["model"], "mode": r["mode"],
+                             "threads": n, "images_per_second": ips["median"], "images_per_second_p10": ips["p10"],
+                             "images_per_second_p90": ips["p90"], "runs": ips["n"],
+                             "latency_median_ms": lat["median"], "latency_p99_ms": lat["p99"]})
+    return rows
+
+
 def write_csv(path, rows, fieldnames=None):
     """Header even when there are no rows, so that readers of the file need no special case."""
     with open(path, "w", newline="") as f:
@@ -556,7 +682,8 @@ def write_csv(path, rows, fieldnames=None):
 def report_json(sections):
     """Everything but the raw documents; latency keys become strings because JSON keys must be."""
     def clean(row):
-        return {**row, "latency_ms": {str(bs): s for bs, s in row["latency_ms"].items()}}
+        return {**row, "latency_ms": {f"{path}/bs{bs}": s for (path, bs), s in row["latency_ms"].items()},
+                "concurrency": {str(n): c for n, c in row["concurrency"].items()}}
     return {"sections": [{"key": s["key"], "why_apart": s["why_apart"], "header": s["header"],
                           "files": s["files"], "results": [clean(r) for r in s["rows"]], "ratios": s["ratios"],
                           "floor": s["floor"], "plots": s["plots"]} for s in sections]}
@@ -591,6 +718,8 @@ def build_report(paths, out_dir, peak_tflops=None):
         sections.append(section)
     write_csv(out_dir / "results_table.csv", results_csv_rows(sections))
     write_csv(out_dir / "ratios.csv", ratios_csv_rows(sections), RATIOS_FIELDS)
+    write_csv(out_dir / "latency.csv", latency_csv_rows(sections), LATENCY_FIELDS)
+    write_csv(out_dir / "concurrency.csv", concurrency_csv_rows(sections), CONCURRENCY_FIELDS)
     with open(out_dir / "report.json", "w") as f:
         json.dump(report_json(sections), f, indent=1)
         f.write("\n")

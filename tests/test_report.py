@@ -15,9 +15,13 @@ from bench.results import percentile, summarize_ms, validate_results
 SHA = "ab" * 32
 
 
-def make_doc(language="python", model="resnet18", train_seconds=(2.0, 1.0, 1.5), latency=None, **config):
-    """A complete, valid results document with the given epoch times and latency samples."""
+def make_doc(language="python", model="resnet18", train_seconds=(2.0, 1.0, 1.5), latency=None, concurrency=None,
+             **config):
+    """A complete, valid results document with the given epoch times, eager latency samples ({bs: [ms]} or
+    {(path, bs): [ms]}) and concurrency ({threads: (seconds, [ms per request])})."""
     latency = latency or {1: [3.0, 1.0, 2.0, 4.0], 32: [20.0, 22.0, 21.0]}
+    latency = {(k if isinstance(k, tuple) else ("eager", k)): v for k, v in latency.items()}
+    concurrency = concurrency or {}
     n_train = 64
     epochs = [{"epoch": i + 1, "train_seconds": t, "eval_seconds": 0.1, "images_per_second": n_train / t,
                "train_loss": 2.0 - 0.1 * i, "train_accuracy": 20.0 + i, "test_loss": 2.1 - 0.1 * i,
@@ -25,10 +29,11 @@ def make_doc(language="python", model="resnet18", train_seconds=(2.0, 1.0, 1.5),
     cfg = {"model": model, "epochs": len(epochs), "batch_size": 32, "lr": 0.02, "momentum": 0.9,
            "weight_decay": 5e-4, "nesterov": True, "schedule": "linear-warmup-linear-decay", "seed": 0,
            "train_limit": n_train, "test_limit": 32, "device": "cpu", "threads": 2,
-           "latency_batch_sizes": sorted(latency), "latency_iters": 4, "latency_warmup": 1,
+           "latency_batch_sizes": sorted({bs for _, bs in latency}), "latency_iters": 4, "latency_warmup": 1,
            "optimizer_impl": "per-tensor", "eval_only": False, "load_weights": None, "precision": "fp32",
            "channels_last": False, "cudnn_benchmark": False, "data_pipeline": "matched", "workers": 2,
-           "inference_paths": ["eager"], "concurrency": [], "concurrency_iters": 50, **config}
+           "inference_paths": list(dict.fromkeys(p for p, _ in sorted(latency))) or ["eager"],
+           "concurrency": sorted(concurrency), "concurrency_iters": 50, **config}
     doc = {"schema_version": 2, "complete": True, "language": language, "model": model, "param_count": 11173962,
            "torch_version": "2.13.0", "cuda_version": None, "cudnn_version": None,
            "device": {"type": "cpu", "name": "Test CPU", "threads": 2},
@@ -38,9 +43,11 @@ def make_doc(language="python", model="resnet18", train_seconds=(2.0, 1.0, 1.5),
                        "test_records": 32},
            "config": cfg, "epochs": epochs, "total_seconds": sum(train_seconds) + 0.5,
            "final": {k: epochs[-1][k] for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")},
-           "latency": [{"path": "eager", "batch_size": bs, "samples_ms": s, **summarize_ms(s)}
-                       for bs, s in sorted(latency.items())],
-           "concurrency": [], "unavailable": [], "peak_memory_bytes": None}
+           "latency": [{"path": path, "batch_size": bs, "samples_ms": s, **summarize_ms(s)}
+                       for (path, bs), s in sorted(latency.items())],
+           "concurrency": [{"threads": n, "requests": len(s), "seconds": sec, "images_per_second": len(s) / sec,
+                            "samples_ms": s, **summarize_ms(s)} for n, (sec, s) in sorted(concurrency.items())],
+           "unavailable": [], "peak_memory_bytes": None}
     return validate_results(doc)
 
 
@@ -78,8 +85,8 @@ def test_tables_match_the_documents(tmp_path):
             median([e["images_per_second"] for e in doc["epochs"]]))
     ratios = {r["metric"]: r for r in read_csv(tmp_path / "out" / "ratios.csv")}
     assert float(ratios["time per epoch (s)"]["ratio"]) == pytest.approx(1.5 / 0.9)
-    assert float(ratios["latency bs=1 (ms/batch)"]["ratio"]) == pytest.approx(2.5 / 1.5)
-    assert float(ratios["latency bs=32 (ms/batch)"]["ratio"]) == pytest.approx(21.0 / 10.5)
+    assert float(ratios["latency eager bs=1 (ms/batch)"]["ratio"]) == pytest.approx(2.5 / 1.5)
+    assert float(ratios["latency eager bs=32 (ms/batch)"]["ratio"]) == pytest.approx(21.0 / 10.5)
     text = md.read_text()
     assert "| Python | resnet18 | default | 1 | 5.0 | 1.50 | 2.50 |" in text
     assert "no peak known (pass --peak-tflops)" in text
@@ -91,6 +98,40 @@ def test_small_difference_is_marked_within_spread():
     far = report.aggregate_runs([make_doc("cpp", train_seconds=(10.0, 10.1, 10.2))])
     assert report.ratio_rows(py, cpp)[0]["verdict"] == "within spread"
     assert report.ratio_rows(py, far)[0]["verdict"] == "Python better"
+
+
+def test_no_verdict_from_fewer_than_three_samples():
+    """One epoch each (a smoke run) cannot tell a difference from noise: the report says so."""
+    py = report.aggregate_runs([make_doc("python", train_seconds=(1.0,))])
+    cpp = report.aggregate_runs([make_doc("cpp", train_seconds=(5.0,))])
+    row = report.ratio_rows(py, cpp)[0]
+    assert row["ratio"] == pytest.approx(0.2)
+    assert row["verdict"].startswith("too few samples")
+
+
+def test_inference_paths_and_concurrency_tables(tmp_path):
+    lat = {("eager", 1): [2.0, 2.2, 2.4], ("aoti", 1): [1.0, 1.1, 1.2], ("compile", 1): [1.5, 1.6, 1.7]}
+    py = make_doc("python", latency=lat, concurrency={1: (1.0, [1.0] * 50), 4: (2.0, [4.0] * 200)})
+    cpp_lat = {k: v for k, v in lat.items() if k[0] != "compile"}
+    cpp = make_doc("cpp", latency=cpp_lat, concurrency={1: (0.8, [0.8] * 50), 4: (0.5, [0.5] * 200)})
+    cpp["unavailable"] = [{"feature": "inference path compile", "reason": "torch.compile has no C++ API"}]
+    md = report.build_report(write_docs(tmp_path, [py, cpp]), tmp_path / "out").read_text()
+    latency = read_csv(tmp_path / "out" / "latency.csv")
+    assert {(r["language"], r["path"]) for r in latency} == {
+        ("python", "eager"), ("python", "aoti"), ("python", "compile"), ("cpp", "eager"), ("cpp", "aoti")}
+    aoti_py = next(r for r in latency if (r["language"], r["path"]) == ("python", "aoti"))
+    assert float(aoti_py["median_ms"]) == pytest.approx(1.1) and int(aoti_py["samples"]) == 3
+    conc = {(r["language"], int(r["threads"])): float(r["images_per_second"])
+            for r in read_csv(tmp_path / "out" / "concurrency.csv")}
+    assert conc == {("python", 1): 50.0, ("python", 4): 100.0, ("cpp", 1): 62.5, ("cpp", 4): 400.0}
+    ratios = {r["metric"]: r for r in read_csv(tmp_path / "out" / "ratios.csv")}
+    assert float(ratios["latency aoti bs=1 (ms/batch)"]["ratio"]) == pytest.approx(1.0)
+    assert float(ratios["images/s, 4 threads x bs 1"]["ratio"]) == pytest.approx(0.25)
+    assert "latency compile bs=1 (ms/batch)" not in ratios, "a path one language lacks has no ratio"
+    assert "inference path compile: torch.compile has no C++ API" in md
+    assert "| Python | resnet18 | default | aoti | 1.100 (1.198) |" in md
+    assert "![Concurrent inference: images/s vs threads](concurrency.png)" in md
+    assert (tmp_path / "out" / "concurrency.png").stat().st_size > 1000
 
 
 def test_repeated_runs_are_aggregated(tmp_path):
