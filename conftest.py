@@ -1,7 +1,8 @@
 """pytest options, the shared session fixtures and pytest-benchmark's hooks.
 
 Presets, chosen by --data and the device:
-  smoke     (no --data): a cached synthetic set, 1024 train / 500 test records, batch 32, lr 0.02.
+  smoke     (no --data): a cached synthetic set, 1024 train / 500 test records, batch 32, lr 0.02,
+            latency at batch 1 and 8.
   full      (--data DIR, or --data official): all records, batch 128, lr 0.1.
   full-cpu  (the same on a machine without a GPU): the first 5000 train / 1000 test records, so that a CPU
             run ends in minutes, not hours (--train-limit 0 --test-limit 0 for everything).
@@ -19,7 +20,7 @@ import pytest
 from bench import harness as H
 
 SMOKE = {"train_limit": 1024, "test_limit": 500, "batch_size": 32, "lr": 0.02, "synth_train": 5000,
-         "synth_test": 1000, "latency_iters": 20, "latency_batch_sizes": "1,32"}
+         "synth_test": 1000, "latency_iters": 20, "latency_batch_sizes": "1,8"}
 FULL = {"train_limit": 0, "test_limit": 0, "batch_size": 128, "lr": 0.1, "latency_iters": 100,
         "latency_batch_sizes": "1,32,128"}
 FULL_CPU = {**FULL, "train_limit": 5000, "test_limit": 1000}

@@ -88,14 +88,21 @@ def param_count(model):
     return sum(p.numel() for p in model.parameters())
 
 
+def save_tensor_dict(tensors, path):
+    """{name: tensor} as a torch pickle of CPU contiguous tensors (weights files, --dump-* files)."""
+    torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, path)
+
+
 def save_weights(model, path):
-    """A plain dict of CPU tensors in state_dict order: torch.load and C++ torch::pickle_load read it."""
-    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, path)
+    """The state dict, in its order: torch.load and C++ torch::pickle_load read it."""
+    save_tensor_dict(model.state_dict(), path)
 
 
 def load_weights(model, path, model_name):
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as err:  # the file itself: the same text as C++'s strerror
+        raise WeightsError(f"cannot read weights file {path}: {err.strerror or err}") from None
     except Exception as err:  # torch raises several types for a bad archive
         raise WeightsError(f"cannot read weights file {path}: {str(err).splitlines()[0]}") from None
     if not isinstance(loaded, dict):

@@ -38,20 +38,35 @@ def summarize_ms(samples_ms):
             "mean_ms": sum(s) / len(s)}
 
 
+# The temporary file being written, if any: a signal handler removes it before the process exits.
+pending_tmp = None
+
+
 def write_results_atomic(doc, path):
-    """Write to a temporary file beside `path`, then rename: readers never see half a document."""
+    """Write to a temporary file beside `path`, then rename: readers never see half a document.
+
+    Raises ResultsError for a non-finite number (JSON has none; the twin refuses it too) and OSError when
+    the file cannot be written; neither leaves a file behind.
+    """
+    global pending_tmp
+    try:
+        text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
+    except ValueError:
+        raise ResultsError("a non-finite number in the results") from None
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+    pending_tmp = tmp
     try:
         with open(tmp, "w") as f:
-            json.dump(doc, f, indent=1, allow_nan=False)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        pending_tmp = None
 
 
 def _require(cond, where, what):

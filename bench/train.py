@@ -6,7 +6,7 @@
 import argparse
 import math
 import os
-import platform
+import re
 import signal
 import sys
 import time  # the BENCH_SLEEP_PER_STEP_MS test hook
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from bench import data as D
 from bench import infer as I
 from bench import model as M
+from bench import results as R
 from bench.results import SCHEMA_VERSION, write_results_atomic
 from bench.runtime import as_input_layout, autocast, now_ns, seconds_since
 
@@ -225,14 +226,20 @@ def evaluate(model, batches, device, args):
 # ---------------------------------------------------------------------------------------------------------
 
 def cpu_name():
+    """/proc/cpuinfo's model name, or "unknown CPU" (the same text as C++: it keys the report's sections)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith("model name") and ":" in line:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    return "unknown CPU"
+
+
+def torch_version():
+    """MAJOR.MINOR.PATCH, what C++ knows (TORCH_VERSION_*): no local or pre-release suffix."""
+    return re.match(r"\d+\.\d+\.\d+", torch.__version__).group()
 
 
 def device_info(device):
@@ -245,10 +252,6 @@ def backend_flags():
             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
             "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
             "deterministic": torch.are_deterministic_algorithms_enabled()}
-
-
-def save_tensors(tensors, path):
-    torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, path)
 
 
 def progress_line(epoch, epochs, rec, elapsed):
@@ -279,7 +282,8 @@ def run(args):
         dataset = D.dataset_identity(data_dir, train_x.shape[0], test_x.shape[0])
     except (D.DataError, OSError) as err:
         raise RunError(str(err)) from None
-    train_x, train_y = train_x.to(device), train_y.to(device)  # uint8: augmented per batch on the device
+    if args.data_pipeline == "matched":  # uint8, augmented per batch on the device
+        train_x, train_y = train_x.to(device), train_y.to(device)
     test_x = as_input_layout(D.normalize(test_x.to(device)), args.channels_last)
     test_y = test_y.to(device)
 
@@ -302,7 +306,10 @@ def run(args):
     if args.data_pipeline == "idiomatic":
         from bench import pipeline as P
 
-        train_loader, test_loader = P.idiomatic_loaders(data_dir, device, args)
+        try:
+            train_loader, test_loader = P.idiomatic_loaders(data_dir, device, args)
+        except (D.DataError, OSError) as err:
+            raise RunError(str(err)) from None
         epoch_batches = lambda: P.device_batches(train_loader, device)  # noqa: E731
         test_source = lambda: P.device_batches(test_loader, device)  # noqa: E731
     else:
@@ -310,7 +317,7 @@ def run(args):
         test_source = lambda: D.ordered_batches(test_x, test_y, args.batch_size)  # noqa: E731
 
     def dump_batch(x, y):
-        save_tensors({"images": x, "labels": y, "test_images": test_x}, args.dump_batch)
+        M.save_tensor_dict({"images": x, "labels": y, "test_images": test_x}, args.dump_batch)
 
     n_train = train_x.shape[0]
     steps_per_epoch = math.ceil(n_train / args.batch_size)
@@ -333,6 +340,9 @@ def run(args):
         t0 = now_ns(device)
         test_loss, test_acc = evaluate(model, test_source(), device, args)
         eval_seconds = seconds_since(t0, device)
+        if not math.isfinite(test_loss):  # finite training losses, yet the last update broke the weights
+            raise RunError(f"non-finite test loss ({test_loss}) at epoch {epoch}: the weights diverged; "
+                           "no results written")
         rec = {"epoch": epoch, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
                "images_per_second": images / train_seconds, "train_loss": loss_sum.item() / images,
                "train_accuracy": 100.0 * correct.item() / images, "test_loss": test_loss,
@@ -347,18 +357,21 @@ def run(args):
         print(f"eval test_loss {test_loss:.4f} test_acc {test_acc:.2f}%", file=sys.stderr, flush=True)
     else:
         final = {k: epochs[-1][k] for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
+    logits = None  # --dump-logits: the test logits, then each inference path's output
     if args.dump_logits:
         model.eval()
         with torch.inference_mode(), autocast(device, args.precision):
-            save_tensors({"logits": model(test_x).float()}, args.dump_logits)
-    latency, unavailable = [], []
-    if args.latency_iters:
-        latency, unavailable = I.measure_latency(model, test_x, device, args, clock=lambda: now_ns(device),
-                                                 autocast=lambda: autocast(device, args.precision))
-    concurrency = []
-    if args.concurrency:
-        concurrency = I.measure_concurrency(model, test_x, device, args, clock=lambda: now_ns(device),
-                                            autocast=lambda: autocast(device, args.precision))
+            logits = {"logits": model(test_x).float()}
+    latency, unavailable, concurrency = [], [], []
+    try:
+        if args.latency_iters:
+            latency, unavailable = I.measure_latency(model, test_x, device, args, outputs=logits)
+        if args.concurrency:
+            concurrency = I.measure_concurrency(model, test_x, device, args)
+    except I.InferenceError as err:
+        raise RunError(str(err)) from None
+    if logits is not None:
+        M.save_tensor_dict(logits, args.dump_logits)
     for item in unavailable:
         print(f"{PROG}: note: {item['feature']} skipped: {item['reason']}", file=sys.stderr, flush=True)
     if args.save_weights:
@@ -366,7 +379,7 @@ def run(args):
 
     doc = {
         "schema_version": SCHEMA_VERSION, "complete": True, "language": "python", "model": args.model,
-        "param_count": M.param_count(model), "torch_version": torch.__version__.split("+")[0],
+        "param_count": M.param_count(model), "torch_version": torch_version(),
         "cuda_version": torch.version.cuda if device.type == "cuda" else None,
         "cudnn_version": torch.backends.cudnn.version() if device.type == "cuda" else None,
         "device": device_info(device), "backend": backend_flags(), "dataset": dataset,
@@ -392,10 +405,14 @@ def run(args):
             write_results_atomic(doc, args.results)
         except OSError as err:
             raise RunError(f"cannot write results to {args.results}: {err.strerror or err}") from None
+        except R.ResultsError as err:
+            raise RunError(f"cannot write results to {args.results}: {err}") from None
     return doc
 
 
 def _interrupted(signum, _frame):
+    if R.pending_tmp is not None:  # interrupted while writing the results: no half-written file stays
+        R.pending_tmp.unlink(missing_ok=True)
     name = signal.Signals(signum).name
     print(f"{PROG}: error: interrupted by {name}; no results written", file=sys.stderr, flush=True)
     os._exit(128 + signum)
@@ -411,6 +428,10 @@ def main(argv=None):
         return 2
     except RunError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # torch's own errors (out of memory, ...): one line, like C++'s catch-all
+        lines = str(err).strip().splitlines()
+        print(f"{PROG}: error: {lines[0] if lines else type(err).__name__}", file=sys.stderr)
         return 1
     return 0
 

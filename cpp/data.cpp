@@ -2,6 +2,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <vector>
 
 #include "sha256.h"
@@ -16,12 +18,6 @@ const std::vector<std::string> kTrainFiles = {"data_batch_1.bin", "data_batch_2.
 const std::string kTestFile = "test_batch.bin";
 constexpr int64_t kOfficialTrainRecords = 50000;
 constexpr int64_t kOfficialTestRecords = 10000;
-constexpr int64_t kPad = 4;    // pixels of zero padding on each side before the crop
-constexpr int64_t kSide = 32;  // image height and width
-
-// CIFAR-10 per-channel mean and std of the training set.
-const std::vector<double> kMean = {0.4914, 0.4822, 0.4465};
-const std::vector<double> kStd = {0.2470, 0.2435, 0.2616};
 
 int64_t file_size_or_throw(const fs::path& path) {
   std::error_code ec;
@@ -114,10 +110,21 @@ DatasetIdentity dataset_identity(const std::string& data_dir, int64_t train_reco
   return {kind, python_path_str(data_dir), hash.hexdigest(), train_records, test_records};
 }
 
+std::pair<torch::Tensor, torch::Tensor> cifar_stats(const torch::Device& device) {
+  static std::mutex mutex;
+  static std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> cache;  // by device.str()
+  std::lock_guard<std::mutex> lock(mutex);
+  auto [it, inserted] = cache.try_emplace(device.str());
+  if (inserted) {
+    auto opts = torch::TensorOptions().dtype(torch::kFloat32);
+    it->second = {torch::tensor(kCifarMean, opts).view({1, 3, 1, 1}).to(device),
+                  torch::tensor(kCifarStd, opts).view({1, 3, 1, 1}).to(device)};
+  }
+  return it->second;
+}
+
 torch::Tensor normalize(const torch::Tensor& images_u8) {
-  auto opts = torch::TensorOptions().dtype(torch::kFloat32);
-  auto mean = torch::tensor(kMean, opts).view({1, 3, 1, 1}).to(images_u8.device());
-  auto std = torch::tensor(kStd, opts).view({1, 3, 1, 1}).to(images_u8.device());
+  const auto [mean, std] = cifar_stats(images_u8.device());
   return images_u8.to(torch::kFloat32).div(255).sub(mean).div(std);
 }
 

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 // A bad or missing data file; reported as one line, exit 1.
 struct DataError : std::runtime_error {
@@ -16,6 +17,11 @@ struct DataError : std::runtime_error {
 
 // One record = 1 label byte + 3072 image bytes (CHW, 32x32).
 constexpr int64_t kRecordBytes = 1 + 3 * 32 * 32;
+constexpr int64_t kSide = 32;  // image height and width
+constexpr int64_t kPad = 4;    // zero padding of the random crop
+// Per-channel statistics of the 50000 official training images.
+inline const std::vector<double> kCifarMean = {0.4914, 0.4822, 0.4465};
+inline const std::vector<double> kCifarStd = {0.2470, 0.2435, 0.2616};
 
 // uint8 images [N,3,32,32] and int64 labels [N] of one CIFAR-10 binary file.
 std::pair<torch::Tensor, torch::Tensor> read_cifar_batch(const std::string& path);
@@ -31,6 +37,10 @@ struct DatasetIdentity {
   int64_t test_records;
 };
 DatasetIdentity dataset_identity(const std::string& data_dir, int64_t train_records, int64_t test_records);
+
+// (mean, std) as float32 [1,3,1,1] on `device`, built once: a host-to-device copy per batch would make the
+// host wait for the device inside every training step.
+std::pair<torch::Tensor, torch::Tensor> cifar_stats(const torch::Device& device);
 
 // u8 [B,3,32,32] -> float32, scaled to [0,1], then standardized per channel.
 torch::Tensor normalize(const torch::Tensor& images_u8);

@@ -3,11 +3,27 @@
 
 #include <torch/torch.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "data.h"
 #include "train.h"
+
+// The train or test split of the CIFAR-10 binary files, first `limit` records (0 = all), uint8 CHW in
+// memory. get() does the per-image work (Python: the transforms v2 pipeline): for the train split a random
+// 32x32 crop of the 4-pixel zero-padded image and a random horizontal flip, then float in [0,1].
+// Normalization is a map() transform, as in LibTorch's examples. Bad files throw DataError here.
+struct CifarBinary : torch::data::datasets::Dataset<CifarBinary> {
+  CifarBinary(const std::string& root, bool train, int64_t limit);
+  torch::data::Example<> get(size_t index) override;
+  std::optional<size_t> size() const override;
+
+  bool train;
+  torch::Tensor images, labels;  // uint8 [N,3,32,32], int64 [N]
+};
 
 // The train and test loaders of one run (Python: idiomatic_loaders + device_batches).
 class IdiomaticLoaders {
@@ -17,4 +33,14 @@ class IdiomaticLoaders {
   std::unique_ptr<BatchSource> train_batches();
   // One pass over the test set in order, normalized, batches copied to the device.
   std::unique_ptr<BatchSource> test_batches();
+
+ private:
+  using Normalized = torch::data::datasets::MapDataset<CifarBinary, torch::data::transforms::Normalize<>>;
+  using Batched = torch::data::datasets::MapDataset<Normalized, torch::data::transforms::Stack<>>;
+  using TrainLoader = torch::data::StatelessDataLoader<Batched, torch::data::samplers::RandomSampler>;
+  using TestLoader = torch::data::StatelessDataLoader<Batched, torch::data::samplers::SequentialSampler>;
+
+  torch::Device device_;
+  std::unique_ptr<TrainLoader> train_loader_;
+  std::unique_ptr<TestLoader> test_loader_;
 };

@@ -35,10 +35,7 @@ void append_string(std::string& out, const std::string& s) {
 }
 
 void append_double(std::string& out, double d) {
-  if (!std::isfinite(d)) {
-    out += "null";
-    return;
-  }
+  if (!std::isfinite(d)) throw std::domain_error("a non-finite number in the results");
   // Shortest text that reads back to the same double (what Python's repr writes).
   char buf[32];
   auto end = std::to_chars(buf, buf + sizeof buf, d).ptr;
@@ -127,9 +124,20 @@ LatencySummary summarize_ms(const std::vector<double>& samples_ms) {
   return {percentile(sorted, 50), percentile(sorted, 90), percentile(sorted, 99), sum / double(samples_ms.size())};
 }
 
-void write_results_atomic(const std::string& path, const Json& doc) {
+// Fixed storage, so that a signal handler can read it without allocating.
+char g_pending_tmp[4096] = "";
+
+const char* pending_tmp() { return g_pending_tmp; }
+
+void write_results_atomic(const Json& doc, const std::string& path) {
+  std::string text;
+  try {
+    text = doc.dump();
+  } catch (const std::domain_error& e) {
+    throw std::runtime_error("cannot write results to " + path + ": " + e.what());
+  }
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const std::string text = doc.dump();
+  std::snprintf(g_pending_tmp, sizeof g_pending_tmp, "%s", tmp.c_str());
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   bool ok = f != nullptr;
   if (ok) {
@@ -141,6 +149,8 @@ void write_results_atomic(const std::string& path, const Json& doc) {
   if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string cause = std::strerror(errno);
     std::remove(tmp.c_str());
+    g_pending_tmp[0] = '\0';
     throw std::runtime_error("cannot write results to " + path + ": " + cause);
   }
+  g_pending_tmp[0] = '\0';
 }

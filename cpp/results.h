@@ -34,7 +34,7 @@ class Json {
   const Json& get(const std::string& key) const;
   // The text of a string value.
   const std::string& str() const { return std::get<std::string>(value_); }
-  // Indented text; non-finite doubles are written as null, never NaN.
+  // Indented text; throws std::domain_error for a non-finite double (JSON has none).
   std::string dump() const;
 
  private:
@@ -51,5 +51,9 @@ struct LatencySummary {
 };
 LatencySummary summarize_ms(const std::vector<double>& samples_ms);
 
-// Writes `doc` to PATH.tmp.<pid>, then renames it over PATH; throws std::runtime_error on failure.
-void write_results_atomic(const std::string& path, const Json& doc);
+// Writes `doc` to PATH.tmp.<pid>, then renames it over PATH; throws std::runtime_error on failure (a
+// non-finite number included: JSON has none) and leaves no file behind.
+void write_results_atomic(const Json& doc, const std::string& path);
+
+// The temporary file being written ("" when none): a signal handler removes it before the process exits.
+const char* pending_tmp();

@@ -2,7 +2,16 @@
 
 #include <ATen/autocast_mode.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
 
 void synchronize(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
@@ -16,7 +25,7 @@ int64_t now_ns(const torch::Device& device) {
 
 double seconds_since(int64_t t0_ns, const torch::Device& device) { return double(now_ns(device) - t0_ns) / 1e9; }
 
-AutocastScope::AutocastScope(const torch::Device& device, const std::string& precision)
+AutocastScope::AutocastScope(const torch::Device& device, const std::string& precision, bool cache_enabled)
     : device_type_(device.type()),
       prev_enabled_(at::autocast::is_autocast_enabled(device_type_)),
       prev_dtype_(at::autocast::get_autocast_dtype(device_type_)),
@@ -24,7 +33,7 @@ AutocastScope::AutocastScope(const torch::Device& device, const std::string& pre
   at::autocast::set_autocast_enabled(device_type_, precision == "bf16");
   at::autocast::set_autocast_dtype(device_type_, at::kBFloat16);
   at::autocast::increment_nesting();
-  at::autocast::set_autocast_cache_enabled(true);
+  at::autocast::set_autocast_cache_enabled(cache_enabled);
 }
 
 AutocastScope::~AutocastScope() {
@@ -36,4 +45,54 @@ AutocastScope::~AutocastScope() {
 
 torch::Tensor as_input_layout(const torch::Tensor& x, bool channels_last) {
   return channels_last ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x;
+}
+
+namespace {
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// The last non-empty line of `text` ("" if none).
+std::string last_line(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  const size_t nl = text.rfind('\n');
+  return nl == std::string::npos ? text : text.substr(nl + 1);
+}
+
+}  // namespace
+
+std::string python_module_output(const std::vector<std::string>& module_and_args) {
+  std::string shown = "python3 -m", quoted;
+  for (const auto& arg : module_and_args) {
+    shown.append(" ").append(arg);
+    quoted.append(" ").append(shell_quote(arg));
+  }
+  const char* old_path = std::getenv("PYTHONPATH");
+  const std::string path = std::string(BENCH_SOURCE_DIR) + (old_path && *old_path ? std::string(":") + old_path : "");
+  char err_path[] = "/tmp/bench_train_stderr_XXXXXX";
+  const int err_fd = ::mkstemp(err_path);
+  if (err_fd < 0) throw std::runtime_error(std::string("cannot create a temporary file: ") + std::strerror(errno));
+  ::close(err_fd);
+  const std::string command = "PYTHONPATH=" + shell_quote(path) + " " + shell_quote(BENCH_PYTHON) + " -m" + quoted +
+                              " 2>" + shell_quote(err_path);
+  std::string out;
+  int status = -1;
+  if (std::FILE* pipe = ::popen(command.c_str(), "r")) {
+    char buf[4096];
+    while (size_t got = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, got);
+    status = ::pclose(pipe);
+  }
+  std::ifstream err_file(err_path);
+  const std::string err((std::istreambuf_iterator<char>(err_file)), std::istreambuf_iterator<char>());
+  ::unlink(err_path);
+  const std::string result = last_line(out);
+  if (status != 0 || result.empty()) {
+    const std::string cause = last_line(err);
+    throw std::runtime_error("`" + shown + "` failed" + (cause.empty() ? std::string() : ": " + cause));
+  }
+  std::fputs(err.c_str(), stderr);
+  return result;
 }

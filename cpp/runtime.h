@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 // Waits for the device's queued work (a no-op on CPU).
 void synchronize(const torch::Device& device);
@@ -14,12 +15,12 @@ int64_t now_ns(const torch::Device& device);
 
 double seconds_since(int64_t t0_ns, const torch::Device& device);
 
-// torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16") as a scope: the same calls
-// as Python's context manager on enter and exit (enabled + dtype, nesting, cache cleared at nesting 0,
-// previous state restored). Autocast state is thread-local, like Python's.
+// torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=cache_enabled)
+// as a scope: the same calls as Python's context manager on enter and exit (enabled + dtype, nesting, cache
+// cleared at nesting 0, previous state restored). Autocast state is thread-local, like Python's.
 class AutocastScope {
  public:
-  AutocastScope(const torch::Device& device, const std::string& precision);
+  AutocastScope(const torch::Device& device, const std::string& precision, bool cache_enabled = true);
   ~AutocastScope();
   AutocastScope(const AutocastScope&) = delete;
   AutocastScope& operator=(const AutocastScope&) = delete;
@@ -33,3 +34,8 @@ class AutocastScope {
 
 // A model input in the run's memory layout (a no-op when it already is).
 torch::Tensor as_input_layout(const torch::Tensor& x, bool channels_last);
+
+// Runs `python3 -m MODULE ARGS...` (BENCH_PYTHON, with the source tree on PYTHONPATH) and returns the last
+// line it printed: the Python side owns what both languages share (the default data folder, AOTInductor
+// packages). Its stderr is passed on when it succeeds and folded into the one error line when it fails.
+std::string python_module_output(const std::vector<std::string>& module_and_args);

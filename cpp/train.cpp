@@ -285,7 +285,8 @@ TestHooks read_test_hooks() {
 }
 
 extern "C" void on_signal(int sig) {
-  // Only async-signal-safe calls here: write(2) and _exit(2).
+  // Only async-signal-safe calls here: unlink(2), write(2) and _exit(2).
+  if (pending_tmp()[0] != '\0') ::unlink(pending_tmp());  // interrupted while writing the results
   static const char kInt[] = "bench_train: error: interrupted by SIGINT; no results written\n";
   static const char kTerm[] = "bench_train: error: interrupted by SIGTERM; no results written\n";
   if (sig == SIGINT) {
@@ -296,59 +297,26 @@ extern "C" void on_signal(int sig) {
   ::_exit(143);
 }
 
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-// The last non-empty line of `text` ("" if none).
-std::string last_line(std::string text) {
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  const size_t nl = text.rfind('\n');
-  return nl == std::string::npos ? text : text.substr(nl + 1);
-}
-
-// The Python side owns the default data location (download or synthetic fallback): ask it, with the
-// source tree on PYTHONPATH. Its stderr (e.g. the synthetic-data warning) is shown on success and
-// folded into our one error line on failure.
+// The Python side owns the default data location (download or synthetic fallback): ask it.
 std::string default_data_dir() {
-  const char* old_path = std::getenv("PYTHONPATH");
-  const std::string path = std::string(BENCH_SOURCE_DIR) + (old_path && *old_path ? std::string(":") + old_path : "");
-  ::setenv("PYTHONPATH", path.c_str(), 1);
-  char err_path[] = "/tmp/bench_train_stderr_XXXXXX";
-  const int err_fd = ::mkstemp(err_path);
-  if (err_fd < 0) throw std::runtime_error(std::string("cannot create a temporary file: ") + std::strerror(errno));
-  ::close(err_fd);
-  const std::string command = shell_quote(BENCH_PYTHON) + " -m bench.data default 2>" + shell_quote(err_path);
-  std::string out;
-  int status = -1;
-  if (std::FILE* pipe = ::popen(command.c_str(), "r")) {
-    char buf[4096];
-    while (size_t got = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, got);
-    status = ::pclose(pipe);
+  try {
+    return python_module_output({"bench.data", "default"});
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string("no --data given and ") + e.what());
   }
-  std::ifstream err_file(err_path);
-  const std::string err((std::istreambuf_iterator<char>(err_file)), std::istreambuf_iterator<char>());
-  ::unlink(err_path);
-  const std::string dir = last_line(out);
-  if (status != 0 || dir.empty()) {
-    const std::string cause = last_line(err);
-    throw std::runtime_error("no --data given and `python3 -m bench.data default` failed" +
-                             (cause.empty() ? std::string() : ": " + cause));
-  }
-  std::fputs(err.c_str(), stderr);
-  return dir;
 }
 
+// /proc/cpuinfo's model name, or "unknown CPU" (the same text as Python: it keys the report's sections).
 std::string cpu_name() {
   std::ifstream in("/proc/cpuinfo");
   for (std::string line; std::getline(in, line);) {
     if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
-      return line.substr(line.find(':') + 2);
+      std::string name = line.substr(line.find(':') + 1);
+      const size_t first = name.find_first_not_of(" \t"), last = name.find_last_not_of(" \t\r");
+      return first == std::string::npos ? "unknown CPU" : name.substr(first, last - first + 1);
     }
   }
-  return "cpu";
+  return "unknown CPU";
 }
 
 std::string device_name(const torch::Device& device) {
@@ -480,13 +448,15 @@ int run(int argc, char** argv) {
   if (args.deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
   at::globalContext().setBenchmarkCuDNN(args.cudnn_benchmark);
 
-  // Data: train images stay uint8 on the device (augmented per batch there); test images are normalized once.
+  // Data: the test images are normalized once and stay on the device (evaluation, latency).
   const std::string data_dir = args.data.empty() ? default_data_dir() : args.data;
   auto [train_x, train_y] = load_split(data_dir, /*train=*/true, args.train_limit);
   auto [test_x, test_y] = load_split(data_dir, /*train=*/false, args.test_limit);
   const auto dataset = dataset_identity(data_dir, train_x.size(0), test_x.size(0));
-  train_x = train_x.to(device);
-  train_y = train_y.to(device);
+  if (args.data_pipeline == "matched") {  // uint8, augmented per batch on the device
+    train_x = train_x.to(device);
+    train_y = train_y.to(device);
+  }
   test_x = as_input_layout(normalize(test_x.to(device)), args.channels_last);
   test_y = test_y.to(device);
 
@@ -545,6 +515,10 @@ int run(int argc, char** argv) {
     auto test_batches = test_source();
     const auto [test_loss, test_acc] = evaluate(model, *test_batches, device, args);
     const double eval_seconds = seconds_since(t0, device);
+    if (!std::isfinite(test_loss)) {  // finite training losses, yet the last update broke the weights
+      throw std::runtime_error("non-finite test loss (" + nonfinite_str(test_loss) + ") at epoch " +
+                               std::to_string(epoch) + ": the weights diverged; no results written");
+    }
     const double train_loss = tr.loss_sum.item<double>() / double(tr.images);
     const double train_acc = 100.0 * double(tr.correct.item<int64_t>()) / double(tr.images);
     epochs.push_back(Json::object({{"epoch", epoch},
@@ -579,16 +553,20 @@ int run(int argc, char** argv) {
                                   {"test_loss", epochs.back().get("test_loss")},
                                   {"test_accuracy", epochs.back().get("test_accuracy")}});
   }
+  std::vector<std::pair<std::string, torch::Tensor>> logits;  // --dump-logits: the test logits, then each path's
   if (!args.dump_logits.empty()) {
     model->eval();
     c10::InferenceMode inference;
     AutocastScope autocast(device, args.precision);
-    save_tensor_dict({{"logits", model->forward(test_x).to(torch::kFloat32)}}, args.dump_logits);
+    logits.emplace_back("logits", model->forward(test_x).to(torch::kFloat32));
   }
   Json::Array latency, unavailable;
-  if (args.latency_iters > 0) latency = measure_latency(model, test_x, device, args, unavailable);
+  if (args.latency_iters > 0) {
+    latency = measure_latency(model, test_x, device, args, unavailable, args.dump_logits.empty() ? nullptr : &logits);
+  }
   Json::Array concurrency;
   if (!args.concurrency.empty()) concurrency = measure_concurrency(model, test_x, device, args);
+  if (!args.dump_logits.empty()) save_tensor_dict(logits, args.dump_logits);
   for (const auto& item : unavailable) {
     std::fprintf(stderr, "%s: note: %s skipped: %s\n", kProg, item.get("feature").str().c_str(),
                  item.get("reason").str().c_str());
@@ -659,7 +637,7 @@ int run(int argc, char** argv) {
       {"peak_memory_bytes", peak_memory_bytes(device)},
   });
   if (args.record_step_losses) doc.set("step_losses", all_losses);
-  write_results_atomic(args.results, doc);
+  write_results_atomic(doc, args.results);
   return 0;
 }
 

@@ -133,11 +133,23 @@ BAD_FLAGS = [
 ]
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
 @pytest.mark.parametrize("flags,message", BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
-def test_bad_flags_are_usage_errors(lang, cpp_exe, tiny_data, flags, message):
-    proc = run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, *flags])
-    assert_one_line_error(proc, lang, 2, message)
+def test_bad_flags_are_usage_errors(cpp_exe, tiny_data, flags, message):
+    """C++ as a process; Python through bench.train.parse_args in-process (its CLI path is the same function,
+    and a process per case would mostly time `import torch`; test_bad_flags_through_the_python_cli checks it)."""
+    from bench import train
+
+    proc = run("cpp", cpp_exe, ["--data", str(tiny_data), *QUICK, *flags])
+    assert_one_line_error(proc, "cpp", 2, message)
+    with pytest.raises(train.UsageError) as err:
+        train.parse_args(["--data", str(tiny_data), *QUICK, *flags])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("flags,message", [BAD_FLAGS[0], BAD_FLAGS[3]], ids=["model", "epochs"])
+def test_bad_flags_through_the_python_cli(tiny_data, flags, message):
+    proc = run("python", None, ["--data", str(tiny_data), *QUICK, *flags])
+    assert_one_line_error(proc, "python", 2, message)
 
 
 @pytest.mark.parametrize("lang", H.LANGS)
@@ -175,11 +187,21 @@ def test_weights_of_the_other_model(lang, cpp_exe, tiny_data, tmp_path):
 @pytest.mark.parametrize("lang", H.LANGS)
 def test_nan_loss_stops_at_once(lang, cpp_exe, tiny_data, tmp_path):
     out = tmp_path / "out.json"
-    proc = run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--epochs", "2", "--results", str(out)],
-               env={"BENCH_NAN_AT_STEP": "3"})
-    # Step 3 is the second step of epoch 2 (2 steps per epoch): the epoch and the step are named.
-    assert_one_line_error(proc, lang, 1, "non-finite training loss (nan) at epoch 2 step 1 (global step 3)")
+    proc = run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--train-limit", "64", "--batch-size", "16",
+                               "--epochs", "2", "--results", str(out)], env={"BENCH_NAN_AT_STEP": "5"})
+    # Step 5 is the second step of epoch 2 (4 steps per epoch): the epoch and the step are named.
+    assert_one_line_error(proc, lang, 1, "non-finite training loss (nan) at epoch 2 step 1 (global step 5)")
     assert "epoch 2/2" not in proc.stderr, "no progress line for the epoch that produced NaN"
+    assert no_results_left(tmp_path)
+
+
+@pytest.mark.parametrize("lang", H.LANGS)
+def test_diverged_weights_stop_the_run(lang, cpp_exe, tiny_data, tmp_path):
+    """A finite training loss whose update breaks the weights (an absurd LR): the test loss is named."""
+    out = tmp_path / "out.json"
+    proc = run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--train-limit", "32", "--lr", "1e30",
+                               "--results", str(out)])
+    assert_one_line_error(proc, lang, 1, "non-finite test loss (nan) at epoch 1: the weights diverged")
     assert no_results_left(tmp_path)
 
 

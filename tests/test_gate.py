@@ -17,10 +17,10 @@ from bench import harness as H
 TINY = ["--models", "resnet18", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
         "--latency-iters", "5", "--latency-batch-sizes", "1", "--threads", "2"]
 # The unchanged rerun must pass and the slowed one fail at the same threshold. Two identical runs of a
-# ~1 s epoch (2 steps) differ by far less than 50%; the hook adds 2 x 3 s, over +100% even when a busy
+# ~1 s epoch (2 steps) differ by far less than 50%; the hook adds 2 x 2 s, over +50% even when a busy
 # machine makes the baseline epoch five times slower.
 GATE = "--benchmark-compare-fail=median:50%"
-SLOWDOWN_MS = "3000"
+SLOWDOWN_MS = "2000"
 OTHER_GPU = "NVIDIA H100 80GB HBM3"
 
 
@@ -69,11 +69,11 @@ def test_gate_saves_trainer_samples_passes_unchanged_and_fails_when_slowed(tmp_p
     assert proc.returncode == 0, out[-3000:]
     assert f"different GPU: this run: 'none (CPU)', baseline: '{OTHER_GPU}'" in out
 
-    # 3. The same gate, with every training step slowed down in both trainers: it fails, naming both.
-    proc, out = run_pytest(tmp_path, *build, "-k", "epoch_time", "--benchmark-compare=0001", GATE,
-                           env={"BENCH_SLEEP_PER_STEP_MS": SLOWDOWN_MS})
+    # 3. The same gate with every training step slowed down: it fails and names the slowed benchmark.
+    # (Python only: test_parity checks that the hook slows the C++ trainer's timed epoch the same way.)
+    proc, out = run_pytest(tmp_path, *build, "-k", "epoch_time", "--langs", "python", "--benchmark-compare=0001",
+                           GATE, env={"BENCH_SLEEP_PER_STEP_MS": SLOWDOWN_MS})
     print(out[-1500:])
     assert proc.returncode != 0
     assert "Performance has regressed" in out
-    for lang in H.LANGS:
-        assert f"test_epoch_time[resnet18-{lang}-default]" in out.split("Performance has regressed")[1]
+    assert "test_epoch_time[resnet18-python-default]" in out.split("Performance has regressed")[1]

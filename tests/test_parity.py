@@ -4,6 +4,7 @@ Each test fails when the twins drift: a different stem, a skipped flip, another 
 another schedule or optimizer formula. All run on CPU; the real-image accuracy check is opt-in (slow).
 """
 
+import json
 from pathlib import Path
 
 import pytest
@@ -33,14 +34,18 @@ def load(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+# What each file of run_both is, as a trainer flag.
+FILE_FLAGS = {"init": "--dump-init", "batch": "--dump-batch", "logits": "--dump-logits", "trained": "--save-weights"}
+
+
 def run_both(tmp_path, cpp_exe, args, files=("init", "batch", "logits"), **kw):
-    """Run both trainers with the same flags; return {lang: {name: loaded dump}} and their results."""
+    """Run both trainers with the same flags; return {lang: {name: loaded file}} and their results."""
     out, docs = {}, {}
     from bench.results import load_results
 
     for lang in H.LANGS:
         paths = {name: tmp_path / f"{lang}-{name}.pt" for name in files}
-        dump_flags = sum(([f"--dump-{name}", str(p)] for name, p in paths.items()), [])
+        dump_flags = sum(([FILE_FLAGS[name], str(p)] for name, p in paths.items()), [])
         res = tmp_path / f"{lang}.json"
         run_ok(lang, args + dump_flags + ["--results", str(res)], cpp_exe, **kw)
         out[lang] = {name: load(p) for name, p in paths.items()}
@@ -84,8 +89,6 @@ def test_weights_cross_load_same_logits(tmp_path, cpp_exe, tiny_data, writer):
     diff = (a - b).abs().max().item()
     print(f"{writer} -> {reader}: max |logit difference| = {diff:.3g} over {tuple(a.shape)}")
     assert diff <= 1e-4
-    import json
-
     acc_w = json.loads((tmp_path / "w.json").read_text())["final"]["test_accuracy"]
     acc_r = json.loads((tmp_path / "r.json").read_text())["final"]["test_accuracy"]
     assert acc_w == acc_r
@@ -94,11 +97,12 @@ def test_weights_cross_load_same_logits(tmp_path, cpp_exe, tiny_data, writer):
 # 3. Lockstep training ----------------------------------------------------------------------------------------
 
 def test_lockstep_training(tmp_path, cpp_exe, tiny_data):
-    """Same seed, one thread, deterministic: identical init, first batch, and per-step losses."""
-    args = ["--model", "resnet18", "--data", str(tiny_data), "--train-limit", "256", "--test-limit", "64",
-            "--batch-size", "32", "--epochs", "2", "--threads", "1", "--deterministic", "--seed", "3",
+    """Same seed, one thread, deterministic: identical init, first batch, every per-step loss (bit for bit:
+    both call the same ATen kernels in the same order) and identical trained weights."""
+    args = ["--model", "resnet18", "--data", str(tiny_data), "--train-limit", "96", "--test-limit", "32",
+            "--batch-size", "32", "--epochs", "2", "--lr", "0.05", "--threads", "1", "--deterministic", "--seed", "3",
             "--record-step-losses", *NO_LATENCY]
-    dumps, docs = run_both(tmp_path, cpp_exe, args)
+    dumps, docs = run_both(tmp_path, cpp_exe, args, files=("init", "batch", "logits", "trained"))
     py, cpp = dumps["python"], dumps["cpp"]
     for key in py["init"]:
         assert torch.equal(py["init"][key], cpp["init"][key]), f"initial {key} differs"
@@ -108,10 +112,47 @@ def test_lockstep_training(tmp_path, cpp_exe, tiny_data):
     print("\nstep  python loss     c++ loss        rel diff")
     for i, (a, b) in enumerate(zip(lp, lc)):
         print(f"{i:4d}  {a:.8f}  {b:.8f}  {abs(a - b) / abs(a):.2e}")
-    assert len(lp) == len(lc) == 16
-    for i in range(5):
-        assert abs(lp[i] - lc[i]) <= 1e-4 * abs(lp[i]), f"step {i}: {lp[i]} vs {lc[i]}"
+    assert len(lp) == len(lc) == 6  # 3 steps per epoch, 2 epochs
+    assert lp == lc, "per-step losses differ"
+    for key in py["trained"]:
+        assert torch.equal(py["trained"][key], cpp["trained"][key]), f"trained {key} differs"
     assert [e["lr"] for e in docs["python"]["epochs"]] == [e["lr"] for e in docs["cpp"]["epochs"]]
+    assert torch.equal(py["logits"]["logits"], cpp["logits"]["logits"])
+
+
+def shape_of(value):
+    """A document's keys and value types, recursively (lists by their first element)."""
+    if isinstance(value, dict):
+        return {k: shape_of(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape_of(value[0])] if value else []
+    return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
+
+
+def test_results_documents_have_the_same_shape(tmp_path, cpp_exe, tiny_data):
+    """Beyond the validator: every key and type of the two languages' documents is the same."""
+    args = ["--data", str(tiny_data), "--train-limit", "32", "--test-limit", "16", "--batch-size", "32",
+            "--latency-iters", "2", "--latency-batch-sizes", "1", "--concurrency", "1", "--concurrency-iters", "2",
+            "--record-step-losses"]
+    _, docs = run_both(tmp_path, cpp_exe, args, files=())
+    assert shape_of(docs["python"]) == shape_of(docs["cpp"])
+    py, cpp = docs["python"], docs["cpp"]
+    assert py["torch_version"] == cpp["torch_version"] and py["device"] == cpp["device"]
+    assert py["config"] == cpp["config"] and py["dataset"] == cpp["dataset"]
+
+
+def test_timed_intervals_cover_what_they_claim(tmp_path, cpp_exe, tiny_data):
+    """An epoch's time holds every training step and no evaluation, in both languages: with a 300 ms sleep per
+    step (the BENCH_SLEEP_PER_STEP_MS hook), 2 steps make train_seconds >= 0.6 s and leave eval_seconds alone."""
+    args = ["--data", str(tiny_data), "--train-limit", "64", "--test-limit", "16", "--batch-size", "32",
+            *NO_LATENCY]
+    for lang in H.LANGS:
+        out = tmp_path / f"{lang}.json"
+        run_ok(lang, args + ["--results", str(out)], cpp_exe, env={"BENCH_SLEEP_PER_STEP_MS": "300"})
+        [epoch] = json.loads(out.read_text())["epochs"]
+        assert epoch["train_seconds"] >= 0.6, f"{lang}: a training step fell outside the timed epoch"
+        assert epoch["eval_seconds"] < 0.3, f"{lang}: the training sleep landed in the evaluation time"
+
 
 # 4. Data ----------------------------------------------------------------------------------------------------
 

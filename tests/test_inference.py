@@ -1,0 +1,160 @@
+"""Inference paths and concurrent inference in both trainers (docs/twins.md, "Modes").
+
+Every path must compute what eager computes with the run's own weights: each trainer dumps each path's
+output on its latency input (--dump-logits, "<path>.bs<B>"). The AOTInductor packages are built on first use
+and cached by bench.aoti (under BENCH_CACHE), and both languages load the same package. The default tests run
+on CPU; the CUDA graph checks are opt-in (-m gpu).
+"""
+
+import pytest
+import torch
+
+from bench import harness as H
+from bench import model as M
+from bench.results import load_results
+
+ALL_PATHS = ("eager", "compile", "aoti", "cuda-graph")
+CONCURRENCY = (1, 2)
+CONCURRENCY_ITERS = 3
+SMALL = ["--model", "resnet18", "--eval-only", "--test-limit", "8", "--threads", "1", "--latency-batch-sizes", "1",
+         "--latency-iters", "2", "--latency-warmup", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(cache_dir):
+    return H.ensure_synthetic(cache_dir / "synthetic-320-64-7", 320, 64, seed=7)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A weights file written by Python, with batch-norm statistics far from init: a path that ran the
+    package's own weights, or dropped the running statistics, would not match eager."""
+    model = M.make_model("resnet18")
+    g = torch.Generator().manual_seed(11)
+    M.init_weights(model, g)
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if name.endswith("running_mean"):
+                buf.uniform_(-0.2, 0.2, generator=g)
+            elif name.endswith("running_var"):
+                buf.uniform_(0.5, 2.0, generator=g)
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pt"
+    M.save_weights(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cpu_run(tmp_path_factory, tiny_data, weights, exe_for):
+    """cpu_run(lang, precision): one small eval-only CPU run with these weights, shared by the tests; returns
+    (validated results, dumped outputs, stderr). fp32 asks for every path and for concurrency."""
+    done = {}
+
+    def get(lang, precision="fp32"):
+        key = (lang, precision)
+        if key not in done:
+            out = tmp_path_factory.mktemp(f"{lang}-{precision}")
+            paths = ALL_PATHS if precision == "fp32" else ("eager", "aoti")
+            args = SMALL + ["--device", "cpu", "--data", str(tiny_data), "--load-weights", str(weights),
+                            "--precision", precision, "--inference-paths", ",".join(paths),
+                            "--dump-logits", str(out / "outputs.pt"), "--results", str(out / "results.json")]
+            if precision == "fp32":
+                args += ["--concurrency", ",".join(map(str, CONCURRENCY)),
+                         "--concurrency-iters", str(CONCURRENCY_ITERS)]
+            proc = H.run_trainer(lang, args, exe_for(lang))
+            if proc.returncode:
+                done[key] = f"{lang} trainer failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
+            else:
+                dumps = torch.load(out / "outputs.pt", map_location="cpu", weights_only=True)
+                done[key] = (load_results(out / "results.json"), dumps, proc.stderr)
+        if isinstance(done[key], str):
+            pytest.fail(done[key], pytrace=False)
+        return done[key]
+    return get
+
+
+def max_diff(a, b):
+    return (a - b).abs().max().item()
+
+
+@pytest.mark.parametrize("lang", H.LANGS)
+def test_compiled_paths_match_eager(cpu_run, lang):
+    _, out, _ = cpu_run(lang)
+    compiled = [p for p in ("compile", "aoti") if f"{p}.bs1" in out]
+    assert compiled == (["compile", "aoti"] if lang == "python" else ["aoti"])
+    assert max_diff(out["eager.bs1"], out["logits"][:1]) <= 1e-4, "eager.bs1 is not the first test image's output"
+    for path in compiled:
+        diff = max_diff(out[f"{path}.bs1"], out["eager.bs1"])
+        print(f"{lang} {path} vs eager, bs 1: max |logit difference| = {diff:.3g}")
+        assert diff <= 1e-4
+
+
+def test_aoti_same_in_both_languages(cpu_run):
+    """The same package with the same weights on the same input: the same logits in both languages."""
+    py, cpp = cpu_run("python")[1], cpu_run("cpp")[1]
+    diff = max_diff(py["aoti.bs1"], cpp["aoti.bs1"])
+    print(f"aoti bs 1, Python vs C++: max |logit difference| = {diff:.3g}")
+    assert diff <= 1e-5
+
+
+@pytest.mark.parametrize("lang", H.LANGS)
+def test_unavailable_paths_are_listed_not_fatal(cpu_run, lang):
+    doc, _, stderr = cpu_run(lang)  # exit 0, results valid
+    expected = {"inference path cuda-graph": "CUDA graphs need a CUDA device"}
+    if lang == "cpp":
+        expected["inference path compile"] = "torch.compile has no C++ API"
+    assert {u["feature"]: u["reason"] for u in doc["unavailable"]} == expected
+    prog = "bench.train" if lang == "python" else "bench_train"
+    for feature, reason in expected.items():
+        assert f"{prog}: note: {feature} skipped: {reason}" in stderr
+    measured = [p for p in ALL_PATHS if f"inference path {p}" not in expected]
+    assert [(lat["path"], lat["batch_size"]) for lat in doc["latency"]] == [(p, 1) for p in measured]
+    assert doc["config"]["inference_paths"] == list(ALL_PATHS)
+
+
+@pytest.mark.parametrize("lang", H.LANGS)
+def test_concurrency_entries(cpu_run, lang):
+    doc, _, _ = cpu_run(lang)
+    assert [c["threads"] for c in doc["concurrency"]] == list(CONCURRENCY)
+    for c in doc["concurrency"]:
+        assert c["requests"] == c["threads"] * CONCURRENCY_ITERS == len(c["samples_ms"])
+        print(f"{lang} {c['threads']} threads: {c['images_per_second']:.1f} images/s, median {c['median_ms']:.2f} ms")
+
+
+@pytest.mark.parametrize("lang", H.LANGS)
+def test_bf16_aoti_matches_eager_bf16(cpu_run, lang):
+    """The bf16 package runs the model under autocast, as the eager bf16 path does: it matches eager bf16
+    within a few bf16 roundings and is as far from fp32 as eager bf16 is."""
+    bf16, fp32 = cpu_run(lang, "bf16")[1], cpu_run(lang)[1]
+    eager = bf16["eager.bs1"]
+    diff = max_diff(bf16["aoti.bs1"], eager)
+    to_fp32 = {path: max_diff(bf16[f"{path}.bs1"], fp32["eager.bs1"]) for path in ("eager", "aoti")}
+    print(f"{lang} bf16 aoti vs eager bf16: max |logit difference| = {diff:.3g}, logits up to "
+          f"{eager.abs().max().item():.3g}; vs eager fp32: eager bf16 {to_fp32['eager']:.3g}, "
+          f"aoti bf16 {to_fp32['aoti']:.3g}")
+    assert diff <= 0.02 * eager.abs().max().item()
+    for path, gap in to_fp32.items():  # fp32 rounding differences are ~1e-8, bf16 ones ~1e-4 and more
+        assert gap > 1e-5, f"the bf16 {path} path computed in fp32"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("lang", H.LANGS)
+def test_cuda_paths_match_eager(tmp_path, tiny_data, weights, exe_for, lang, precision):
+    """CUDA graph replays (and the CUDA AOTInductor package) compute what eager computes; concurrent
+    requests run on per-thread streams."""
+    out, res = tmp_path / "outputs.pt", tmp_path / "results.json"
+    args = SMALL + ["--device", "cuda", "--data", str(tiny_data), "--load-weights", str(weights),
+                    "--precision", precision, "--inference-paths", "eager,aoti,cuda-graph",
+                    "--concurrency", ",".join(map(str, CONCURRENCY)), "--concurrency-iters", str(CONCURRENCY_ITERS),
+                    "--dump-logits", str(out), "--results", str(res)]
+    proc = H.run_trainer(lang, args, exe_for(lang))
+    assert proc.returncode == 0, f"{lang} trainer failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    doc, dumps = load_results(res), torch.load(out, map_location="cpu", weights_only=True)
+    assert doc["unavailable"] == []
+    assert [c["requests"] for c in doc["concurrency"]] == [n * CONCURRENCY_ITERS for n in CONCURRENCY]
+    eager = dumps["eager.bs1"]
+    for path in ("cuda-graph", "aoti"):
+        diff = max_diff(dumps[f"{path}.bs1"], eager)
+        print(f"{lang} {precision} {path} vs eager, bs 1: max |logit difference| = {diff:.3g}")
+        assert diff <= (1e-3 if precision == "fp32" else 0.02 * eager.abs().max().item())

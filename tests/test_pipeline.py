@@ -1,0 +1,157 @@
+"""The idiomatic data pipeline (--data-pipeline idiomatic, docs/twins.md "Modes") in both languages.
+
+It does not draw the matched pipeline's random numbers, so nothing here compares the languages' batches.
+Instead: both trainers run with it (in-process and worker loaders), every image they train on is a crop of
+a zero-padded training image, maybe mirrored, with that image's label, and evaluation sees the matched
+pipeline's test images. All on CPU with a tiny synthetic set.
+"""
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench import data as D
+from bench import harness as H
+from bench.results import load_results
+
+TRAIN, TEST, BATCH = 64, 40, 32  # the test set ends with a partial batch
+QUICK = ["--train-limit", str(TRAIN), "--test-limit", str(TEST), "--batch-size", str(BATCH), "--latency-iters", "0",
+         "--threads", "1"]
+IDIOMATIC = ["--data-pipeline", "idiomatic"]
+MEAN = torch.tensor(D.CIFAR_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(D.CIFAR_STD).view(1, 3, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(cache_dir):
+    return H.ensure_synthetic(cache_dir / "synthetic-320-64-7", 320, 64, seed=7)
+
+
+def run_ok(lang, cpp_exe, args):
+    proc = H.run_trainer(lang, args, cpp_exe if lang == "cpp" else None)
+    assert proc.returncode == 0, f"{lang} trainer failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def to_uint8(normalized):
+    """Undo the CIFAR normalization; the values must land on whole pixel values."""
+    pixels = (normalized * STD + MEAN) * 255
+    assert (pixels - pixels.round()).abs().max() < 1e-2, "not CIFAR-normalized uint8 pixels"
+    return pixels.round().to(torch.uint8)
+
+
+def find_sources(images_u8, train_u8):
+    """For each image, every (training index, dy, dx, flipped) whose 32x32 window at (dy, dx) of the 4-pixel
+    zero-padded training image equals it, as is or mirrored: an exact lookup over all N x 81 windows x 2 flips."""
+    pad = D.PAD
+    windows = F.pad(train_u8, (pad, pad, pad, pad)).unfold(2, 32, 1).unfold(3, 32, 1)  # [N,3,9,9,32,32]
+    windows = windows.permute(0, 2, 3, 1, 4, 5).reshape(-1, 3 * 32 * 32)  # [N*9*9, 3072], (n, dy, dx) order
+    where = {}
+    for (n, dy, dx), window in zip(itertools.product(range(train_u8.shape[0]), range(9), range(9)), windows.numpy()):
+        where.setdefault(window.tobytes(), []).append((n, dy, dx))
+    # flipped = 1: the image is the mirrored window.
+    return [[(*hit, flipped) for flipped, window in ((0, image), (1, image.flip(-1)))
+             for hit in where.get(window.contiguous().numpy().tobytes(), [])] for image in images_u8]
+
+
+# 1 + 2. Both trainers train with it, on correctly augmented batches ---------------------------------------------
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("lang", H.LANGS)
+def test_idiomatic_trains_on_augmented_batches(tmp_path, cpp_exe, tiny_data, lang, workers):
+    res, dump = tmp_path / "out.json", tmp_path / "batch.pt"
+    run_ok(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, *IDIOMATIC, "--workers", str(workers),
+                           "--seed", str(5 + workers), "--dump-batch", str(dump), "--results", str(res)])
+    doc = load_results(res)
+    assert (doc["config"]["data_pipeline"], doc["config"]["workers"]) == ("idiomatic", workers)
+    assert math.isfinite(doc["final"]["train_loss"]) and math.isfinite(doc["final"]["test_loss"])
+    assert doc["dataset"]["train_records"] == TRAIN
+
+    batch = torch.load(dump, map_location="cpu", weights_only=True)
+    images, labels = to_uint8(batch["images"]), batch["labels"]
+    assert images.shape == (BATCH, 3, 32, 32) and labels.shape == (BATCH,)
+    train_u8, train_labels = D.load_split(tiny_data, train=True, limit=TRAIN)
+    sources = []
+    for i, hits in enumerate(find_sources(images, train_u8)):
+        same_label = [h for h in hits if train_labels[h[0]] == labels[i]]
+        assert same_label, f"image {i} is no crop/flip of a training image with its label {int(labels[i])}"
+        sources.append(same_label[0])
+    index, dy, dx, flipped = (torch.tensor(column) for column in zip(*sources))
+    assert index.unique().numel() == BATCH, "a training image appears twice in one batch"
+    assert not torch.equal(index, torch.arange(BATCH)), "the training set is not shuffled"
+    # Each is drawn per image: 32 images all mirrored, all unmirrored or all centred would be a broken draw.
+    assert 0 < int(flipped.sum()) < BATCH, f"flips {flipped.tolist()}"
+    assert ((dy != D.PAD) | (dx != D.PAD)).any() and dy.unique().numel() > 1 and dx.unique().numel() > 1
+
+
+@pytest.mark.parametrize("lang", H.LANGS)
+def test_idiomatic_seed_makes_runs_repeatable(tmp_path, cpp_exe, tiny_data, lang):
+    """With in-process loading (--workers 0) --seed fixes the shuffle and every crop and flip: two runs with
+    the same seed train identically, another seed does not."""
+    losses = {}
+    for run, seed in (("a", 3), ("b", 3), ("c", 4)):
+        res = tmp_path / f"{run}.json"
+        run_ok(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--test-limit", "8", *IDIOMATIC, "--workers", "0",
+                               "--seed", str(seed), "--deterministic", "--record-step-losses", "--results", str(res)])
+        losses[run] = load_results(res)["step_losses"]
+    assert losses["a"] == losses["b"], f"{lang}: the same seed gave different training"
+    assert losses["a"] != losses["c"], f"{lang}: --seed does not reach the idiomatic pipeline"
+
+
+# 3. Evaluation sees the matched pipeline's test images --------------------------------------------------------
+
+def test_python_test_transform_is_the_matched_normalization(tiny_data):
+    from bench import pipeline as P
+
+    test_set = P.CifarBinary(tiny_data, train=False, transform=P.test_transform(), limit=TEST)
+    images_u8, labels = D.load_split(tiny_data, train=False, limit=TEST)
+    assert len(test_set) == TEST
+    items = [test_set[i] for i in range(TEST)]
+    got = torch.stack([image for image, _ in items])
+    assert type(got) is torch.Tensor and got.dtype == torch.float32
+    # transforms v2 scales by * (1/255), the matched pipeline by / 255: equal up to float rounding.
+    torch.testing.assert_close(got, D.normalize(images_u8), rtol=0, atol=1e-6)
+    assert [label for _, label in items] == labels.tolist()
+    raw = P.CifarBinary(tiny_data, train=True, limit=TRAIN)  # no transform: the records, still uint8
+    assert torch.equal(torch.stack([raw[i][0] for i in range(TRAIN)]), D.load_split(tiny_data, True, TRAIN)[0])
+
+
+@pytest.mark.parametrize("lang", H.LANGS)
+def test_idiomatic_evaluation_equals_matched(tmp_path, cpp_exe, tiny_data, lang):
+    """Trained weights evaluated by the idiomatic test loader score what the matched pipeline scored: the
+    same images, normalized the same way, in the same order and batches."""
+    weights, matched, idiomatic = tmp_path / "w.pt", tmp_path / "matched.json", tmp_path / "idiomatic.json"
+    common = ["--data", str(tiny_data), *QUICK, "--seed", "3"]
+    run_ok(lang, cpp_exe, [*common, "--save-weights", str(weights), "--results", str(matched)])
+    run_ok(lang, cpp_exe, [*common, "--eval-only", "--load-weights", str(weights), *IDIOMATIC, "--workers", "0",
+                           "--results", str(idiomatic)])
+    want, got = load_results(matched)["final"], load_results(idiomatic)["final"]
+    print(f"{lang}: matched test loss {want['test_loss']!r} acc {want['test_accuracy']}, "
+          f"idiomatic {got['test_loss']!r} acc {got['test_accuracy']}")
+    assert got["test_loss"] == pytest.approx(want["test_loss"], rel=1e-5)
+    assert got["test_accuracy"] == want["test_accuracy"]
+
+
+# Bad input ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lang", H.LANGS)
+def test_idiomatic_missing_data_file(tmp_path, cpp_exe, tiny_data, lang):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in D.TRAIN_FILES + [D.TEST_FILE]:
+        if name != "data_batch_3.bin":
+            (folder / name).write_bytes((tiny_data / name).read_bytes())
+    proc = H.run_trainer(lang, ["--data", str(folder), *QUICK, *IDIOMATIC, "--workers", "2"],
+                         cpp_exe if lang == "cpp" else None)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    prog = "bench.train" if lang == "python" else "bench_train"
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith(f"{prog}: error: missing data file") and "data_batch_3.bin" in lines[0], lines[0]
+    if lang == "python":  # and the dataset itself raises the same DataError
+        from bench import pipeline as P
+
+        with pytest.raises(D.DataError, match="missing data file.*data_batch_3.bin"):
+            P.CifarBinary(folder, train=True)
