@@ -170,6 +170,13 @@ def read_test_hooks():
                      env("BENCH_CRASH_AT_STEP", int, -1))
 
 
+def make_optimizer(model, args):
+    """SGD with the recipe's momentum, Nesterov and weight decay. foreach is always given: left to its
+    default, PyTorch picks the multi-tensor kernels on CUDA, which C++'s per-tensor loop does not run."""
+    return torch.optim.SGD(model.parameters(), lr=args.lr, momentum=MOMENTUM, nesterov=True,
+                           weight_decay=WEIGHT_DECAY, foreach=args.optimizer_impl == "foreach")
+
+
 def train_epoch(model, optimizer, batches, device, first_step, total_steps, args, hooks, dump_batch=None):
     """One epoch over `batches` ((x, y) on the device); returns device tensors (loss sum, correct count,
     per-step losses), the number of images and the last lr. Nothing here waits for the device."""
@@ -300,8 +307,7 @@ def run(args):
     model.to(device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=MOMENTUM, nesterov=True,
-                                weight_decay=WEIGHT_DECAY, foreach=args.optimizer_impl == "foreach")
+    optimizer = make_optimizer(model, args)
 
     if args.data_pipeline == "idiomatic":
         from bench import pipeline as P

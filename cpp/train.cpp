@@ -362,6 +362,14 @@ double lr_at_step(int64_t step, int64_t total, double peak) {
   return peak * double(total - step) / double(total - warmup);
 }
 
+// SGD with the recipe's momentum, Nesterov and weight decay: LibTorch's per-tensor loop, or ForeachSGD.
+std::unique_ptr<torch::optim::SGD> make_optimizer(ResNet& model, const Args& args) {
+  const auto options =
+      torch::optim::SGDOptions(args.lr).momentum(kMomentum).nesterov(true).weight_decay(kWeightDecay).dampening(0);
+  if (args.optimizer_impl == "foreach") return std::make_unique<ForeachSGD>(model->parameters(), options);
+  return std::make_unique<torch::optim::SGD>(model->parameters(), options);
+}
+
 struct EpochResult {
   torch::Tensor loss_sum;     // float32 scalar on the device
   torch::Tensor correct;      // int64 scalar on the device
@@ -468,10 +476,7 @@ int run(int argc, char** argv) {
   if (!args.load_weights.empty()) load_weights(model, args.load_weights, args.model);
   model->to(device);
   if (args.channels_last) to_channels_last(model);
-  const auto sgd = torch::optim::SGDOptions(args.lr).momentum(kMomentum).nesterov(true).weight_decay(kWeightDecay);
-  std::unique_ptr<torch::optim::SGD> optimizer =
-      args.optimizer_impl == "foreach" ? std::make_unique<ForeachSGD>(model->parameters(), sgd)
-                                       : std::make_unique<torch::optim::SGD>(model->parameters(), sgd);
+  const auto optimizer = make_optimizer(model, args);
 
   std::function<std::unique_ptr<BatchSource>()> epoch_batches, test_source;
   if (args.data_pipeline == "idiomatic") {

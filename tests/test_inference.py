@@ -120,6 +120,7 @@ def test_concurrency_entries(cpu_run, lang):
         print(f"{lang} {c['threads']} threads: {c['images_per_second']:.1f} images/s, median {c['median_ms']:.2f} ms")
 
 
+@pytest.mark.slow  # another package build (~20 s on 2 cores): opt in with -m slow
 @pytest.mark.parametrize("lang", H.LANGS)
 def test_bf16_aoti_matches_eager_bf16(cpu_run, lang):
     """The bf16 package runs the model under autocast, as the eager bf16 path does: it matches eager bf16

@@ -52,6 +52,21 @@ def test_mode_in_lockstep_across_languages(mode, lockstep_run):
     assert py["final"] == cpp["final"]
 
 
+@pytest.mark.parametrize("impl", ["per-tensor", "foreach"])
+def test_python_optimizer_runs_the_kernels_its_mode_names(impl):
+    """On CPU the two SGD implementations give the same numbers, so lockstep cannot tell them apart: check the
+    option itself (left unset, PyTorch would pick foreach on CUDA while C++ loops per tensor)."""
+    from types import SimpleNamespace
+
+    from bench import model as M
+    from bench import train
+
+    optimizer = train.make_optimizer(M.make_model("resnet18"), SimpleNamespace(lr=0.1, optimizer_impl=impl))
+    [group] = optimizer.param_groups
+    assert group["foreach"] is (impl == "foreach")
+    assert (group["momentum"], group["nesterov"], group["weight_decay"], group["dampening"]) == (0.9, True, 5e-4, 0)
+
+
 @pytest.mark.parametrize("lang", H.LANGS)
 def test_foreach_and_per_tensor_sgd_agree(lang, lockstep_run):
     """The two optimizer implementations are the same update, to float rounding, in each language."""
