@@ -311,6 +311,26 @@ def pytest_sessionfinish(session, exitstatus):
         print(f"\ntorch-api-bench: report written to {path}")
 
 
+def pytest_sessionstart(session):
+    session.config.bench_session = session
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_terminal_summary(terminalreporter, config):
+    """pytest-benchmark signals a failed --benchmark-compare-fail gate by raising out of the terminal summary,
+    which prints a traceback. Its own "Performance has regressed" lines are already shown: end with one line
+    and exit status 1 instead."""
+    from pytest_benchmark.session import PerformanceRegression
+
+    try:
+        return (yield)
+    except PerformanceRegression:
+        terminalreporter.write_line("torch-api-bench: benchmark gate failed: performance has regressed against "
+                                    "the baseline (the lines above name each benchmark)", red=True, bold=True)
+        if config.bench_session.exitstatus == pytest.ExitCode.OK:
+            config.bench_session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def _git_commit():
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=H.ROOT, capture_output=True, text=True,

@@ -383,23 +383,47 @@ def median_curve(docs, field):
     return [percentile(sorted(d["epochs"][e][field] for d in docs), 50) for e in range(n)]
 
 
+def line_style(section, mode, language):
+    """Lines of one mode share a colour; the language is the marker and dash. With one mode, colour = language."""
+    modes = list(dict.fromkeys(m for (m, _, _) in section["runs"]))
+    color = LANGUAGE_COLORS[language] if len(modes) == 1 else f"C{modes.index(mode) % 10}"
+    return {**LANGUAGE_LINES[language], "color": color}
+
+
+def line_label(mode, language):
+    return LANGUAGE_NAMES[language] + ("" if mode == "default" else f" ({mode})")
+
+
+def finish_line_axes(ax, entries):
+    """A legend inside the axes for a few lines; to the right of them when it would cover the data."""
+    if entries <= 4:
+        ax.legend()
+    else:  # outside, to the right: line_figure gives it room
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+
+
+def line_figure(section, models):
+    """One axis per model, 5 in wide each, plus room for a legend beside each when there are many lines."""
+    lines = max(sum(1 for (_, m, _) in section["runs"] if m == model) for model in models)
+    return plt.subplots(1, len(models), figsize=((5 + (3.5 if lines > 4 else 0)) * len(models), 4), squeeze=False)
+
+
 def plot_test_accuracy(section, path):
     """One axis per model; both languages (and every mode) on it."""
     models = list(dict.fromkeys(model for (_, model, _) in section["runs"]))
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
+    fig, axes = line_figure(section, models)
     for ax, model in zip(axes[0], models):
         for (mode, m, language), (docs, _) in section["runs"].items():
             curve = median_curve(docs, "test_accuracy")
             if m != model or not curve:
                 continue
-            label = LANGUAGE_NAMES[language] + ("" if mode == "default" else f" ({mode})")
-            ax.plot(range(1, len(curve) + 1), curve, label=label, **LANGUAGE_LINES[language],
-                    color=LANGUAGE_COLORS[language] if mode == "default" else None)
+            ax.plot(range(1, len(curve) + 1), curve, label=line_label(mode, language),
+                    **line_style(section, mode, language))
         ax.set_title(f"{model}: test accuracy per epoch")
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%)")
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend()
+        finish_line_axes(ax, len(ax.get_lines()))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -446,22 +470,24 @@ def plot_concurrency(section, path):
               if any(agg["concurrency"] for (_, m2, _), (_, agg) in section["runs"].items() if m2 == m)]
     if not models:
         return False
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
+    fig, axes = line_figure(section, models)
     for ax, model in zip(axes[0], models):
         for (mode, m, language), (_, agg) in section["runs"].items():
             if m != model or not agg["concurrency"]:
                 continue
             threads = sorted(agg["concurrency"])
-            label = LANGUAGE_NAMES[language] + ("" if mode == "default" else f" ({mode})")
-            ax.plot(threads, [agg["concurrency"][n]["images_per_second"]["median"] for n in threads], label=label,
-                    **LANGUAGE_LINES[language], color=LANGUAGE_COLORS[language] if mode == "default" else None)
+            ax.plot(threads, [agg["concurrency"][n]["images_per_second"]["median"] for n in threads],
+                    label=line_label(mode, language), **line_style(section, mode, language))
         ax.set_title(f"{model}: concurrent batch-1 inference")
         ax.set_xlabel("threads sharing the model")
         ax.set_ylabel("images/s (all threads)")
         ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        counts = sorted({n for (_, m, _), (_, agg) in section["runs"].items() if m == model
+                         for n in agg["concurrency"]})
+        ax.set_xticks(counts, [str(n) for n in counts])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_ylim(bottom=0)
-        ax.legend()
+        finish_line_axes(ax, len(ax.get_lines()))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -74,6 +74,7 @@ def test_gate_saves_trainer_samples_passes_unchanged_and_fails_when_slowed(tmp_p
     proc, out = run_pytest(tmp_path, *build, "-k", "epoch_time", "--langs", "python", "--benchmark-compare=0001",
                            GATE, env={"BENCH_SLEEP_PER_STEP_MS": SLOWDOWN_MS})
     print(out[-1500:])
-    assert proc.returncode != 0
-    assert "Performance has regressed" in out
+    assert proc.returncode == 1, out[-3000:]
+    assert "Performance has regressed" in out and "torch-api-bench: benchmark gate failed" in out
+    assert "Traceback" not in out, "the gate's failure should be one line, not pytest-benchmark's traceback"
     assert "test_epoch_time[resnet18-python-default]" in out.split("Performance has regressed")[1]
