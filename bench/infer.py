@@ -11,7 +11,7 @@ import torch
 
 from bench import aoti as A
 from bench.results import summarize_ms
-from bench.runtime import autocast, now_ns, synchronize
+from bench.runtime import autocast, now_ns, peak_memory_bytes, reset_peak_memory, synchronize
 
 CUDA_GRAPH_WARMUP = 3  # forwards on a side stream before the capture
 CONCURRENCY_WARMUP = 5  # untimed requests per thread before the barrier
@@ -126,11 +126,14 @@ def measure_latency(model, test_x, device, args, outputs=None):
             except Exception as err:  # export, Inductor and CUDA raise many types: the run stops with one line
                 raise InferenceError(f"cannot prepare inference path {path} at batch size {bs}: "
                                      f"{first_line(err)}") from err
+            reset_peak_memory(device)  # this path's samples only: compiling, packaging, capturing excluded
             with torch.inference_mode(), autocast(device, args.precision, cache_enabled=False):
                 samples = time_samples(fn, x, args.latency_iters, args.latency_warmup, device)
+                peak = peak_memory_bytes(device)
                 if outputs is not None:
                     outputs[f"{path}.bs{bs}"] = fn(x).float().clone()  # clone: a graph's output is reused
-            latency.append({"path": path, "batch_size": bs, "samples_ms": samples, **summarize_ms(samples)})
+            latency.append({"path": path, "batch_size": bs, "samples_ms": samples, **summarize_ms(samples),
+                            "peak_memory_bytes": peak})
     return latency, unavailable
 
 

@@ -192,6 +192,16 @@ def aggregate_runs(docs):
         "latency_ms": {point: spread_stat(latency_samples(docs, *point)) for point in latency_points(docs)},
         "concurrency": {n: aggregate_concurrency(docs, n) for n in concurrency_counts(docs)},
         "unavailable": sorted({f"{u['feature']}: {u['reason']}" for doc in docs for u in doc["unavailable"]}),
+        # Run facts (schema 3; None for older documents): what "fp32" was, the warm-up, epoch 1 apart from the
+        # later epochs, the clock's own cost and the training window's peak memory.
+        "precision_label": " / ".join(sorted({doc.get("precision_label", doc["config"]["precision"])
+                                              for doc in docs})),
+        "warmup_seconds": spread_stat([doc.get("warmup_seconds") for doc in docs]),
+        "epoch1_seconds": spread_stat([doc["epochs"][0]["train_seconds"] for doc in docs if doc["epochs"]]),
+        "later_epoch_seconds": spread_stat([ep["train_seconds"] for doc in docs for ep in doc["epochs"][1:]]),
+        "empty_sample_us": spread_stat([doc.get("empty_sample_us", {}).get("median_us") for doc in docs]),
+        "peak_memory_mib": spread_stat([doc["peak_memory_bytes"] / 2**20 for doc in docs
+                                        if doc.get("peak_memory_bytes") is not None]),
     }
 
 
@@ -533,6 +543,19 @@ def row_stat(row, field):
     return row["latency_ms"].get(EAGER_BS1) if field == "latency_bs1" else row[field]
 
 
+FACTS_COLUMNS = [  # (header, field, digits)
+    ("Warm-up (s)", "warmup_seconds", 2), ("Epoch 1 (s)", "epoch1_seconds", 2),
+    ("Later epochs (s)", "later_epoch_seconds", 2), ("Empty sample (µs)", "empty_sample_us", 3),
+    ("Training peak memory (MiB)", "peak_memory_mib", 0)]
+
+
+def facts_table_md(section):
+    header = ["Language", "Model", "Mode", "Precision"] + [h for h, _, _ in FACTS_COLUMNS]
+    rows = [[LANGUAGE_NAMES[r["language"]], r["model"], r["mode"], r["precision_label"]]
+            + [fmt_stat(r[f], d, r["runs"]) for _, f, d in FACTS_COLUMNS] for r in section["rows"]]
+    return markdown_table(header, rows)
+
+
 def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -602,6 +625,12 @@ def section_md(number, section, total_sections):
     lines += results_table_md(section)
     lines += ["", "Time/epoch and images/s are medians over all epochs (training only, evaluation excluded); "
               "with repeated runs every cell shows the median and, in brackets, p10–p90.", ""]
+    lines += ["### Run facts", ""] + facts_table_md(section)
+    lines += ["", "Precision: what the run computed (on CUDA, PyTorch's default \"fp32\" runs convolutions in TF32, "
+              "in both languages). Warm-up: untimed steps at every shape before the first clock read. Epoch 1 "
+              "and the later epochs' median, apart. Empty sample: a synchronize and a clock read with no work "
+              "(median), the floor under every latency sample. Peak memory: the training window on CUDA "
+              "(n/a on CPU).", ""]
     models = list(dict.fromkeys(r["model"] for r in section["ratios"]))
     lines += ["### Python / C++", ""]
     if not models:

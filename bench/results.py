@@ -8,7 +8,10 @@ import math
 import os
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Version 2 (before warm-up, empty samples and per-path peak memory) is still read: the committed CPU results
+# in docs/results/ are version 2. The report treats its missing fields as unknown.
+READABLE_VERSIONS = (2, 3)
 LANGUAGES = ("python", "cpp")
 EPOCH_KEYS = ("epoch", "train_seconds", "eval_seconds", "images_per_second", "train_loss", "train_accuracy",
               "test_loss", "test_accuracy", "lr")
@@ -36,6 +39,11 @@ def summarize_ms(samples_ms):
     s = sorted(samples_ms)
     return {"median_ms": percentile(s, 50), "p90_ms": percentile(s, 90), "p99_ms": percentile(s, 99),
             "mean_ms": sum(s) / len(s)}
+
+
+def empty_sample_entry(samples_us):
+    """The results' record of the clock's own cost: every empty sample (µs) and their median."""
+    return {"samples_us": samples_us, "median_us": percentile(sorted(samples_us), 50)}
 
 
 # The temporary file being written, if any: a signal handler removes it before the process exits.
@@ -91,7 +99,8 @@ def _check_samples(entry, where, name):
 def validate_results(doc, where="results"):
     """Raise ResultsError naming the first problem; return doc. Checks types and internal consistency."""
     _require(isinstance(doc, dict), where, "not a JSON object")
-    _require(doc.get("schema_version") == SCHEMA_VERSION, where, f"schema_version is not {SCHEMA_VERSION}")
+    _require(doc.get("schema_version") in READABLE_VERSIONS, where,
+             f"schema_version is not one of {READABLE_VERSIONS}")
     _require(doc.get("complete") is True, where, "run is marked incomplete")
     _require(doc.get("language") in LANGUAGES, where, f"language must be one of {LANGUAGES}")
     for key, typ in [("model", str), ("param_count", int), ("torch_version", str), ("device", dict),
@@ -168,7 +177,32 @@ def validate_results(doc, where="results"):
         _require(len(conc["samples_ms"]) == conc["requests"], where, f"{name} has one sample per request")
     mem = doc.get("peak_memory_bytes")
     _require(mem is None or (isinstance(mem, int) and mem >= 0), where, "peak_memory_bytes invalid")
+    if doc["schema_version"] >= 3:
+        _validate_v3_fields(doc, where)
     return doc
+
+
+def _validate_v3_fields(doc, where):
+    """Warm-up, the clock's cost, the precision label and per-path peak memory (schema version 3)."""
+    cfg = doc["config"]
+    _require(isinstance(cfg.get("warmup_steps"), int) and cfg["warmup_steps"] >= 0, where,
+             "config.warmup_steps invalid")
+    warmup = doc.get("warmup_seconds")
+    if cfg.get("eval_only") or cfg["warmup_steps"] == 0:
+        _require(warmup is None, where, "warmup_seconds must be null when no warm-up ran")
+    else:
+        _require(_is_num(warmup) and warmup > 0, where, "warmup_seconds missing or not positive")
+    _require(isinstance(doc.get("precision_label"), str) and doc["precision_label"].startswith(cfg["precision"]),
+             where, "precision_label missing or not the configured precision")
+    empty = doc.get("empty_sample_us")
+    samples = empty.get("samples_us") if isinstance(empty, dict) else None
+    _require(isinstance(samples, list) and samples and all(_is_num(s) and s >= 0 for s in samples), where,
+             "empty_sample_us.samples_us empty or not non-negative numbers")
+    _require(_is_num(empty.get("median_us")) and math.isclose(empty["median_us"], percentile(sorted(samples), 50)),
+             where, "empty_sample_us.median_us is not the median of its samples")
+    for i, lat in enumerate(doc["latency"]):
+        mem = lat.get("peak_memory_bytes", "missing")
+        _require(mem is None or (isinstance(mem, int) and mem >= 0), where, f"latency[{i}].peak_memory_bytes invalid")
 
 
 def load_results(path):

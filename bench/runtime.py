@@ -4,10 +4,17 @@ import time
 
 import torch
 
+# torch.cuda.synchronize(device) adds a lazy-init check and a device guard (a few µs) around this call; the
+# run uses one device, the current one, so the bare call is the same wait at C++'s cost (an empty sample
+# within ~1 µs of C++'s). CPU-only builds have no such function (and no CUDA device to wait for).
+_cuda_synchronize = getattr(torch._C, "_cuda_synchronize", None) or torch.cuda.synchronize
+EMPTY_SAMPLES = 100  # empty samples recorded per run (after EMPTY_SAMPLES_WARMUP untimed ones)
+EMPTY_SAMPLES_WARMUP = 10
+
 
 def synchronize(device):
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        _cuda_synchronize()
 
 
 def now_ns(device):
@@ -18,6 +25,40 @@ def now_ns(device):
 
 def seconds_since(t0, device):
     return (now_ns(device) - t0) / 1e9
+
+
+def empty_samples_us(device):
+    """What a timed sample costs with no work in it (synchronize, read the clock, twice), in µs: the floor
+    under every latency sample, recorded so that the two languages' clocks can be compared."""
+    samples = []
+    for i in range(EMPTY_SAMPLES_WARMUP + EMPTY_SAMPLES):
+        t0 = now_ns(device)
+        t1 = now_ns(device)
+        if i >= EMPTY_SAMPLES_WARMUP:
+            samples.append((t1 - t0) / 1e3)
+    return samples
+
+
+def reset_peak_memory(device):
+    """Start a new peak-memory window (CUDA only; the CPU allocator keeps no peak)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_bytes(device):
+    """The most memory allocated on the device since reset_peak_memory, or None on CPU."""
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+
+def precision_label(device, precision):
+    """What "fp32" really computes: on CUDA, PyTorch's default lets cuDNN run convolutions in TF32 (and
+    cuBLAS matmuls, where allowed), in both languages."""
+    if precision != "fp32":
+        return f"{precision} autocast"
+    if device.type != "cuda" or not torch.backends.cudnn.allow_tf32:
+        return "fp32"
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    return "fp32 (TF32 convolutions" + (" and matmuls)" if matmul else ")")
 
 
 def autocast(device, precision, cache_enabled=True):

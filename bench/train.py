@@ -19,7 +19,16 @@ from bench import infer as I
 from bench import model as M
 from bench import results as R
 from bench.results import SCHEMA_VERSION, write_results_atomic
-from bench.runtime import as_input_layout, autocast, now_ns, seconds_since
+from bench.runtime import (
+    as_input_layout,
+    autocast,
+    empty_samples_us,
+    now_ns,
+    peak_memory_bytes,
+    precision_label,
+    reset_peak_memory,
+    seconds_since,
+)
 
 PROG = "bench.train"
 MOMENTUM = 0.9
@@ -29,6 +38,11 @@ PRECISIONS = ("fp32", "bf16")
 OPTIMIZER_IMPLS = ("per-tensor", "foreach")
 DATA_PIPELINES = ("matched", "idiomatic")
 INFERENCE_PATHS = ("eager", "compile", "aoti", "cuda-graph")
+# Untimed full-batch training steps before the first clock read (then one at the partial batch and the
+# evaluation shapes). Plans, handles, lazy kernels and cuDNN autotuning happen on a shape's first step; the
+# caching allocator reaches its steady pools by the second or third. Three steps cover both at a cost of
+# three steps (README, "Warm-up", has the CPU measurement behind the choice).
+WARMUP_STEPS = 3
 
 
 class UsageError(Exception):
@@ -91,6 +105,8 @@ def parse_args(argv=None):
                    help="comma-separated batch sizes for latency (default: 1,32,128)")
     p.add_argument("--latency-iters", type=int, default=100, help="timed forwards per batch size, 0 = skip")
     p.add_argument("--latency-warmup", type=int, default=10, help="untimed forwards first (default: 10)")
+    p.add_argument("--warmup-steps", type=int, default=WARMUP_STEPS,
+                   help=f"untimed training steps before the first timed one, 0 = none (default: {WARMUP_STEPS})")
     p.add_argument("--save-weights", default=None, help="write the trained weights here")
     p.add_argument("--load-weights", default=None, help="start from these weights (either language's)")
     p.add_argument("--eval-only", action="store_true", help="no training: evaluate and time latency")
@@ -127,7 +143,8 @@ def parse_args(argv=None):
     for flag, value, low in [("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
                              ("--train-limit", args.train_limit, 0), ("--test-limit", args.test_limit, 0),
                              ("--threads", args.threads, 0), ("--latency-iters", args.latency_iters, 0),
-                             ("--latency-warmup", args.latency_warmup, 0), ("--workers", args.workers, 0),
+                             ("--latency-warmup", args.latency_warmup, 0), ("--warmup-steps", args.warmup_steps, 0),
+                             ("--workers", args.workers, 0),
                              ("--concurrency-iters", args.concurrency_iters, 1)]:
         if value < low:
             raise UsageError(f"{flag} must be >= {low}, got {value}")
@@ -177,6 +194,19 @@ def make_optimizer(model, args):
                            weight_decay=WEIGHT_DECAY, foreach=args.optimizer_impl == "foreach")
 
 
+def train_step(model, optimizer, x, y, lr, device, precision):
+    """One SGD step at learning rate `lr`; returns the loss and the logits on the device, without waiting."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(device, precision):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, logits
+
+
 def train_epoch(model, optimizer, batches, device, first_step, total_steps, args, hooks, dump_batch=None):
     """One epoch over `batches` ((x, y) on the device); returns device tensors (loss sum, correct count,
     per-step losses), the number of images and the last lr. Nothing here waits for the device."""
@@ -189,21 +219,14 @@ def train_epoch(model, optimizer, batches, device, first_step, total_steps, args
     for i, (x, y) in enumerate(batches):
         step = first_step + i
         lr = lr_at_step(step, total_steps, args.lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         x = as_input_layout(x, args.channels_last)
         if dump_batch is not None and step == 0:
             dump_batch(x, y)
         if step == hooks.crash_at_step:
             os.abort()  # a trainer crash, as a segfault or OOM kill would be
-        with autocast(device, args.precision):
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
         if step == hooks.nan_at_step:
-            loss = loss * float("nan")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+            x = x * float("nan")  # a NaN loss at this step, as a diverging run would have
+        loss, logits = train_step(model, optimizer, x, y, lr, device, args.precision)
         loss_sum += loss.detach() * y.shape[0]
         correct += (logits.argmax(1) == y).sum()
         step_losses.append(loss.detach())
@@ -211,6 +234,35 @@ def train_epoch(model, optimizer, batches, device, first_step, total_steps, args
         if hooks.sleep_per_step_ms > 0:
             time.sleep(hooks.sleep_per_step_ms / 1000)
     return loss_sum, correct, torch.stack(step_losses), images, lr
+
+
+def warmup_shapes(n, batch_size, full_steps):
+    """The batch sizes a pass over n records in batches of batch_size produces, each once: `full_steps`
+    times the full batch, then the partial last batch if there is one."""
+    return [min(n, batch_size)] * full_steps + ([n % batch_size] if n > batch_size and n % batch_size else [])
+
+
+def warm_up(model, train_x, train_y, test_x, test_y, device, args):
+    """Untimed training steps at every shape the timed run will see (args.warmup_steps full batches, the
+    partial last batch), then evaluation at the full and partial eval batch, in the run's precision and
+    layout: cuDNN/cuBLAS handles, lazy kernel loading, per-shape plans (autotuning with --cudnn-benchmark)
+    and the allocator's pools are ready before the first clock read. The run stays as if none had happened:
+    the batches come from a generator of their own, the optimizer is a throwaway one, the weights and
+    BatchNorm buffers are restored. Returns the seconds it took."""
+    t0 = now_ns(device)
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = make_optimizer(model, args)
+    generator = torch.Generator().manual_seed(args.seed)  # not the run's generator: its draws stay untouched
+    x_u8, y = train_x[:args.batch_size].to(device), train_y[:args.batch_size].to(device)
+    model.train()
+    for n in warmup_shapes(train_x.shape[0], args.batch_size, args.warmup_steps):
+        x, y_n = next(D.matched_batches(x_u8[:n], y[:n], generator, n))
+        train_step(model, optimizer, as_input_layout(x, args.channels_last), y_n, args.lr, device, args.precision)
+    for n in warmup_shapes(test_x.shape[0], args.batch_size, 1):
+        evaluate(model, D.ordered_batches(test_x[:n], test_y[:n], n), device, args)
+    model.load_state_dict(saved)
+    model.zero_grad(set_to_none=True)
+    return seconds_since(t0, device)
 
 
 def evaluate(model, batches, device, args):
@@ -329,6 +381,12 @@ def run(args):
     steps_per_epoch = math.ceil(n_train / args.batch_size)
     total_steps = args.epochs * steps_per_epoch
     epochs, all_losses = [], []
+    warmup_seconds = None
+    if args.warmup_steps and not args.eval_only:
+        warmup_seconds = warm_up(model, train_x, train_y, test_x, test_y, device, args)
+        print(f"warm-up {args.warmup_steps} steps {warmup_seconds:.3f}s", file=sys.stderr, flush=True)
+    empty_samples = empty_samples_us(device)
+    reset_peak_memory(device)  # the training window: warm-up, data loading and the model's creation excluded
     start = now_ns(device)
     for epoch in range(1, 0 if args.eval_only else args.epochs + 1):
         t0 = now_ns(device)
@@ -356,6 +414,7 @@ def run(args):
         epochs.append(rec)
         print(progress_line(epoch, args.epochs, rec, seconds_since(start, device)), file=sys.stderr, flush=True)
     total_seconds = seconds_since(start, device)
+    training_peak = None if args.eval_only else peak_memory_bytes(device)
 
     if args.eval_only:
         test_loss, test_acc = evaluate(model, test_source(), device, args)
@@ -394,15 +453,17 @@ def run(args):
                    "seed": args.seed, "train_limit": args.train_limit, "test_limit": args.test_limit,
                    "device": args.device, "threads": args.threads,
                    "latency_batch_sizes": args.latency_batch_sizes, "latency_iters": args.latency_iters,
-                   "latency_warmup": args.latency_warmup, "optimizer_impl": args.optimizer_impl,
+                   "latency_warmup": args.latency_warmup, "warmup_steps": args.warmup_steps,
+                   "optimizer_impl": args.optimizer_impl,
                    "eval_only": args.eval_only, "load_weights": args.load_weights,
                    "precision": args.precision, "channels_last": args.channels_last,
                    "cudnn_benchmark": args.cudnn_benchmark, "data_pipeline": args.data_pipeline,
                    "workers": args.workers, "inference_paths": args.inference_paths,
                    "concurrency": args.concurrency, "concurrency_iters": args.concurrency_iters},
+        "precision_label": precision_label(device, args.precision), "warmup_seconds": warmup_seconds,
+        "empty_sample_us": R.empty_sample_entry(empty_samples),
         "epochs": epochs, "total_seconds": total_seconds, "final": final, "latency": latency,
-        "concurrency": concurrency, "unavailable": unavailable,
-        "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        "concurrency": concurrency, "unavailable": unavailable, "peak_memory_bytes": training_peak,
     }
     if args.record_step_losses:
         doc["step_losses"] = all_losses

@@ -52,7 +52,7 @@ std::vector<double> time_samples(const PathFn& fn, const torch::Tensor& x, int64
   return samples;
 }
 
-Json latency_entry(const std::string& path, int64_t batch_size, const std::vector<double>& samples) {
+Json latency_entry(const std::string& path, int64_t batch_size, const std::vector<double>& samples, Json peak) {
   const auto s = summarize_ms(samples);
   return Json::object({{"path", path},
                        {"batch_size", batch_size},
@@ -60,7 +60,8 @@ Json latency_entry(const std::string& path, int64_t batch_size, const std::vecto
                        {"median_ms", s.median_ms},
                        {"p90_ms", s.p90_ms},
                        {"p99_ms", s.p99_ms},
-                       {"mean_ms", s.mean_ms}});
+                       {"mean_ms", s.mean_ms},
+                       {"peak_memory_bytes", std::move(peak)}});
 }
 
 // Why this language cannot run `path` on `device` ("" when it can).
@@ -272,15 +273,17 @@ Json::Array measure_latency(ResNet& model, const torch::Tensor& test_x, const to
       } catch (const std::exception& e) {
         throw std::runtime_error(prepare_failed(path, bs) + e.what());
       }
+      reset_peak_memory(device);  // this path's samples only: packaging and capturing excluded
       c10::InferenceMode inference;
       // No cache of cast weights: eager would cast them once for all requests, which the other paths and a
       // per-request autocast never do (bench/runtime.py autocast says more).
       AutocastScope autocast(device, args.precision, /*cache_enabled=*/false);
       const auto samples = time_samples(fn, x, args.latency_iters, args.latency_warmup, device);
+      auto peak = peak_memory_bytes(device);
       if (outputs) {  // clone: a graph's output is reused
         outputs->emplace_back(path + ".bs" + std::to_string(bs), fn(x).to(torch::kFloat32).clone());
       }
-      latency.push_back(latency_entry(path, bs, samples));
+      latency.push_back(latency_entry(path, bs, samples, std::move(peak)));
     }
   }
   return latency;

@@ -124,6 +124,13 @@ LatencySummary summarize_ms(const std::vector<double>& samples_ms) {
   return {percentile(sorted, 50), percentile(sorted, 90), percentile(sorted, 99), sum / double(samples_ms.size())};
 }
 
+Json empty_sample_entry(const std::vector<double>& samples_us) {
+  std::vector<double> sorted = samples_us;
+  std::sort(sorted.begin(), sorted.end());
+  return Json::object({{"samples_us", Json::Array(samples_us.begin(), samples_us.end())},
+                       {"median_us", percentile(sorted, 50)}});
+}
+
 // Fixed storage, so that a signal handler can read it without allocating.
 char g_pending_tmp[4096] = "";
 

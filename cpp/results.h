@@ -51,6 +51,9 @@ struct LatencySummary {
 };
 LatencySummary summarize_ms(const std::vector<double>& samples_ms);
 
+// The results' record of the clock's own cost: every empty sample (µs) and their median.
+Json empty_sample_entry(const std::vector<double>& samples_us);
+
 // Writes `doc` to PATH.tmp.<pid>, then renames it over PATH; throws std::runtime_error on failure (a
 // non-finite number included: JSON has none) and leaves no file behind.
 void write_results_atomic(const Json& doc, const std::string& path);

@@ -2,6 +2,10 @@
 
 #include <ATen/autocast_mode.h>
 
+#ifdef BENCH_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -24,6 +28,44 @@ int64_t now_ns(const torch::Device& device) {
 }
 
 double seconds_since(int64_t t0_ns, const torch::Device& device) { return double(now_ns(device) - t0_ns) / 1e9; }
+
+namespace {
+constexpr int kEmptySamples = 100;  // empty samples recorded per run (after kEmptySamplesWarmup untimed ones)
+constexpr int kEmptySamplesWarmup = 10;
+}  // namespace
+
+std::vector<double> empty_samples_us(const torch::Device& device) {
+  std::vector<double> samples;
+  for (int i = 0; i < kEmptySamplesWarmup + kEmptySamples; ++i) {
+    const int64_t t0 = now_ns(device);
+    const int64_t t1 = now_ns(device);
+    if (i >= kEmptySamplesWarmup) samples.push_back(double(t1 - t0) / 1e3);
+  }
+  return samples;
+}
+
+void reset_peak_memory(const torch::Device& device) {
+#ifdef BENCH_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+#endif
+}
+
+Json peak_memory_bytes(const torch::Device& device) {
+#ifdef BENCH_WITH_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    return stats.allocated_bytes[size_t(c10::CachingAllocator::StatType::AGGREGATE)].peak;
+  }
+#endif
+  return nullptr;
+}
+
+std::string precision_label(const torch::Device& device, const std::string& precision) {
+  if (precision != "fp32") return precision + " autocast";
+  const auto& ctx = at::globalContext();
+  if (!device.is_cuda() || !ctx.allowTF32CuDNN()) return "fp32";
+  return std::string("fp32 (TF32 convolutions") + (ctx.allowTF32CuBLAS() ? " and matmuls)" : ")");
+}
 
 AutocastScope::AutocastScope(const torch::Device& device, const std::string& precision, bool cache_enabled)
     : device_type_(device.type()),

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "results.h"
+
 // Waits for the device's queued work (a no-op on CPU).
 void synchronize(const torch::Device& device);
 
@@ -14,6 +16,20 @@ void synchronize(const torch::Device& device);
 int64_t now_ns(const torch::Device& device);
 
 double seconds_since(int64_t t0_ns, const torch::Device& device);
+
+// What a timed sample costs with no work in it (synchronize, read the clock, twice), in µs: the floor under
+// every latency sample, recorded so that the two languages' clocks can be compared.
+std::vector<double> empty_samples_us(const torch::Device& device);
+
+// Starts a new peak-memory window (CUDA only; the CPU allocator keeps no peak).
+void reset_peak_memory(const torch::Device& device);
+
+// The most memory allocated on the device since reset_peak_memory, or null on CPU.
+Json peak_memory_bytes(const torch::Device& device);
+
+// What "fp32" really computes: on CUDA, PyTorch's default lets cuDNN run convolutions in TF32 (and cuBLAS
+// matmuls, where allowed), in both languages.
+std::string precision_label(const torch::Device& device, const std::string& precision);
 
 // torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=cache_enabled)
 // as a scope: the same calls as Python's context manager on enter and exit (enabled + dtype, nesting, cache

@@ -42,7 +42,7 @@ namespace {
 const char* const kProg = "bench_train";
 constexpr double kMomentum = 0.9;
 constexpr double kWeightDecay = 5e-4;
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 constexpr int kExitRuntimeError = 1;
 constexpr int kExitUsageError = 2;
 
@@ -175,6 +175,8 @@ std::vector<Flag> flag_table(Args& a) {
        [&a](const std::string& v) { a.latency_iters = parse_int("--latency-iters", v); }},
       {"--latency-warmup", "N", "10", "untimed forwards before timing",
        [&a](const std::string& v) { a.latency_warmup = parse_int("--latency-warmup", v); }},
+      {"--warmup-steps", "N", std::to_string(kWarmupSteps), "untimed training steps before the first timed one, 0 = none",
+       [&a](const std::string& v) { a.warmup_steps = parse_int("--warmup-steps", v); }},
       {"--save-weights", "PATH", "none", "write the weights after training", str(a.save_weights)},
       {"--load-weights", "PATH", "none", "start from these weights (either language's)", str(a.load_weights)},
       {"--eval-only", "", "off", "no training: evaluate and measure latency", on(a.eval_only)},
@@ -252,6 +254,7 @@ Args parse_args(int argc, char** argv) {
   check_at_least("--threads", args.threads, 0);
   check_at_least("--latency-iters", args.latency_iters, 0);
   check_at_least("--latency-warmup", args.latency_warmup, 0);
+  check_at_least("--warmup-steps", args.warmup_steps, 0);
   check_at_least("--workers", args.workers, 0);
   check_at_least("--concurrency-iters", args.concurrency_iters, 1);
   if (!(std::isfinite(args.lr) && args.lr > 0)) {
@@ -330,16 +333,6 @@ std::string device_name(const torch::Device& device) {
   return cpu_name();
 }
 
-Json peak_memory_bytes(const torch::Device& device) {
-#ifdef BENCH_WITH_CUDA
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
-    return stats.allocated_bytes[size_t(c10::CachingAllocator::StatType::AGGREGATE)].peak;
-  }
-#endif
-  return nullptr;
-}
-
 // torch.version.cuda (the CUDA this torch was built with) on CUDA runs, else null.
 Json cuda_version(const torch::Device& device) {
   if (!device.is_cuda()) return nullptr;
@@ -378,6 +371,23 @@ struct EpochResult {
   double lr;
 };
 
+// One SGD step at learning rate `lr`; returns the loss and the logits on the device, without waiting.
+std::pair<torch::Tensor, torch::Tensor> train_step(ResNet& model, torch::optim::SGD& optimizer, const torch::Tensor& x,
+                                                   const torch::Tensor& y, double lr, const torch::Device& device,
+                                                   const std::string& precision) {
+  for (auto& group : optimizer.param_groups()) static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+  torch::Tensor logits, loss;
+  {
+    AutocastScope autocast(device, precision);
+    logits = model->forward(x);
+    loss = torch::nn::functional::cross_entropy(logits, y);
+  }
+  optimizer.zero_grad(/*set_to_none=*/true);
+  loss.backward();
+  optimizer.step();
+  return {loss, logits};
+}
+
 // One epoch over `batches`; returns device tensors, the number of images and the last lr. Nothing here
 // waits for the device. `dump_batch` (may be empty) sees the first batch of the run.
 EpochResult train_epoch(ResNet& model, torch::optim::SGD& optimizer, BatchSource& batches, const torch::Device& device,
@@ -394,21 +404,12 @@ EpochResult train_epoch(ResNet& model, torch::optim::SGD& optimizer, BatchSource
     if (!batch) break;
     const int64_t step = first_step + i;
     lr = lr_at_step(step, total_steps, args.lr);
-    for (auto& group : optimizer.param_groups()) static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
-    const auto x = as_input_layout(batch->images, args.channels_last);
+    auto x = as_input_layout(batch->images, args.channels_last);
     const auto& y = batch->labels;
     if (dump_batch && step == 0) dump_batch(x, y);
     if (step == hooks.crash_at_step) std::abort();  // a trainer crash, as a segfault or OOM kill would be
-    torch::Tensor logits, loss;
-    {
-      AutocastScope autocast(device, args.precision);
-      logits = model->forward(x);
-      loss = torch::nn::functional::cross_entropy(logits, y);
-    }
-    if (step == hooks.nan_at_step) loss = loss * std::numeric_limits<double>::quiet_NaN();
-    optimizer.zero_grad(/*set_to_none=*/true);
-    loss.backward();
-    optimizer.step();
+    if (step == hooks.nan_at_step) x = x * std::numeric_limits<double>::quiet_NaN();  // as a diverging run
+    const auto [loss, logits] = train_step(model, optimizer, x, y, lr, device, args.precision);
     loss_sum += loss.detach() * y.size(0);
     correct += (logits.argmax(1) == y).sum();
     step_losses.push_back(loss.detach());
@@ -436,6 +437,49 @@ std::pair<double, double> evaluate(ResNet& model, BatchSource& batches, const to
     n += batch->labels.size(0);
   }
   return {loss_sum.item<double>() / double(n), 100.0 * double(correct.item<int64_t>()) / double(n)};
+}
+
+// The batch sizes a pass over n records in batches of batch_size produces, each once: `full_steps` times the
+// full batch, then the partial last batch if there is one.
+std::vector<int64_t> warmup_shapes(int64_t n, int64_t batch_size, int64_t full_steps) {
+  std::vector<int64_t> shapes(size_t(full_steps), std::min(n, batch_size));
+  if (n > batch_size && n % batch_size != 0) shapes.push_back(n % batch_size);
+  return shapes;
+}
+
+// Untimed training steps at every shape the timed run will see (args.warmup_steps full batches, the partial
+// last batch), then evaluation at the full and partial eval batch, in the run's precision and layout:
+// cuDNN/cuBLAS handles, lazy kernel loading, per-shape plans (autotuning with --cudnn-benchmark) and the
+// allocator's pools are ready before the first clock read. The run stays as if none had happened: the
+// batches come from a generator of their own, the optimizer is a throwaway one, the weights and BatchNorm
+// buffers are restored. Returns the seconds it took.
+double warm_up(ResNet& model, const torch::Tensor& train_x, const torch::Tensor& train_y, const torch::Tensor& test_x,
+               const torch::Tensor& test_y, const torch::Device& device, const Args& args) {
+  const int64_t t0 = now_ns(device);
+  std::vector<torch::Tensor> saved;
+  for (const auto& entry : state_dict(model)) saved.push_back(entry.second.clone());
+  const auto optimizer = make_optimizer(model, args);
+  // Not the run's generator: its draws stay untouched.
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(uint64_t(args.seed));
+  const auto x_u8 = train_x.slice(0, 0, args.batch_size).to(device);
+  const auto y = train_y.slice(0, 0, args.batch_size).to(device);
+  model->train();
+  for (const int64_t n : warmup_shapes(train_x.size(0), args.batch_size, args.warmup_steps)) {
+    const auto batch = MatchedBatches(x_u8.slice(0, 0, n), y.slice(0, 0, n), generator, n).next();
+    train_step(model, *optimizer, as_input_layout(batch->images, args.channels_last), batch->labels, args.lr, device,
+               args.precision);
+  }
+  for (const int64_t n : warmup_shapes(test_x.size(0), args.batch_size, 1)) {
+    OrderedBatches batches(test_x.slice(0, 0, n), test_y.slice(0, 0, n), n);
+    evaluate(model, batches, device, args);
+  }
+  {
+    torch::NoGradGuard no_grad;
+    const auto entries = state_dict(model);
+    for (size_t i = 0; i < entries.size(); ++i) entries[i].second.copy_(saved[i]);
+  }
+  model->zero_grad(/*set_to_none=*/true);
+  return seconds_since(t0, device);
 }
 
 // The first line of an exception message (c10 messages can carry more).
@@ -499,6 +543,14 @@ int run(int argc, char** argv) {
   const int64_t steps_per_epoch = (n_train + args.batch_size - 1) / args.batch_size;
   const int64_t total_steps = args.epochs * steps_per_epoch;
   Json::Array epochs, all_losses;
+  Json warmup_seconds;
+  if (args.warmup_steps > 0 && !args.eval_only) {
+    const double seconds = warm_up(model, train_x, train_y, test_x, test_y, device, args);
+    std::fprintf(stderr, "warm-up %lld steps %.3fs\n", (long long)args.warmup_steps, seconds);
+    warmup_seconds = seconds;
+  }
+  const auto empty_samples = empty_samples_us(device);
+  reset_peak_memory(device);  // the training window: warm-up, data loading and the model's creation excluded
   const int64_t start = now_ns(device);
   for (int64_t epoch = 1; epoch <= (args.eval_only ? 0 : args.epochs); ++epoch) {
     int64_t t0 = now_ns(device);
@@ -544,6 +596,7 @@ int run(int argc, char** argv) {
                  test_loss, test_acc, tr.lr, elapsed, eta);
   }
   const double total_seconds = seconds_since(start, device);
+  const Json training_peak = args.eval_only ? Json() : peak_memory_bytes(device);
 
   Json final_metrics;
   if (args.eval_only) {
@@ -622,6 +675,7 @@ int run(int argc, char** argv) {
                                                                    args.latency_batch_sizes.end())},
                                {"latency_iters", args.latency_iters},
                                {"latency_warmup", args.latency_warmup},
+                               {"warmup_steps", args.warmup_steps},
                                {"optimizer_impl", args.optimizer_impl},
                                {"eval_only", args.eval_only},
                                {"load_weights", args.load_weights.empty() ? Json() : Json(args.load_weights)},
@@ -633,13 +687,16 @@ int run(int argc, char** argv) {
                                {"inference_paths", Json::Array(args.inference_paths.begin(), args.inference_paths.end())},
                                {"concurrency", Json::Array(args.concurrency.begin(), args.concurrency.end())},
                                {"concurrency_iters", args.concurrency_iters}})},
+      {"precision_label", precision_label(device, args.precision)},
+      {"warmup_seconds", warmup_seconds},
+      {"empty_sample_us", empty_sample_entry(empty_samples)},
       {"epochs", epochs},
       {"total_seconds", total_seconds},
       {"final", final_metrics},
       {"latency", latency},
       {"concurrency", concurrency},
       {"unavailable", unavailable},
-      {"peak_memory_bytes", peak_memory_bytes(device)},
+      {"peak_memory_bytes", training_peak},
   });
   if (args.record_step_losses) doc.set("step_losses", all_losses);
   write_results_atomic(doc, args.results);

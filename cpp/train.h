@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+// Untimed full-batch training steps before the first clock read (Python: WARMUP_STEPS, whose comment says why 3).
+constexpr int64_t kWarmupSteps = 3;
+
 struct Args {
   std::string model = "resnet18";
   int64_t epochs = 1;
@@ -21,6 +24,7 @@ struct Args {
   std::vector<int64_t> latency_batch_sizes = {1, 32, 128};
   int64_t latency_iters = 100;
   int64_t latency_warmup = 10;
+  int64_t warmup_steps = kWarmupSteps;
   std::string save_weights;
   std::string load_weights;
   bool eval_only = false;
