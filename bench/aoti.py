@@ -9,7 +9,10 @@ package_path() in-process; cpp/infer.cpp runs this module (docs/twins.md, "Modes
 
 import argparse
 import fcntl
+import glob
 import os
+import shutil
+import subprocess
 import sys
 import time
 
@@ -59,6 +62,52 @@ def package_name(model_name, batch_size, device, precision, channels_last):
     return f"{model_name}-bs{batch_size}-{device_tag(device)}-{precision}-{layout}-torch{torch.__version__}.pt2"
 
 
+# Where NVIDIA's driver puts libcuda (Debian/Ubuntu, Red Hat, NVIDIA's container images, the forward-compat
+# package).
+DRIVER_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/local/nvidia/lib64", "/usr/local/cuda/compat")
+
+
+def libcuda_link_dir(candidates):
+    """The first folder of `candidates` with an unversioned libcuda.so (what `-lcuda` looks for), or None."""
+    for folder in candidates:
+        if folder and os.path.isfile(os.path.join(folder, "libcuda.so")):  # follows links: a dangling one is none
+            return str(folder)
+    return None
+
+
+def libcuda_candidates():
+    """Folders that may hold libcuda.so, best first: the driver's (from the loader's cache, then the usual
+    places), then the toolkit's stubs, which are fine to link against (their SONAME is libcuda.so.1: the
+    driver's library is what loads at run time). Lazy: the toolkit is looked up only if no driver folder has it."""
+    try:
+        ldconfig = subprocess.run([shutil.which("ldconfig") or "/sbin/ldconfig", "-p"], capture_output=True,
+                                  text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        ldconfig = ""
+    # lines like "\tlibcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1"; not the 32-bit "(libc6)"
+    entries = [line.split(" => ", 1) for line in ldconfig.splitlines() if " => " in line]
+    yield from (os.path.dirname(path) for name, path in entries
+                if name.strip().startswith("libcuda.so") and "64" in name)
+    yield from DRIVER_DIRS
+    from torch.utils.cpp_extension import CUDA_HOME  # the toolkit inductor compiles with
+    if CUDA_HOME:
+        yield os.path.join(CUDA_HOME, "lib64", "stubs")
+        yield from sorted(glob.glob(os.path.join(CUDA_HOME, "targets", "*", "lib", "stubs")))
+
+
+def ensure_libcuda_linkable():
+    """A CUDA package's .so links with -lcuda, but GPU hosts often have only the driver's libcuda.so.1 (no
+    unversioned libcuda.so, which comes with the driver's development package), and inductor adds the
+    toolkit's stubs folder only in some layouts. Put a folder that has libcuda.so first on LIBRARY_PATH, which
+    gcc searches for -l, unless one there already has it."""
+    library_path = [folder for folder in os.environ.get("LIBRARY_PATH", "").split(os.pathsep) if folder]
+    if libcuda_link_dir(library_path):
+        return
+    folder = libcuda_link_dir(libcuda_candidates())
+    if folder:  # none: the link fails and says -lcuda was not found
+        os.environ["LIBRARY_PATH"] = os.pathsep.join([folder, *library_path])
+
+
 def build_package(path, model_name, batch_size, device, precision, channels_last):
     """Export a freshly built eval-mode model for one input shape and compile it into `path`, atomically."""
     if model_name not in M.STAGES:
@@ -72,6 +121,8 @@ def build_package(path, model_name, batch_size, device, precision, channels_last
     tmp = path.with_name(f"{path.stem}.tmp.{os.getpid()}.pt2")  # the packager wants a .pt2 name
     try:
         from torch._inductor import aoti_compile_and_package  # slow to import: only when building
+        if device.type == "cuda":
+            ensure_libcuda_linkable()
         exported = torch.export.export(model, (x,))
         aoti_compile_and_package(exported, package_path=str(tmp))
         os.replace(tmp, path)

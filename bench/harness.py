@@ -82,8 +82,9 @@ def trainer_command(lang, args, cpp_exe=None):
 def run_trainer(lang, args, cpp_exe=None, env=None, echo=None):
     """Run a trainer; returns the CompletedProcess (stdout/stderr captured as text).
 
-    With `echo` (a label), each stderr line (the per-epoch progress, with elapsed time and ETA) is also
-    written to our stderr as it arrives: live under `pytest -s`, kept in the captured output otherwise.
+    With `echo`, each stderr line (the per-epoch progress, with elapsed time and ETA) is passed on as it
+    arrives: to echo(line) when it is a function (the suite's live terminal lines), else to our stderr
+    behind the label `echo`.
     """
     cmd = trainer_command(lang, args, cpp_exe)
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
@@ -97,10 +98,23 @@ def run_trainer(lang, args, cpp_exe=None, env=None, echo=None):
         stderr = []
         for line in proc.stderr:
             stderr.append(line)
-            print(f"[{echo}] {line}", end="", file=sys.stderr, flush=True)
+            if callable(echo):
+                echo(line)
+            else:
+                print(f"[{echo}] {line}", end="", file=sys.stderr, flush=True)
         proc.wait()
         drain.join()
     return subprocess.CompletedProcess(cmd, proc.returncode, "".join(stdout), "".join(stderr))
+
+
+def gpus_for_worker(worker, visible, count):
+    """The CUDA_VISIBLE_DEVICES value for xdist worker `worker` (gwN): GPU N mod count of those visible
+    (`visible`, the variable's current value, or None for all `count` GPUs); None to leave it as it is."""
+    if not worker.startswith("gw"):
+        return None
+    gpus = [g.strip() for g in visible.split(",") if g.strip()] if visible is not None else \
+        [str(i) for i in range(count)]
+    return gpus[int(worker[2:]) % len(gpus)] if len(gpus) > 1 else None
 
 
 def ensure_synthetic(folder, train, test, seed=0):

@@ -1,6 +1,12 @@
 #include "pipeline.h"
 
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -24,8 +30,9 @@ class LoaderBatches : public BatchSource {
 
   std::optional<Batch> next() override {
     if (it_ == end_) return std::nullopt;
-    // LibTorch's DataLoader has no pin_memory option: the batch is pinned here (Python pins in a helper
-    // thread), so that the copy is asynchronous as in Python; a pageable copy would wait for the device.
+    // LibTorch's DataLoader has no pin_memory option: the batch is pinned here, on the training thread (as
+    // Python's DataLoader does without workers), so that the copy is asynchronous as in Python; a pageable
+    // copy would wait for the device.
     const bool cuda = device_.is_cuda();
     const auto x = cuda ? it_->data.pin_memory() : it_->data;
     const auto y = cuda ? it_->target.pin_memory() : it_->target;
@@ -38,6 +45,91 @@ class LoaderBatches : public BatchSource {
   torch::data::Iterator<torch::data::Example<>> it_, end_;
   torch::Device device_;
 };
+
+// One pass of a DataLoader with workers on CUDA: a helper thread takes the batches from the iterator in order,
+// pins them and hands them over through a queue of kAhead; the training thread only starts the asynchronous
+// copies. This mirrors Python's DataLoader with workers and pin_memory=True, whose pin_memory_thread pins
+// what the workers made, so that neither language pins on the training thread.
+template <typename Loader>
+class PinnedLoaderBatches : public BatchSource {
+ public:
+  PinnedLoaderBatches(Loader& loader, const torch::Device& device)
+      : it_(loader.begin()), end_(loader.end()), device_(device), thread_([this] { pin_all(); }) {}
+
+  // Also mid-pass (an exception in the training step): the helper stops at its next batch and is joined.
+  ~PinnedLoaderBatches() override {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    changed_.notify_all();
+    thread_.join();
+  }
+
+  std::optional<Batch> next() override {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return !ready_.empty() || done_; });
+    if (ready_.empty()) {  // the pass is over, or the loader threw: here, after the batches before the error
+      if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+      return std::nullopt;
+    }
+    const auto [x, y] = std::move(ready_.front());
+    ready_.pop_front();
+    lock.unlock();
+    changed_.notify_all();
+    return Batch{x.to(device_, /*non_blocking=*/true), y.to(device_, /*non_blocking=*/true)};
+  }
+
+ private:
+  static constexpr size_t kAhead = 2;  // pinned batches ready at most (a few MB each)
+
+  // The helper thread: every batch of the pass, then done_, with the loader's exception if it threw.
+  void pin_all() {
+    std::exception_ptr error;
+    try {
+      // What Python's pin_memory_thread does first: its device, and one intra-op thread for the copies (ATen
+      // makes 1 also the default of threads that start later, in both languages alike).
+      const c10::DeviceGuard device_guard(device_);
+      torch::set_num_threads(1);
+      for (; it_ != end_; ++it_) {
+        std::pair pinned{it_->data.pin_memory(), it_->target.pin_memory()};
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [this] { return ready_.size() < kAhead || stop_; });
+        if (stop_) break;
+        ready_.push_back(std::move(pinned));
+        lock.unlock();
+        changed_.notify_all();
+      }
+    } catch (...) {
+      error = std::current_exception();
+    }
+    {
+      std::lock_guard lock(mutex_);
+      error_ = error;
+      done_ = true;
+    }
+    changed_.notify_all();
+  }
+
+  torch::data::Iterator<torch::data::Example<>> it_, end_;  // used by the helper thread only
+  torch::Device device_;
+  std::mutex mutex_;
+  std::condition_variable changed_;  // ready_, done_ or stop_ changed
+  std::deque<std::pair<torch::Tensor, torch::Tensor>> ready_;
+  std::exception_ptr error_;
+  bool done_ = false, stop_ = false;
+  std::thread thread_;  // last: starts once everything it uses exists
+};
+
+// Pins off the training thread only where Python does (see PinnedLoaderBatches); the loader's begin() is
+// called here either way, so the sampler draws its order at the same point as before.
+template <typename Loader>
+std::unique_ptr<BatchSource> loader_batches(Loader& loader, const torch::Device& device) {
+  if (device.is_cuda() && loader.options().workers > 0) {
+    return std::make_unique<PinnedLoaderBatches<Loader>>(loader, device);
+  }
+  return std::make_unique<LoaderBatches<Loader>>(loader, device);
+}
 
 }  // namespace
 
@@ -71,10 +163,6 @@ IdiomaticLoaders::IdiomaticLoaders(const std::string& data_dir, const torch::Dev
       options);
 }
 
-std::unique_ptr<BatchSource> IdiomaticLoaders::train_batches() {
-  return std::make_unique<LoaderBatches<TrainLoader>>(*train_loader_, device_);
-}
+std::unique_ptr<BatchSource> IdiomaticLoaders::train_batches() { return loader_batches(*train_loader_, device_); }
 
-std::unique_ptr<BatchSource> IdiomaticLoaders::test_batches() {
-  return std::make_unique<LoaderBatches<TestLoader>>(*test_loader_, device_);
-}
+std::unique_ptr<BatchSource> IdiomaticLoaders::test_batches() { return loader_batches(*test_loader_, device_); }
