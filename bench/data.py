@@ -252,18 +252,25 @@ def cache_dir():
     return Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "torch-api-bench"))
 
 
-def default_data_dir():
-    """The official dataset in the cache (downloaded on first use); offline, the synthetic set, loudly."""
-    official = cache_dir() / "cifar-10-batches-bin"
-    try:
-        return download(official)
+def default_data():
+    """(folder, why the official set is not used or None): the official dataset in the cache (downloaded on
+    first use); offline, the synthetic set."""
+    try:  # BENCH_CIFAR10_URL: a mirror, or (tests) an address that fails, to exercise the fallback
+        return download(cache_dir() / "cifar-10-batches-bin", os.environ.get("BENCH_CIFAR10_URL", OFFICIAL_URL)), None
     except (OSError, DataError) as err:  # URLError is an OSError
         fallback = cache_dir() / "synthetic-5000-1000-0"
-        print(f"WARNING: could not get the official CIFAR-10 ({err}); using the SYNTHETIC set in {fallback}. "
-              "Results from it say dataset kind 'synthetic'.", file=sys.stderr)
         if not (fallback / SYNTH_MARKER).exists():
             synth(fallback)
-        return fallback
+        return fallback, f"could not get the official CIFAR-10 ({err})"
+
+
+def default_data_dir():
+    """default_data()'s folder; a fallback to the synthetic set is said loudly."""
+    folder, why_not_official = default_data()
+    if why_not_official:
+        print(f"WARNING: {why_not_official}; using the SYNTHETIC set in {folder}. "
+              "Results from it say dataset kind 'synthetic'.", file=sys.stderr)
+    return folder
 
 
 def verify(data_dir):

@@ -1,7 +1,9 @@
 """Accuracy thresholds: one reviewed table. Every entry names the measured runs it was derived from.
 
 Key: (dataset kind, model, epochs, train records, batch size). A run whose key is not here has "no
-threshold": the accuracy test reports that and skips, it never passes silently. Floors sit below the lowest
+threshold": the accuracy test reports that and skips, it never passes silently. An entry marked
+"provisional" comes from published results for this recipe, not from our own runs: its tests say so in their
+output, and the first measured runs replace it. Floors sit below the lowest
 measured accuracy by a margin for run-to-run and machine-to-machine noise; `max_gap` bounds
 |python - cpp| final test accuracy for the same seed and config.
 """
@@ -30,6 +32,16 @@ THRESHOLDS = {
     # docs/results/parity-real-subset.md, seed 0: 41.99 % in both languages after 120 SGD steps.
     ("subset", "resnet18", 3, 5085, 128): {"min_test_accuracy": 30.0, "max_gap": 3.0,
                                           "source": "CPU run 2026-11-24, seed 0: 41.99% both languages"},
+    # The GPU workflow (.github/workflows/gpu-regression.yml): official CIFAR-10, 30 epochs, batch 128, lr 0.1,
+    # SGD Nesterov 0.9, wd 5e-4, crop + flip, no label smoothing. PROVISIONAL until an H100/H200 run replaces
+    # them: published CIFAR-10 ResNet18/34 with this recipe reach about 93-95% (kuangliu/pytorch-cifar: ResNet18
+    # 93.0%, 200 epochs, cosine; Myrtle.ai "How to train your ResNet": 94% in 24-35 epochs with a linear
+    # warm-up/decay schedule like ours). Floors sit 3-4 points under 30-epoch expectations; without
+    # deterministic algorithms the two languages differ like two seeds (about 0.2 points std), hence 1.0.
+    ("official", "resnet18", 30, 50000, 128): {"min_test_accuracy": 90.0, "max_gap": 1.0, "provisional": True,
+                                              "source": "published ResNet18 results for this recipe (93-95%)"},
+    ("official", "resnet34", 30, 50000, 128): {"min_test_accuracy": 90.0, "max_gap": 1.0, "provisional": True,
+                                              "source": "published ResNet34 results for this recipe (93-95%)"},
 }
 
 

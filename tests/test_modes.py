@@ -12,7 +12,7 @@ import torch
 from bench import harness as H
 from bench.results import load_results
 
-LOCKSTEP = ["--model", "resnet18", "--train-limit", "96", "--test-limit", "16", "--batch-size", "32",
+LOCKSTEP = ["--device", "cpu", "--model", "resnet18", "--train-limit", "96", "--test-limit", "16", "--batch-size", "32",
             "--epochs", "1", "--lr", "0.02", "--threads", "1", "--deterministic", "--seed", "5",
             "--record-step-losses", "--latency-iters", "0"]
 # bf16 alone is covered by bf16-cl (both flags) and the comparison with channels-last below.

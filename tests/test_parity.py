@@ -17,6 +17,12 @@ from bench import model as M
 REAL_SUBSET = H.ROOT.parent / "shared" / "data" / "cifar10-real-subset"
 PARAMS = {"resnet18": 11_173_962, "resnet34": 21_282_122}
 NO_LATENCY = ["--latency-iters", "0"]
+# These proofs are about CPU arithmetic (bit-identity on one thread); on a GPU host "auto" would pick CUDA.
+# The CUDA lockstep is test_lockstep_training_cuda (-m gpu).
+CPU = ["--device", "cpu"]
+# CUDA lockstep: bit-identity is asserted where the kernels are deterministic (init, data, the first step);
+# beyond it, float32 rounding differences of order 1e-7 that compound over 6 steps stay far below this.
+CUDA_LOCKSTEP_RTOL = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +63,7 @@ def run_both(tmp_path, cpp_exe, args, files=("init", "batch", "logits"), **kw):
 
 @pytest.mark.parametrize("model", ["resnet18", "resnet34"])
 def test_architecture_identical(tmp_path, cpp_exe, tiny_data, model):
-    args = ["--model", model, "--data", str(tiny_data), "--eval-only", "--test-limit", "8", *NO_LATENCY]
+    args = [*CPU, "--model", model, "--data", str(tiny_data), "--eval-only", "--test-limit", "8", *NO_LATENCY]
     dumps, docs = run_both(tmp_path, cpp_exe, args, files=("init",))
     py, cpp = dumps["python"]["init"], dumps["cpp"]["init"]
     reference = M.make_model(model).state_dict()
@@ -78,7 +84,7 @@ def test_architecture_identical(tmp_path, cpp_exe, tiny_data, model):
 def test_weights_cross_load_same_logits(tmp_path, cpp_exe, tiny_data, writer):
     """Weights trained and saved by one language give the same logits and accuracy in the other."""
     reader = "cpp" if writer == "python" else "python"
-    base = ["--model", "resnet18", "--data", str(tiny_data), "--threads", "1", *NO_LATENCY]
+    base = [*CPU, "--model", "resnet18", "--data", str(tiny_data), "--threads", "1", *NO_LATENCY]
     weights = tmp_path / "w.pt"
     run_ok(writer, base + ["--train-limit", "64", "--batch-size", "32", "--save-weights", str(weights),
                            "--dump-logits", str(tmp_path / "writer.pt"), "--results", str(tmp_path / "w.json")],
@@ -96,28 +102,85 @@ def test_weights_cross_load_same_logits(tmp_path, cpp_exe, tiny_data, writer):
 
 # 3. Lockstep training ----------------------------------------------------------------------------------------
 
+def lockstep_args(device, tiny_data):
+    """Same seed, one thread, deterministic algorithms; 80 records in batches of 32 and 40 test images, so the
+    warm-up (the trainers' default) and the timed epochs meet partial training and evaluation batches."""
+    return ["--device", device, "--model", "resnet18", "--data", str(tiny_data), "--train-limit", "80",
+            "--test-limit", "40", "--batch-size", "32", "--epochs", "2", "--lr", "0.05", "--threads", "1",
+            "--deterministic", "--seed", "3", "--record-step-losses", *NO_LATENCY]
+
+
+def print_losses(lp, lc):
+    print("\nstep  python loss     c++ loss        rel diff")
+    for i, (a, b) in enumerate(zip(lp, lc)):
+        print(f"{i:4d}  {a:.8f}  {b:.8f}  {abs(a - b) / abs(a):.2e}")
+
+
 def test_lockstep_training(tmp_path, cpp_exe, tiny_data):
-    """Same seed, one thread, deterministic: identical init, first batch, every per-step loss (bit for bit:
-    both call the same ATen kernels in the same order) and identical trained weights."""
-    args = ["--model", "resnet18", "--data", str(tiny_data), "--train-limit", "96", "--test-limit", "32",
-            "--batch-size", "32", "--epochs", "2", "--lr", "0.05", "--threads", "1", "--deterministic", "--seed", "3",
-            "--record-step-losses", *NO_LATENCY]
-    dumps, docs = run_both(tmp_path, cpp_exe, args, files=("init", "batch", "logits", "trained"))
+    """Identical init, first batch, every per-step loss (bit for bit: both call the same ATen kernels in the
+    same order) and identical trained weights, with the default warm-up before the first timed step."""
+    dumps, docs = run_both(tmp_path, cpp_exe, lockstep_args("cpu", tiny_data),
+                           files=("init", "batch", "logits", "trained"))
     py, cpp = dumps["python"], dumps["cpp"]
     for key in py["init"]:
         assert torch.equal(py["init"][key], cpp["init"][key]), f"initial {key} differs"
     assert torch.equal(py["batch"]["labels"], cpp["batch"]["labels"]), "different shuffle order"
     assert torch.equal(py["batch"]["images"], cpp["batch"]["images"]), "different crop/flip draws"
     lp, lc = docs["python"]["step_losses"], docs["cpp"]["step_losses"]
-    print("\nstep  python loss     c++ loss        rel diff")
-    for i, (a, b) in enumerate(zip(lp, lc)):
-        print(f"{i:4d}  {a:.8f}  {b:.8f}  {abs(a - b) / abs(a):.2e}")
-    assert len(lp) == len(lc) == 6  # 3 steps per epoch, 2 epochs
+    print_losses(lp, lc)
+    assert len(lp) == len(lc) == 6  # 3 steps per epoch (32, 32, 16 images), 2 epochs
     assert lp == lc, "per-step losses differ"
     for key in py["trained"]:
         assert torch.equal(py["trained"][key], cpp["trained"][key]), f"trained {key} differs"
     assert [e["lr"] for e in docs["python"]["epochs"]] == [e["lr"] for e in docs["cpp"]["epochs"]]
     assert torch.equal(py["logits"]["logits"], cpp["logits"]["logits"])
+    for doc in docs.values():
+        assert doc["config"]["warmup_steps"] > 0 and doc["warmup_seconds"] > 0
+
+
+@pytest.mark.parametrize("lang", H.LANGS)
+def test_warmup_leaves_the_run_untouched(tmp_path, cpp_exe, tiny_data, lang):
+    """Warm-up steps train on a throwaway optimizer with draws of their own and restore the weights and
+    BatchNorm buffers: a run with 5 warm-up steps is bit for bit the run with none, and says how long its
+    warm-up took."""
+    out = {}
+    for steps in (0, 5):
+        res, weights = tmp_path / f"{steps}.json", tmp_path / f"{steps}.pt"
+        run_ok(lang, lockstep_args("cpu", tiny_data) + ["--warmup-steps", str(steps), "--results", str(res),
+                                                        "--save-weights", str(weights)], cpp_exe)
+        out[steps] = json.loads(res.read_text()), load(weights)
+    (cold, cold_w), (warm, warm_w) = out[0], out[5]
+    assert cold["warmup_seconds"] is None and warm["warmup_seconds"] > 0
+    assert warm["config"]["warmup_steps"] == 5
+    assert warm["step_losses"] == cold["step_losses"], "warm-up changed the run's per-step losses"
+    for key in cold_w:  # running_mean/var and num_batches_tracked included
+        assert torch.equal(warm_w[key], cold_w[key]), f"warm-up changed the trained {key}"
+    assert [e["test_loss"] for e in warm["epochs"]] == [e["test_loss"] for e in cold["epochs"]]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_lockstep_training_cuda(tmp_path, cpp_exe, tiny_data):
+    """Lockstep on CUDA with deterministic algorithms: init and data bit-identical (both are made on the CPU
+    generator), the first step's loss bit-identical (the same deterministic kernels on the same inputs); later
+    steps and the trained weights within CUDA_LOCKSTEP_RTOL, printed, for kernels whose reductions cuDNN and
+    cuBLAS may order differently from one process to the next even when deterministic in each."""
+    dumps, docs = run_both(tmp_path, cpp_exe, lockstep_args("cuda", tiny_data), files=("init", "batch", "trained"))
+    py, cpp = dumps["python"], dumps["cpp"]
+    for key in py["init"]:
+        assert torch.equal(py["init"][key], cpp["init"][key]), f"initial {key} differs"
+    assert torch.equal(py["batch"]["images"], cpp["batch"]["images"]), "different crop/flip draws"
+    lp, lc = docs["python"]["step_losses"], docs["cpp"]["step_losses"]
+    print_losses(lp, lc)
+    assert docs["python"]["device"]["type"] == docs["cpp"]["device"]["type"] == "cuda"
+    assert len(lp) == len(lc) == 6 and lp[0] == lc[0], "the first step's loss differs"
+    worst = max(abs(a - b) / abs(a) for a, b in zip(lp, lc))
+    weights = max(((py["trained"][k].double() - cpp["trained"][k].double()).abs().max()
+                   / py["trained"][k].double().abs().max().clamp_min(1e-12)).item()
+                  for k in py["trained"] if py["trained"][k].is_floating_point())
+    print(f"CUDA lockstep: losses bit-identical: {lp == lc}; worst relative loss difference {worst:.2e}, "
+          f"worst relative weight difference {weights:.2e} (tolerance {CUDA_LOCKSTEP_RTOL:.0e})")
+    assert worst <= CUDA_LOCKSTEP_RTOL and weights <= CUDA_LOCKSTEP_RTOL
 
 
 def shape_of(value):
@@ -131,7 +194,7 @@ def shape_of(value):
 
 def test_results_documents_have_the_same_shape(tmp_path, cpp_exe, tiny_data):
     """Beyond the validator: every key and type of the two languages' documents is the same."""
-    args = ["--data", str(tiny_data), "--train-limit", "32", "--test-limit", "16", "--batch-size", "32",
+    args = [*CPU, "--data", str(tiny_data), "--train-limit", "32", "--test-limit", "16", "--batch-size", "32",
             "--latency-iters", "2", "--latency-batch-sizes", "1", "--concurrency", "1", "--concurrency-iters", "2",
             "--record-step-losses"]
     _, docs = run_both(tmp_path, cpp_exe, args, files=())
@@ -144,7 +207,7 @@ def test_results_documents_have_the_same_shape(tmp_path, cpp_exe, tiny_data):
 def test_timed_intervals_cover_what_they_claim(tmp_path, cpp_exe, tiny_data):
     """An epoch's time holds every training step and no evaluation, in both languages: with a 300 ms sleep per
     step (the BENCH_SLEEP_PER_STEP_MS hook), 2 steps make train_seconds >= 0.6 s and leave eval_seconds alone."""
-    args = ["--data", str(tiny_data), "--train-limit", "64", "--test-limit", "16", "--batch-size", "32",
+    args = [*CPU, "--data", str(tiny_data), "--train-limit", "64", "--test-limit", "16", "--batch-size", "32",
             *NO_LATENCY]
     for lang in H.LANGS:
         out = tmp_path / f"{lang}.json"
@@ -169,7 +232,7 @@ def test_same_decoded_and_augmented_data(tmp_path, cpp_exe, tiny_data, which):
             digest, name = line.split()
             assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, f"{name} is corrupt"
     # One epoch of one batch: --dump-batch writes the first augmented batch and the test images.
-    args = ["--data", str(folder), "--train-limit", "64", "--test-limit", "64", "--batch-size", "64",
+    args = [*CPU, "--data", str(folder), "--train-limit", "64", "--test-limit", "64", "--batch-size", "64",
             "--seed", "11", *NO_LATENCY]
     dumps, docs = run_both(tmp_path, cpp_exe, args, files=("batch",))
     py, cpp = dumps["python"]["batch"], dumps["cpp"]["batch"]
