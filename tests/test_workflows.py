@@ -1,4 +1,5 @@
-"""The CI wiring: both GitHub workflows, .ci/run and tox.ini say what docs/ci.md says. Fast, no network."""
+"""The CI wiring: both GitHub workflows, .ci/run, tox.ini and pyproject's torch floor say what docs/ci.md says.
+Fast, no network."""
 
 import configparser
 import re
@@ -99,12 +100,83 @@ def test_workflows_never_pip_install_directly(name):
     assert not re.search(r"pip3?\s+install", scripts(load_workflow(name)))
 
 
-def test_tox_envs():
+def load_tox_ini():
     ini = configparser.ConfigParser(interpolation=None)
     ini.read(ROOT / "tox.ini")
-    assert "py" in ini["tox"]["env_list"].replace(",", " ").split()
+    return ini
+
+
+def set_env_lines(value):
+    """tox's set_env value as {NAME: value}, comments and blank lines left out."""
+    pairs = (line.split("=", 1) for line in value.splitlines() if "=" in line and not line.lstrip().startswith("#"))
+    return {name.strip(): val.strip() for name, val in pairs}
+
+
+def constraint_file(ini, env):
+    value = set_env_lines(ini[env]["set_env"]).get("PIP_CONSTRAINT", "")
+    assert value.startswith("{toxinidir}/"), f"[{env}] PIP_CONSTRAINT should be a file in the checkout: {value!r}"
+    return ROOT / value.removeprefix("{toxinidir}/")
+
+
+def pins(path):
+    """{name: version} of a constraints file's `name==version` lines, names lower-case."""
+    found = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            found[name.strip().lower()] = version.strip()
+    return found
+
+
+OLDEST = "testenv:torch211"  # the suite on pyproject's torch floor
+
+
+def test_tox_envs():
+    ini = load_tox_ini()
+    env_list = ini["tox"]["env_list"].replace(",", " ").split()
+    assert "py" in env_list and "torch211" in env_list
     assert ini["testenv"]["package"] == "editable", "bench.harness finds the repo from bench.__file__"
-    assert "constraints.txt" in ini["testenv"]["set_env"]
+    assert constraint_file(ini, "testenv") == ROOT / "constraints.txt"
     assert "python -m pytest {posargs}" in ini["testenv"]["commands"]
     for env in ("smoke", "bench", "lint"):
         assert f"testenv:{env}" in ini, env
+
+    # torch211 is the py env on the oldest supported torch: its own constraints, its own C++ build folder
+    assert OLDEST in ini, "tox.ini: no [testenv:torch211] (the suite on the oldest supported torch)"
+    oldest = constraint_file(ini, OLDEST)
+    assert oldest.is_file(), f"{oldest.name} missing"
+    assert oldest != ROOT / "constraints.txt"
+    pinned = pins(oldest)
+    assert (pinned.get("torch"), pinned.get("torchvision")) == ("2.11.0", "0.26.0"), oldest.name
+    base_env, env = set_env_lines(ini["testenv"]["set_env"]), set_env_lines(ini[OLDEST]["set_env"])
+    del base_env["PIP_CONSTRAINT"], env["PIP_CONSTRAINT"]
+    assert env == base_env, "[testenv:torch211] set_env: only PIP_CONSTRAINT may differ from [testenv]'s"
+    commands = " ".join(ini[OLDEST]["commands"].split())
+    build = re.search(r"--build-dir[= ](\S+)", commands)
+    assert build, "[testenv:torch211] needs its own --build-dir (build/ is py's; sharing it rebuilds the trainer)"
+    build_dir = Path(build.group(1).replace("{toxinidir}", str(ROOT)))
+    build_dir = build_dir if build_dir.is_absolute() else ROOT / build_dir
+    assert build_dir.resolve() != (ROOT / "build").resolve(), "[testenv:torch211] must not build into build/"
+    rest = commands.replace(build.group(0), "")
+    assert " ".join(rest.split()) == "python -m pytest {posargs}", "[testenv:torch211] runs what py runs"
+
+
+def test_torch_floor_is_what_ci_tests():
+    """pyproject's torch/torchvision floors are exactly what the torch211 env pins, so the floor cannot claim an
+    untested torch; the newest pins (constraints.txt) are inside the ranges too."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from packaging.requirements import Requirement  # pytest's own dependency
+    from packaging.version import Version
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    reqs = {r.name.lower(): r for r in map(Requirement, deps)}
+    ini = load_tox_ini()
+    oldest, newest = pins(constraint_file(ini, OLDEST)), pins(constraint_file(ini, "testenv"))
+    for name in ("torch", "torchvision"):
+        floors = [s.version for s in reqs[name].specifier if s.operator == ">="]
+        assert len(floors) == 1, f"pyproject: {name} needs one >= floor, got {reqs[name].specifier}"
+        assert Version(floors[0]) == Version(oldest[name]), (
+            f"pyproject's {name}>={floors[0]} is not the version tox -e torch211 tests ({oldest[name]})")
+        for pinned in (oldest, newest):
+            assert reqs[name].specifier.contains(pinned[name]), f"{name}=={pinned[name]} outside pyproject's range"
