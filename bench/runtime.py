@@ -55,8 +55,8 @@ def precision_label(device, precision):
     cuBLAS matmuls, where allowed), in both languages."""
     if precision != "fp32":
         return f"{precision} autocast"
-    if device.type != "cuda" or not torch.backends.cudnn.allow_tf32:
-        return "fp32"
+    if device.type != "cuda" or not torch.backends.cudnn.allow_tf32 or torch.cuda.get_device_capability(device)[0] < 8:
+        return "fp32"  # TF32 needs Ampere (sm 8.0) or newer
     matmul = torch.backends.cuda.matmul.allow_tf32
     return "fp32 (TF32 convolutions" + (" and matmuls)" if matmul else ")")
 

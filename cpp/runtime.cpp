@@ -4,6 +4,7 @@
 
 #ifdef BENCH_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_runtime_api.h>
 #endif
 
 #include <unistd.h>
@@ -60,10 +61,22 @@ Json peak_memory_bytes(const torch::Device& device) {
   return nullptr;
 }
 
+namespace {
+// The device's compute capability major (0 without CUDA support in this build).
+int cuda_major_capability(const torch::Device& device) {
+#ifdef BENCH_WITH_CUDA
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, device.index() < 0 ? 0 : device.index()) == cudaSuccess) return prop.major;
+#endif
+  (void)device;
+  return 0;
+}
+}  // namespace
+
 std::string precision_label(const torch::Device& device, const std::string& precision) {
   if (precision != "fp32") return precision + " autocast";
   const auto& ctx = at::globalContext();
-  if (!device.is_cuda() || !ctx.allowTF32CuDNN()) return "fp32";
+  if (!device.is_cuda() || !ctx.allowTF32CuDNN() || cuda_major_capability(device) < 8) return "fp32";  // TF32: sm80+
   return std::string("fp32 (TF32 convolutions") + (ctx.allowTF32CuBLAS() ? " and matmuls)" : ")");
 }
 

@@ -14,8 +14,9 @@ import pytest
 
 from bench import harness as H
 
-TINY = ["--models", "resnet18", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
+TINY = ["--device", "cpu", "--models", "resnet18", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
         "--latency-iters", "5", "--latency-batch-sizes", "1", "--threads", "2"]
+# On CPU on any host: a 2-step epoch on a GPU lasts milliseconds, whose jitter would pass any threshold.
 # The unchanged rerun must pass and the slowed one fail at the same threshold. Two identical runs of a
 # ~1 s epoch (2 steps) differ by far less than 50%; the hook adds 2 x 2 s, over +50% even when a busy
 # machine makes the baseline epoch five times slower.

@@ -294,3 +294,19 @@ def test_real_subset_accuracy_agrees(results_dir, cpp_exe, run_config, model):
         acc[lang] = doc["final"]["test_accuracy"]
     print(f"real subset, {model}, {epochs} epochs: python {acc['python']:.2f}% cpp {acc['cpp']:.2f}%")
     assert abs(acc["python"] - acc["cpp"]) <= 2.0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("lang", H.LANGS)
+def test_training_peak_memory_excludes_the_warmup_cuda(tmp_path, cpp_exe, tiny_data, lang):
+    """The training window's peak opens after the warm-up: its cloned weights and throwaway optimizer state
+    (about twice the weights) must not show, so runs with and without warm-up peak alike."""
+    peaks = {}
+    for steps in (0, 5):
+        res = tmp_path / f"{steps}.json"
+        run_ok(lang, lockstep_args("cuda", tiny_data) + ["--warmup-steps", str(steps), "--results", str(res)],
+               cpp_exe)
+        peaks[steps] = json.loads(res.read_text())["peak_memory_bytes"]
+    print(f"{lang}: training peak {peaks[0]} bytes without warm-up, {peaks[5]} with")
+    assert peaks[0] > 0 and abs(peaks[5] - peaks[0]) <= 0.05 * peaks[0]
