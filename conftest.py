@@ -197,9 +197,9 @@ def pytest_configure(config):
     if found < MIN_PYTEST_BENCHMARK:
         _usage(f"pytest-benchmark >= {'.'.join(map(str, MIN_PYTEST_BENCHMARK))} is required "
                f"(it turns itself off under xdist correctly), found {version('pytest-benchmark')}")
+    _pin_xdist_worker_to_gpu()  # before anything asks torch about CUDA, which reads the variable once
     config.bench_run = RunConfig(config.getoption)
     config.bench_result_files = []
-    _pin_xdist_worker_to_gpu()
 
 
 def pytest_report_header(config):
