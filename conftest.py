@@ -3,7 +3,7 @@
 Presets, chosen by --data and the device:
   smoke     (no --data): a cached synthetic set, 1024 train / 500 test records, batch 32, lr 0.02,
             latency at batch 1 and 8, ResNet18 only. On CUDA with deterministic algorithms, so that the
-            languages' accuracies agree as they do on CPU (bench/thresholds.py's max_gap).
+            languages' accuracies agree as they do on CPU (suite/thresholds.py's max_gap).
   offline   (--data official when the official set cannot be downloaded): the smoke preset on the synthetic
             set it falls back to, both models: thresholds exist for it, so every check still asserts.
   full      (--data DIR, or --data official): all records, batch 128, lr 0.1, ResNet18 and ResNet34.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import harness as H
+from suite import harness as H
 
 # The default (smoke) run trains ResNet18 only, to stay within 10 minutes on 2 CPU cores with the C++ build
 # and every correctness test; ResNet34 (twice the time) is in the full presets and `tox -e smoke`.
@@ -65,7 +65,7 @@ def pytest_addoption(parser):
                 help="comma-separated thread counts for concurrent batch-1 inference (default: none)")
     g.addoption("--concurrency-iters", type=int, default=50, help="requests per thread (default 50)")
     g.addoption("--results-dir", default=None, help="keep each trainer's results JSON here")
-    g.addoption("--report", default=None, help="write the report (bench.report) for this run's results here")
+    g.addoption("--report", default=None, help="write the report (suite.report) for this run's results here")
     g.addoption("--build-dir", default=str(H.ROOT / "build"), help="C++ build folder (default build/)")
 
 
@@ -187,7 +187,7 @@ class RunConfig:
             args += ["--warmup-steps", str(self.warmup_steps)]
         if self.deterministic:
             args += ["--deterministic"]
-        return args + H.MODES[mode]
+        return args + list(H.MODES[mode])
 
 
 def pytest_configure(config):
@@ -316,7 +316,7 @@ def live_line(config, label):
 def trainer_results(request, run_config, bench_data, results_dir, exe_for):
     """trainer_results(model, lang, mode): run that trainer once per session with the suite's config and
     share its validated results document; a failed run fails every test that reads it, with its stderr."""
-    from bench.results import load_results
+    from suite.schema import load_results
 
     done = {}
 
@@ -352,7 +352,7 @@ def pytest_sessionfinish(session, exitstatus):
     out = session.config.getoption("report")
     files = session.config.bench_result_files
     if out and files:
-        from bench.report import build_report
+        from suite.report import build_report
 
         path = build_report(files, Path(out))
         print(f"\ntorch-api-bench: report written to {path}")
@@ -393,7 +393,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     import torch
     import torchvision
 
-    from bench.train import cpu_name
+    from bench.runtime import cpu_name
 
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     driver = None

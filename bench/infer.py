@@ -9,9 +9,9 @@ import time
 
 import torch
 
-from bench import aoti as A
 from bench.results import summarize_ms
 from bench.runtime import autocast, now_ns, peak_memory_bytes, reset_peak_memory, synchronize
+from suite import aoti as A
 
 CUDA_GRAPH_WARMUP = 3  # forwards on a side stream before the capture
 CONCURRENCY_WARMUP = 5  # untimed requests per thread before the barrier
@@ -53,7 +53,7 @@ def unavailable_reason(path, device):
 
 
 def load_aoti(model, batch_size, device, args):
-    """The cached AOTInductor package for this configuration (bench.aoti), holding the run's own weights."""
+    """The cached AOTInductor package for this configuration (suite.aoti), holding the run's own weights."""
     path = A.package_path(args.model, batch_size, device, args.precision, args.channels_last)
     from torch._inductor import aoti_load_package  # slow to import: only for this path
 

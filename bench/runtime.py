@@ -73,3 +73,15 @@ def autocast(device, precision, cache_enabled=True):
 def as_input_layout(x, channels_last):
     """A model input in the run's memory layout (a no-op when it already is)."""
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def cpu_name():
+    """/proc/cpuinfo's model name, or "unknown CPU" (the same text as C++: it keys the report's sections)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"

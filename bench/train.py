@@ -22,6 +22,7 @@ from bench.results import SCHEMA_VERSION, write_results_atomic
 from bench.runtime import (
     as_input_layout,
     autocast,
+    cpu_name,
     empty_samples_us,
     now_ns,
     peak_memory_bytes,
@@ -283,18 +284,6 @@ def evaluate(model, batches, device, args):
 # ---------------------------------------------------------------------------------------------------------
 # Facts about the run
 # ---------------------------------------------------------------------------------------------------------
-
-def cpu_name():
-    """/proc/cpuinfo's model name, or "unknown CPU" (the same text as C++: it keys the report's sections)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and ":" in line:
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
 
 def torch_version():
     """MAJOR.MINOR.PATCH, what C++ knows (TORCH_VERSION_*): no local or pre-release suffix."""

@@ -71,10 +71,10 @@ std::string unavailable_reason(const std::string& path, const torch::Device& dev
   return "";
 }
 
-// The cached AOTInductor package for this configuration (`python3 -m bench.aoti` builds it on first use),
+// The cached AOTInductor package for this configuration (`python3 -m suite.aoti` builds it on first use),
 // holding the run's own weights.
 PathFn load_aoti(ResNet& model, int64_t batch_size, const torch::Device& device, const Args& args) {
-  std::vector<std::string> command = {"bench.aoti",   "package",
+  std::vector<std::string> command = {"suite.aoti",   "package",
                                       "--model",      args.model,
                                       "--batch-size", std::to_string(batch_size),
                                       "--device",     device.is_cuda() ? "cuda" : "cpu",

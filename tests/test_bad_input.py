@@ -15,7 +15,7 @@ import time
 import pytest
 
 from bench import data as D
-from bench import harness as H
+from suite import harness as H
 
 LANG_PROG = {"python": "bench.train", "cpp": "bench_train"}
 QUICK = ["--train-limit", "64", "--test-limit", "32", "--batch-size", "32", "--latency-iters", "0",

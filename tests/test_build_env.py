@@ -1,4 +1,4 @@
-"""The build environment: CMakeLists.txt refuses a CUDA toolkit of another major than torch's, and bench/aoti.py
+"""The build environment: CMakeLists.txt refuses a CUDA toolkit of another major than torch's, and suite/aoti.py
 finds an unversioned libcuda.so for the link of a CUDA AOTInductor package."""
 
 import os
@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from bench import aoti
-from bench import harness as H
+from suite import aoti
+from suite import harness as H
 
 
 def fake_toolkit(root, nvcc_prints):

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from bench import harness as H
+from suite import harness as H
 
 TINY = ["--device", "cpu", "--models", "resnet18", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
         "--latency-iters", "5", "--latency-batch-sizes", "1", "--threads", "2"]

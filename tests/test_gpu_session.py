@@ -1,4 +1,4 @@
-"""bench.gpu_session, the one GPU-session command, through its --dry-run: the same stages, markers, resume,
+"""suite.gpu_session, the one GPU-session command, through its --dry-run: the same stages, markers, resume,
 results, benchmark storage and report as on a GPU, tiny and on the CPU."""
 
 import json
@@ -12,15 +12,15 @@ import time
 
 import pytest
 
-from bench import gpu_session as G
-from bench import harness as H
-from bench.results import load_results
+from suite import gpu_session as G
+from suite import harness as H
+from suite.schema import load_results
 
 pytestmark = pytest.mark.cpp
 
 
 def session(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "bench.gpu_session", *args], cwd=H.ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "suite.gpu_session", *args], cwd=H.ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
 
 
@@ -104,7 +104,7 @@ def test_failures_are_recorded_block_dependents_and_set_the_exit_code(tmp_path, 
 
 def test_a_stage_cut_off_leaves_no_marker(tmp_path, env):
     out = tmp_path / "s"
-    proc = subprocess.Popen([sys.executable, "-m", "bench.gpu_session", "--dry-run", "--out", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "suite.gpu_session", "--dry-run", "--out", str(out),
                              "--stages", "data-synthetic"], cwd=H.ROOT, env=env, stdout=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if "started data-synthetic" in line:

@@ -2,16 +2,16 @@
 
 Every path must compute what eager computes with the run's own weights: each trainer dumps each path's
 output on its latency input (--dump-logits, "<path>.bs<B>"). The AOTInductor packages are built on first use
-and cached by bench.aoti (under BENCH_CACHE), and both languages load the same package. The default tests run
+and cached by suite.aoti (under BENCH_CACHE), and both languages load the same package. The default tests run
 on CPU; the CUDA graph checks are opt-in (-m gpu).
 """
 
 import pytest
 import torch
 
-from bench import harness as H
 from bench import model as M
-from bench.results import load_results
+from suite import harness as H
+from suite.schema import load_results
 
 ALL_PATHS = ("eager", "compile", "aoti", "cuda-graph")
 CONCURRENCY = (1, 2)

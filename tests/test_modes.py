@@ -9,8 +9,8 @@ numbers by design: tests/test_pipeline.py covers it; the inference paths: tests/
 import pytest
 import torch
 
-from bench import harness as H
-from bench.results import load_results
+from suite import harness as H
+from suite.schema import load_results
 
 LOCKSTEP = ["--device", "cpu", "--model", "resnet18", "--train-limit", "96", "--test-limit", "16", "--batch-size", "32",
             "--epochs", "1", "--lr", "0.02", "--threads", "1", "--deterministic", "--seed", "5",

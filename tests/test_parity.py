@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from bench import data as D
-from bench import harness as H
 from bench import model as M
+from suite import harness as H
 
 REAL_SUBSET = H.ROOT.parent / "shared" / "data" / "cifar10-real-subset"
 PARAMS = {"resnet18": 11_173_962, "resnet34": 21_282_122}
@@ -47,7 +47,7 @@ FILE_FLAGS = {"init": "--dump-init", "batch": "--dump-batch", "logits": "--dump-
 def run_both(tmp_path, cpp_exe, args, files=("init", "batch", "logits"), **kw):
     """Run both trainers with the same flags; return {lang: {name: loaded file}} and their results."""
     out, docs = {}, {}
-    from bench.results import load_results
+    from suite.schema import load_results
 
     for lang in H.LANGS:
         paths = {name: tmp_path / f"{lang}-{name}.pt" for name in files}
@@ -283,7 +283,7 @@ def test_real_subset_accuracy_agrees(results_dir, cpp_exe, run_config, model):
     args = ["--model", model, "--data", str(REAL_SUBSET), "--epochs", str(epochs), "--device", run_config.device,
             "--threads", str(run_config.threads), "--seed", str(run_config.seed), "--latency-iters", "10",
             "--latency-batch-sizes", "1"]
-    from bench.results import load_results
+    from suite.schema import load_results
 
     acc = {}
     for lang in H.LANGS:

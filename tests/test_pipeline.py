@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from bench import data as D
-from bench import harness as H
-from bench.results import load_results
+from suite import harness as H
+from suite.schema import load_results
 
 TRAIN, TEST, BATCH = 64, 40, 32  # the test set ends with a partial batch
 QUICK = ["--train-limit", str(TRAIN), "--test-limit", str(TEST), "--batch-size", str(BATCH), "--latency-iters", "0",

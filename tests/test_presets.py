@@ -5,9 +5,9 @@ import os
 import subprocess
 import sys
 
-from bench import harness as H
-from bench import thresholds as T
 from conftest import OFFLINE
+from suite import harness as H
+from suite import thresholds as T
 
 
 def test_offline_official_falls_back_loudly_to_a_configuration_with_thresholds(tmp_path):

@@ -1,4 +1,4 @@
-"""bench.report: table numbers against the documents, aggregation, separation, errors, plots.
+"""suite.report: table numbers against the documents, aggregation, separation, errors, plots.
 
 Fast: no training. Documents are small dicts that pass bench.results.validate_results, written to tmp_path.
 """
@@ -9,8 +9,9 @@ import json
 
 import pytest
 
-from bench import report
-from bench.results import percentile, summarize_ms, validate_results
+from bench.results import percentile, summarize_ms
+from suite import report
+from suite.schema import validate_results
 
 SHA = "ab" * 32
 
@@ -196,7 +197,7 @@ def test_invalid_file_fails_with_its_name(tmp_path, capsys):
     bad.write_text(json.dumps(bad_doc))
     assert report.main([str(good), str(bad), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"bench.report: error: {bad}: epochs[0] has a zero time"]
+    assert err == [f"suite.report: error: {bad}: epochs[0] has a zero time"]
 
 
 def test_pngs_written_and_not_empty(tmp_path):

@@ -3,10 +3,10 @@ languages agree. The [model x lang x mode] matrix comes from conftest.pytest_gen
 
 import pytest
 
-from bench import harness as H
-from bench import thresholds as T
-from bench.results import validate_results
 from bench.train import WARMUP_STEPS
+from suite import harness as H
+from suite import thresholds as T
+from suite.schema import validate_results
 
 PARAMS = {"resnet18": 11_173_962, "resnet34": 21_282_122}
 
@@ -40,7 +40,7 @@ def test_accuracy_threshold(trainer_results, model, lang, mode):
     entry = T.lookup(*T.key_of(doc))
     acc = doc["final"]["test_accuracy"]
     if entry is None:
-        pytest.skip(f"no threshold for {T.key_of(doc)} in bench/thresholds.py; measured {acc:.2f}%")
+        pytest.skip(f"no threshold for {T.key_of(doc)} in suite/thresholds.py; measured {acc:.2f}%")
     provisional = " PROVISIONAL: " + entry["source"] if entry.get("provisional") else ""
     print(f"{lang} {model} {mode}: test accuracy {acc:.2f}% (floor {entry['min_test_accuracy']}%){provisional}")
     assert acc >= entry["min_test_accuracy"], f"{acc:.2f}% < {entry['min_test_accuracy']}% ({entry['source']})"

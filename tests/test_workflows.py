@@ -136,7 +136,7 @@ def test_tox_envs():
     ini = load_tox_ini()
     env_list = ini["tox"]["env_list"].replace(",", " ").split()
     assert "py" in env_list and "torch211" in env_list
-    assert ini["testenv"]["package"] == "editable", "bench.harness finds the repo from bench.__file__"
+    assert ini["testenv"]["package"] == "editable", "suite.harness finds the repo from bench.__file__"
     assert constraint_file(ini, "testenv") == ROOT / "constraints.txt"
     assert "python -m pytest {posargs}" in ini["testenv"]["commands"]
     for env in ("smoke", "bench", "lint"):

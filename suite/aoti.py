@@ -1,6 +1,6 @@
 """AOTInductor packages of the CIFAR ResNet: built once per configuration, cached, loaded by both trainers.
 
-    python -m bench.aoti package --model resnet18 --batch-size 1 --device cpu --precision fp32 [--channels-last]
+    python -m suite.aoti package --model resnet18 --batch-size 1 --device cpu --precision fp32 [--channels-last]
 
 prints the path of the package (.pt2), building it on first use. The weights inside do not matter: each
 trainer loads the package and gives it the run's own weights with load_constants. bench/infer.py calls
@@ -21,7 +21,7 @@ import torch
 from bench import model as M
 from bench.data import cache_dir
 
-PROG = "bench.aoti"
+PROG = "suite.aoti"
 PRECISIONS = ("fp32", "bf16")
 
 

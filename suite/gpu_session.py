@@ -1,7 +1,7 @@
 """One GPU session in resumable stages: build, correctness, data, AOTI packages, the benchmark matrix, batch
 sizes, real-subset accuracy, report.
 
-    python3 -m bench.gpu_session --out DIR [--stages a,b] [--force] [--dry-run] [--real-subset DIR]
+    python3 -m suite.gpu_session --out DIR [--stages a,b] [--force] [--dry-run] [--real-subset DIR]
                                  [--epochs N] [--real-epochs N] [--build-dir DIR] [--archive FILE.tar.gz]
 
 Each stage is one or a few subprocesses, sized to end well inside a 10-minute device call on an H100. A stage
@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import harness as H
+from suite import harness as H
 
-PROG = "bench.gpu_session"
+PROG = "suite.gpu_session"
 PY = sys.executable
 SUITE = ["tests/test_trainers.py", "tests/test_benchmarks.py"]
 DEFAULT_SUBSETS = [H.ROOT / ".data" / "cifar10-real-subset", H.ROOT.parent / "shared" / "data" / "cifar10-real-subset"]
@@ -39,7 +39,7 @@ class Plan:
     device: str
     synth: tuple          # (train, test) images of the synthetic set
     models: tuple
-    modes: tuple          # the matrix's modes (bench.harness.MODES)
+    modes: tuple          # the matrix's modes (suite.harness.MODES)
     paths: str            # the matrix's inference paths
     latency_sizes: str    # the matrix's latency batch sizes
     batch_sizes: tuple    # the batch-size stages' training batch sizes (the matrix runs the preset's)
@@ -89,7 +89,7 @@ class Ctx:
         self.real_epochs = args.real_epochs or self.plan.real_epochs
         self.workers = max(1, min(8, (os.cpu_count() or 2) // 2))  # DataLoader workers / xdist processes
         train, test = self.plan.synth
-        self.synthetic = cache_dir() / f"synthetic-{train}-{test}-0"  # bench.harness.ensure_synthetic's naming
+        self.synthetic = cache_dir() / f"synthetic-{train}-{test}-0"  # suite.harness.ensure_synthetic's naming
         if args.dry_run:  # no real images on a CPU test machine: the tiny set stands in for them
             self.subset = self.synthetic
         else:
@@ -108,13 +108,13 @@ class Ctx:
 # ---------------------------------------------------------------------------------------------------------
 
 BUILD = """import sys
-from bench import harness as H
+from suite import harness as H
 try:
     print(H.build_cpp(sys.argv[1]))  # all cores
 except H.BuildError as err:
     sys.exit(str(err))"""
 SYNTH = """import sys
-from bench import harness as H
+from suite import harness as H
 print(H.ensure_synthetic(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))  # kept when already there"""
 CHECK_SUMS = """import hashlib, pathlib, sys
 folder = pathlib.Path(sys.argv[1])
@@ -149,7 +149,7 @@ def aoti_configs(plan):
 
 
 def aoti(c, model, precision, channels_last):
-    return [[PY, "-m", "bench.aoti", "package", "--model", model, "--batch-size", bs, "--device", c.plan.device,
+    return [[PY, "-m", "suite.aoti", "package", "--model", model, "--batch-size", bs, "--device", c.plan.device,
              "--precision", precision, *(["--channels-last"] if channels_last else [])]
             for bs in c.plan.latency_sizes.split(",")]
 
@@ -196,7 +196,7 @@ def report(c):
     files = sorted((c.out / "results").glob("*/*.json"))
     if not files:
         return f"no results files under {c.out / 'results'} yet"
-    return [[PY, "-m", "bench.report", *map(str, files), "--out", str(c.out / "report")]]
+    return [[PY, "-m", "suite.report", *map(str, files), "--out", str(c.out / "report")]]
 
 
 def stages(c):
@@ -233,7 +233,7 @@ def stages(c):
               for m in p.models]
     table.append(Stage("baseline", "the matrix's benchmark saves as one baseline.json", baseline,
                        owns=lambda c: [c.out / "baseline.json"]))
-    table.append(Stage("report", "bench.report of every results file", report, owns=lambda c: [c.out / "report"]))
+    table.append(Stage("report", "suite.report of every results file", report, owns=lambda c: [c.out / "report"]))
     return table
 
 
@@ -314,7 +314,7 @@ def run_stage(c, st):
 
 
 FACTS = """import json, os, platform, shutil, subprocess, sys, torch, torchvision
-from bench.train import cpu_name
+from bench.runtime import cpu_name
 cuda = torch.cuda.is_available()
 def run(cmd):
     try:

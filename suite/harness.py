@@ -12,20 +12,10 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.vocab import INFERENCE_PATHS, MODELS, MODES  # noqa: F401  (the suite's names for them)
+from bench.vocab import LANGUAGES as LANGS  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
-LANGS = ("python", "cpp")
-MODELS = ("resnet18", "resnet34")
-INFERENCE_PATHS = ("eager", "compile", "aoti", "cuda-graph")
-# The suite's named modes (pytest --modes) and the trainer flags each stands for (docs/twins.md, "Modes").
-MODES = {
-    "default": [],
-    "bf16": ["--precision", "bf16"],
-    "channels-last": ["--channels-last"],
-    "bf16-cl": ["--precision", "bf16", "--channels-last"],
-    "foreach": ["--optimizer-impl", "foreach"],
-    "cudnn-benchmark": ["--cudnn-benchmark"],
-    "idiomatic": ["--data-pipeline", "idiomatic"],
-}
 BUILD_TAIL_LINES = 40
 
 

@@ -1,6 +1,6 @@
 """Turn results documents (docs/twins.md, "Results document") into a report: tables, ratios, floor, plots.
 
-    python -m bench.report RESULTS... --out DIR [--peak-tflops X]
+    python -m suite.report RESULTS... --out DIR [--peak-tflops X]
 
 Writes DIR/report.md (tables, linked PNGs), DIR/report.json and the tables as CSV (results_table, ratios,
 latency, concurrency).
@@ -21,9 +21,11 @@ matplotlib.use("Agg")  # files only: no display on CI machines or the device box
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from bench.results import INFERENCE_PATHS, ResultsError, load_results, percentile  # noqa: E402
+from bench.results import percentile  # noqa: E402
+from bench.vocab import INFERENCE_PATHS  # noqa: E402
+from suite.schema import ResultsError, load_results  # noqa: E402
 
-PROG = "bench.report"
+PROG = "suite.report"
 LANGUAGE_NAMES = {"python": "Python", "cpp": "C++"}
 LANGUAGE_COLORS = {"python": "tab:blue", "cpp": "tab:orange"}
 # Twins often produce identical accuracy curves: different markers and dashes keep both lines visible.

@@ -1,0 +1,106 @@
+"""The one vocabulary of torch-api-bench: models, precisions, optimizer implementations, data pipelines,
+inference paths, the suite's modes, and every trainer flag with its default and limits.
+
+Twin of cpp/vocab.h, which holds the same table; tests/test_vocab.py fails when the C++ trainer's --help
+and this module differ. Everything else (the Python trainer, the suite, the report, the tests) imports
+these names instead of restating them.
+"""
+
+from dataclasses import dataclass
+
+LANGUAGES = ("python", "cpp")
+# Depth of each of the four stages (BasicBlocks per stage) of the CIFAR ResNets.
+MODELS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
+OPTIMIZER_IMPLS = ("per-tensor", "foreach")
+DATA_PIPELINES = ("matched", "idiomatic")
+INFERENCE_PATHS = ("eager", "compile", "aoti", "cuda-graph")
+DATASET_KINDS = ("official", "subset", "synthetic")
+# The suite's named modes (pytest --modes) and the trainer flags each stands for (docs/twins.md, "Modes").
+MODES = {
+    "default": (),
+    "bf16": ("--precision", "bf16"),
+    "channels-last": ("--channels-last",),
+    "bf16-cl": ("--precision", "bf16", "--channels-last"),
+    "foreach": ("--optimizer-impl", "foreach"),
+    "cudnn-benchmark": ("--cudnn-benchmark",),
+    "idiomatic": ("--data-pipeline", "idiomatic"),
+}
+# Untimed full-batch training steps before the first clock read (then one at the partial batch and the
+# evaluation shapes). Plans, handles, lazy kernels and cuDNN autotuning happen on a shape's first step; the
+# caching allocator reaches its steady pools by the second or third. Three steps cover both at a cost of
+# three steps (README, "Warm-up", has the CPU measurement behind the choice).
+WARMUP_STEPS = 3
+
+# Limits shared by every count: far above any real run, far below what overflows a C++ int64 product
+# (epochs x steps, threads x requests) or asks the OS for absurd resources.
+MAX_COUNT = 1_000_000
+MAX_THREADS = 1024  # torch::set_num_threads(100000) segfaults in both languages: refuse it first
+MAX_BATCH = 65_536
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One trainer flag. kind: int, float, text, choice, switch, ints (comma-separated positive ints),
+    names (distinct comma-separated choices). low/high bound an int, a float or every item of ints."""
+
+    name: str
+    kind: str
+    default: object
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+
+    @property
+    def dest(self):
+        return self.name[2:].replace("-", "_")
+
+
+# Every flag of both trainers, in --help order; bench/train.py and cpp/train.cpp parse exactly these.
+FLAGS = (
+    Flag("--model", "choice", "resnet18", "network to train", choices=tuple(MODELS)),
+    Flag("--epochs", "int", 1, "training epochs", 1, MAX_COUNT),
+    Flag("--batch-size", "int", 128, "training and eval batch size", 1, MAX_BATCH),
+    Flag("--lr", "float", 0.1, "peak learning rate (> 0)", 0, 1000),
+    Flag("--data", "text", None, "CIFAR-10 binary folder (default: the prepared folder in the cache)"),
+    Flag("--train-limit", "int", 0, "use the first N training records, 0 = all", 0, MAX_COUNT),
+    Flag("--test-limit", "int", 0, "use the first N test records, 0 = all", 0, MAX_COUNT),
+    Flag("--device", "choice", "auto", "auto = cuda when available, else cpu", choices=DEVICES),
+    Flag("--seed", "int", 0, "seed of the one random generator", 0, 2**63 - 1),
+    Flag("--threads", "int", 0, "CPU intra-op threads, 0 = torch default", 0, MAX_THREADS),
+    Flag("--results", "text", None, "write the results JSON here"),
+    Flag("--latency-batch-sizes", "ints", (1, 32, 128), "comma-separated inference batch sizes", 1, MAX_BATCH),
+    Flag("--latency-iters", "int", 100, "timed forwards per batch size and path, 0 = no latency", 0, MAX_COUNT),
+    Flag("--latency-warmup", "int", 10, "untimed forwards before the timed ones", 0, MAX_COUNT),
+    Flag("--warmup-steps", "int", WARMUP_STEPS, "untimed training steps before the first timed one, 0 = none",
+         0, MAX_COUNT),
+    Flag("--save-weights", "text", None, "write the trained weights here"),
+    Flag("--load-weights", "text", None, "start from these weights (either language's)"),
+    Flag("--eval-only", "switch", False, "no training: evaluate and time latency"),
+    Flag("--deterministic", "switch", False, "deterministic algorithms only"),
+    Flag("--cudnn-benchmark", "switch", False, "let cuDNN autotune convolutions"),
+    Flag("--record-step-losses", "switch", False, "add every step's loss to the results"),
+    Flag("--dump-init", "text", None, "write the weights right after init"),
+    Flag("--dump-batch", "text", None, "write the first augmented batch and the test images"),
+    Flag("--dump-logits", "text", None, "write the eval-mode logits of the test images, then each path's"),
+    # Modes (docs/twins.md, "Modes"): how the same computation runs.
+    Flag("--precision", "choice", "fp32", "fp32, or bf16 autocast", choices=PRECISIONS),
+    Flag("--channels-last", "switch", False, "channels_last weights and inputs"),
+    Flag("--optimizer-impl", "choice", "per-tensor", "SGD kernels: one per tensor, or multi-tensor",
+         choices=OPTIMIZER_IMPLS),
+    Flag("--data-pipeline", "choice", "matched", "matched (the same in both) or each ecosystem's own",
+         choices=DATA_PIPELINES),
+    Flag("--workers", "int", 2, "DataLoader workers of the idiomatic pipeline", 0, 256),
+    Flag("--inference-paths", "names", ("eager",), "comma-separated latency paths", choices=INFERENCE_PATHS),
+    Flag("--aoti-dir", "text", None, "folder of AOTInductor packages (python -m suite.aoti); needed by path aoti"),
+    Flag("--concurrency", "ints", (), "comma-separated thread counts for concurrent batch-1 inference",
+         1, MAX_THREADS),
+    Flag("--concurrency-iters", "int", 50, "timed requests per thread", 1, MAX_COUNT),
+)
+
+
+def aoti_package_name(model, precision, channels_last, batch_size):
+    """The file name of one AOTInductor package inside --aoti-dir (C++: aoti_package_name in vocab.h)."""
+    return f"{model}-{precision}-{'channels_last' if channels_last else 'contiguous'}-bs{batch_size}.pt2"
