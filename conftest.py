@@ -261,6 +261,62 @@ def smoke_data(cache_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_data(cache_dir):
+    """A tiny synthetic set (320 train / 64 test records) for the fast correctness tests, cached."""
+    return H.ensure_synthetic(cache_dir / "synthetic-320-64-7", 320, 64, seed=7)
+
+
+@pytest.fixture(scope="session")
+def expected_params():
+    """Parameter counts of the CIFAR ResNets (torchvision's layout with a 3x3 stem and 10 classes)."""
+    return {"resnet18": 11_173_962, "resnet34": 21_282_122}
+
+
+@pytest.fixture(scope="session")
+def cached_run(exe_for, tmp_path_factory):
+    """cached_run(lang, args): run that trainer once per session for each (lang, args), with --results in a
+    folder of its own ("{out}" in args names that folder); returns (validated results, folder, stderr). A
+    failed run fails every test that asks for it, with its stderr."""
+    from suite.schema import load_results
+
+    done = {}
+
+    def get(lang, args):
+        key = (lang, tuple(args))
+        if key not in done:
+            out = tmp_path_factory.mktemp(lang)
+            full = [a.replace("{out}", str(out)) for a in args] + ["--results", str(out / "results.json")]
+            proc = H.run_trainer(lang, full, exe_for(lang))
+            if proc.returncode:
+                done[key] = f"{lang} trainer failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
+            else:
+                done[key] = (load_results(out / "results.json"), out, proc.stderr)
+        if isinstance(done[key], str):
+            pytest.fail(done[key], pytrace=False)
+        return done[key]
+    return get
+
+
+def assert_one_line_error(proc, lang, code, *fragments):
+    """Exit `code` and exactly one stderr line `<prog>: error: ...` containing every fragment (key fragments,
+    not a library's exact wording); returns that line."""
+    from bench.vocab import PROGRAMS
+
+    assert proc.returncode == code, f"exit {proc.returncode}, stderr:\n{proc.stderr[-2000:]}"
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(f"{PROGRAMS[lang]}: error: ")]
+    assert len(errors) == 1, proc.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.fixture(scope="session")
+def one_line_error():
+    """The check every bad-input test makes (assert_one_line_error), as a fixture for test modules."""
+    return assert_one_line_error
+
+
+@pytest.fixture(scope="session")
 def bench_data(run_config, request):
     return run_config.data_dir or request.getfixturevalue("smoke_data")
 

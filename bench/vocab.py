@@ -9,6 +9,8 @@ these names instead of restating them.
 from dataclasses import dataclass
 
 LANGUAGES = ("python", "cpp")
+# The trainers' program names, as their messages start ("<prog>: error: ...").
+PROGRAMS = {"python": "bench.train", "cpp": "bench_train"}
 # Depth of each of the four stages (BasicBlocks per stage) of the CIFAR ResNets.
 MODELS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
 DEVICES = ("auto", "cpu", "cuda")
