@@ -1,4 +1,4 @@
-"""Turn results documents (docs/twins.md, "Results document") into a report: tables, ratios, floor, plots.
+"""Turn results documents (schema/results.schema.json) into a report: tables, ratios, floor, plots.
 
     python -m suite.report RESULTS... --out DIR [--peak-tflops X]
 

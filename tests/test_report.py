@@ -1,6 +1,7 @@
 """suite.report: table numbers against the documents, aggregation, separation, errors, plots.
 
-Fast: no training. Documents are small dicts that pass bench.results.validate_results, written to tmp_path.
+Fast: no training. Each document is a committed real results file (schema/results.schema.json, version 3) with
+the epoch times, latency samples and config a test needs, validated and written to tmp_path.
 """
 
 import copy
@@ -11,44 +12,36 @@ import pytest
 
 from bench.results import percentile, summarize_ms
 from suite import report
+from suite.harness import ROOT
 from suite.schema import validate_results
 
-SHA = "ab" * 32
+# Real 3-epoch ResNet18 runs of both languages, without latency or concurrency: each test adds what it measures.
+REAL = ROOT / "docs" / "results" / "warmup-cpu"
 
 
 def make_doc(language="python", model="resnet18", train_seconds=(2.0, 1.0, 1.5), latency=None, concurrency=None,
              **config):
-    """A complete, valid results document with the given epoch times, eager latency samples ({bs: [ms]} or
-    {(path, bs): [ms]}) and concurrency ({threads: (seconds, [ms per request])})."""
+    """A real results document with the given epoch times, eager latency samples ({bs: [ms]} or
+    {(path, bs): [ms]}), concurrency ({threads: (seconds, [ms per request])}) and config values."""
+    doc = json.loads((REAL / f"{language}-resnet18-warmup3.json").read_text())
     latency = latency or {1: [3.0, 1.0, 2.0, 4.0], 32: [20.0, 22.0, 21.0]}
     latency = {(k if isinstance(k, tuple) else ("eager", k)): v for k, v in latency.items()}
     concurrency = concurrency or {}
-    n_train = 64
-    epochs = [{"epoch": i + 1, "train_seconds": t, "eval_seconds": 0.1, "images_per_second": n_train / t,
-               "train_loss": 2.0 - 0.1 * i, "train_accuracy": 20.0 + i, "test_loss": 2.1 - 0.1 * i,
-               "test_accuracy": 15.0 + 2 * i, "lr": 0.01} for i, t in enumerate(train_seconds)]
-    cfg = {"model": model, "epochs": len(epochs), "batch_size": 32, "lr": 0.02, "momentum": 0.9,
-           "weight_decay": 5e-4, "nesterov": True, "schedule": "linear-warmup-linear-decay", "seed": 0,
-           "train_limit": n_train, "test_limit": 32, "device": "cpu", "threads": 2,
-           "latency_batch_sizes": sorted({bs for _, bs in latency}), "latency_iters": 4, "latency_warmup": 1,
-           "optimizer_impl": "per-tensor", "eval_only": False, "load_weights": None, "precision": "fp32",
-           "channels_last": False, "cudnn_benchmark": False, "data_pipeline": "matched", "workers": 2,
-           "inference_paths": list(dict.fromkeys(p for p, _ in sorted(latency))) or ["eager"],
-           "concurrency": sorted(concurrency), "concurrency_iters": 50, **config}
-    doc = {"schema_version": 2, "complete": True, "language": language, "model": model, "param_count": 11173962,
-           "torch_version": "2.13.0", "cuda_version": None, "cudnn_version": None,
-           "device": {"type": "cpu", "name": "Test CPU", "threads": 2},
-           "backend": {"cudnn_benchmark": False, "cudnn_allow_tf32": True, "matmul_allow_tf32": False,
-                       "deterministic": False},
-           "dataset": {"kind": "synthetic", "path": "/data/syn", "sha256": SHA, "train_records": n_train,
-                       "test_records": 32},
-           "config": cfg, "epochs": epochs, "total_seconds": sum(train_seconds) + 0.5,
-           "final": {k: epochs[-1][k] for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")},
-           "latency": [{"path": path, "batch_size": bs, "samples_ms": s, **summarize_ms(s)}
-                       for (path, bs), s in sorted(latency.items())],
-           "concurrency": [{"threads": n, "requests": len(s), "seconds": sec, "images_per_second": len(s) / sec,
-                            "samples_ms": s, **summarize_ms(s)} for n, (sec, s) in sorted(concurrency.items())],
-           "unavailable": [], "peak_memory_bytes": None}
+    real_epochs, n_train = doc["epochs"], doc["dataset"]["train_records"]
+    doc["epochs"] = [{**real_epochs[i % len(real_epochs)], "epoch": i + 1, "train_seconds": t,
+                      "images_per_second": n_train / t} for i, t in enumerate(train_seconds)]
+    doc["total_seconds"] = sum(train_seconds) + 0.5
+    doc["final"] = {k: doc["epochs"][-1][k] for k in doc["final"]}
+    doc["model"] = model
+    doc["config"].update(model=model, epochs=len(train_seconds),
+                         latency_batch_sizes=sorted({bs for _, bs in latency}),
+                         inference_paths=list(dict.fromkeys(p for p, _ in sorted(latency))),
+                         concurrency=sorted(concurrency), **config)
+    doc["precision_label"] = doc["config"]["precision"]
+    doc["latency"] = [{"path": path, "batch_size": bs, "samples_ms": s, **summarize_ms(s), "peak_memory_bytes": None}
+                      for (path, bs), s in sorted(latency.items())]
+    doc["concurrency"] = [{"threads": n, "requests": len(s), "seconds": sec, "images_per_second": len(s) / sec,
+                           "samples_ms": s, **summarize_ms(s)} for n, (sec, s) in sorted(concurrency.items())]
     return validate_results(doc)
 
 
@@ -177,7 +170,7 @@ def test_peak_flag_gives_the_floor(tmp_path):
     floor = json.loads((tmp_path / "out" / "report.json").read_text())["sections"][0]["floor"][0]
     _, training = report.flops_per_image("resnet18")
     assert floor["flops_per_image_training"] == training > 1e9  # ResNet18 at 32x32: about 3.3 GFLOPs
-    assert floor["floor_epoch_seconds"] == pytest.approx(training * 64 / 1e12)
+    assert floor["floor_epoch_seconds"] == pytest.approx(training * doc["dataset"]["train_records"] / 1e12)
     assert floor["epoch_multiple"] == pytest.approx(2.0 / floor["floor_epoch_seconds"])
 
 
@@ -196,8 +189,8 @@ def test_invalid_file_fails_with_its_name(tmp_path, capsys):
     bad = tmp_path / "broken.json"
     bad.write_text(json.dumps(bad_doc))
     assert report.main([str(good), str(bad), "--out", str(tmp_path / "out")]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"suite.report: error: {bad}: epochs[0] has a zero time"]
+    [err] = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith(f"suite.report: error: {bad}: $.epochs[0].train_seconds: "), err
 
 
 def test_pngs_written_and_not_empty(tmp_path):
