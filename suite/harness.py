@@ -3,14 +3,14 @@
 Kept out of conftest.py so tests, tox and the report can share it.
 """
 
-import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import threading
-from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import FileLock
 
 from bench.vocab import INFERENCE_PATHS, MODELS, MODES  # noqa: F401  (the suite's names for them)
 from bench.vocab import LANGUAGES as LANGS  # noqa: F401
@@ -21,19 +21,6 @@ BUILD_TAIL_LINES = 40
 
 class BuildError(Exception):
     """The C++ build failed; the message holds the tail of CMake's or the compiler's output."""
-
-
-@contextmanager
-def file_lock(path):
-    """Serialize work between pytest-xdist workers (one build, one dataset)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def cpp_executable(build_dir):
@@ -48,7 +35,8 @@ def build_cpp(build_dir=ROOT / "build", jobs=None):
             raise BuildError(f"{tool} not found on PATH: install CMake >= 3.18 and a C++20 compiler")
     steps = [["cmake", "-S", str(ROOT), "-B", str(build_dir), f"-DPython3_EXECUTABLE={sys.executable}"],
              ["cmake", "--build", str(build_dir), "-j", str(jobs or os.cpu_count() or 2)]]
-    with file_lock(build_dir.parent / f".{build_dir.name}.lock"):
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(build_dir.parent / f".{build_dir.name}.lock"):  # one build at a time (pytest-xdist workers)
         for cmd in steps:
             proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             if proc.returncode:
@@ -112,7 +100,8 @@ def ensure_synthetic(folder, train, test, seed=0):
     from bench import data as D
 
     folder = Path(folder)
-    with file_lock(folder.parent / f".{folder.name}.lock"):
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder.parent / f".{folder.name}.lock"):  # one generator per set (pytest-xdist workers)
         if not (folder / D.SYNTH_MARKER).exists():
             D.synth(folder, train, test, seed)
     return folder
