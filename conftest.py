@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from suite import benchmark_compat
 from suite import harness as H
 
 # The default (smoke) run trains ResNet18 only, to stay within 10 minutes on 2 CPU cores with the C++ build
@@ -399,11 +400,9 @@ def trainer_results(request, run_config, bench_data, results_dir, exe_for):
 def pytest_sessionfinish(session, exitstatus):
     """Before pytest-benchmark saves: a failed or interrupted session must not become a baseline.
     After: the report of this session's results, when --report asks for one."""
-    bs = getattr(session.config, "_benchmarksession", None)
-    if bs is not None and exitstatus != 0 and (bs.save or bs.autosave):
-        bs.logger.warning(f"torch-api-bench: not saving benchmark data: the session ended with exit status "
-                          f"{int(exitstatus)} (failed or interrupted); a baseline holds complete runs only")
-        bs.save = bs.autosave = None
+    if exitstatus != 0:
+        benchmark_compat.cancel_saving(session.config, f"the session ended with exit status {int(exitstatus)} "
+                                       "(failed or interrupted); a baseline holds complete runs only")
     yield
     out = session.config.getoption("report")
     files = session.config.bench_result_files
@@ -423,13 +422,13 @@ def pytest_terminal_summary(terminalreporter, config):
     """pytest-benchmark signals a failed --benchmark-compare-fail gate by raising out of the terminal summary,
     which prints a traceback. Its own "Performance has regressed" lines are already shown: end with one line
     and exit status 1 instead."""
-    from pytest_benchmark.session import PerformanceRegression
-
     if config.bench_run.why_not_official:  # said at the start (header) and again where a reader looks last
         terminalreporter.write_line(f"torch-api-bench: {config.bench_run.data_line()}", yellow=True, bold=True)
     try:
         return (yield)
-    except PerformanceRegression:
+    except Exception as err:
+        if not benchmark_compat.is_performance_regression(err):
+            raise
         terminalreporter.write_line("torch-api-bench: benchmark gate failed: performance has regressed against "
                                     "the baseline (the lines above name each benchmark)", red=True, bold=True)
         if config.bench_session.exitstatus == pytest.ExitCode.OK:
@@ -474,8 +473,8 @@ def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info
     theirs = compared_benchmark.get("machine_info", {}).get("torch_api_bench", {})
     for what, key in (("GPU", "gpu"), ("CPU", "cpu_model")):
         if ours.get(key) != theirs.get(key):
-            benchmarksession.logger.warning(
+            benchmark_compat.log_warning(benchmarksession, (
                 f"torch-api-bench: comparing against a baseline measured on a different {what}: "
                 f"this run: {ours.get(key)!r}, baseline: {theirs.get(key)!r}. "
-                "Timing differences mostly reflect the hardware.")
+                "Timing differences mostly reflect the hardware."))
             return
