@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.vocab import DEVICES, INFERENCE_PATHS, LANGUAGES, MODELS, MODES
 from suite import benchmark_compat
 from suite import harness as H
 
@@ -40,7 +41,7 @@ MIN_PYTEST_BENCHMARK = (5, 2, 2)
 def pytest_addoption(parser):
     g = parser.getgroup("torch-api-bench")
     g.addoption("--epochs", type=int, default=1, help="training epochs per trainer run (default 1)")
-    g.addoption("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    g.addoption("--device", default="auto", help=f"{' | '.join(DEVICES)} (default auto)")
     g.addoption("--data", default=None,
                 help="CIFAR-10 binary folder, or 'official' (downloaded to the cache on first use; offline: the "
                      "synthetic set, with a warning) (default: the cached synthetic smoke set)")
@@ -50,9 +51,9 @@ def pytest_addoption(parser):
     g.addoption("--lr", type=float, default=None, help="peak learning rate")
     g.addoption("--models", default=None,
                 help="comma-separated models (default: resnet18 for the smoke preset, resnet18,resnet34 otherwise)")
-    g.addoption("--langs", default="python,cpp", help="comma-separated languages: python,cpp")
+    g.addoption("--langs", default=",".join(LANGUAGES), help=f"comma-separated languages: {','.join(LANGUAGES)}")
     g.addoption("--modes", default="default",
-                help=f"comma-separated trainer modes: {','.join(H.MODES)} (default: default)")
+                help=f"comma-separated trainer modes: {','.join(MODES)} (default: default)")
     g.addoption("--threads", type=int, default=0, help="CPU intra-op threads per trainer (0 = torch default)")
     g.addoption("--workers", type=int, default=2, help="DataLoader workers of the idiomatic mode (default 2)")
     g.addoption("--seed", type=int, default=0, help="seed for both trainers")
@@ -61,7 +62,7 @@ def pytest_addoption(parser):
     g.addoption("--latency-iters", type=int, default=None, help="latency samples per batch size and path")
     g.addoption("--latency-batch-sizes", default=None, help="comma-separated latency batch sizes")
     g.addoption("--inference-paths", default="eager",
-                help="comma-separated latency paths: eager,compile,aoti,cuda-graph (default: eager)")
+                help=f"comma-separated latency paths: {','.join(INFERENCE_PATHS)} (default: eager)")
     g.addoption("--concurrency", default="",
                 help="comma-separated thread counts for concurrent batch-1 inference (default: none)")
     g.addoption("--concurrency-iters", type=int, default=50, help="requests per thread (default 50)")
@@ -136,11 +137,11 @@ class RunConfig:
                 _usage(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:
             _usage(f"--lr must be > 0, got {self.lr}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            _usage(f"--device must be auto, cpu or cuda, got {self.device!r}")
-        for option, values, known in [("models", self.models, H.MODELS), ("langs", self.langs, H.LANGS),
-                                      ("modes", self.modes, tuple(H.MODES)),
-                                      ("inference-paths", self.inference_paths, H.INFERENCE_PATHS)]:
+        if self.device not in DEVICES:
+            _usage(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        for option, values, known in [("models", self.models, tuple(MODELS)), ("langs", self.langs, LANGUAGES),
+                                      ("modes", self.modes, tuple(MODES)),
+                                      ("inference-paths", self.inference_paths, INFERENCE_PATHS)]:
             bad = [v for v in values if v not in known]
             if bad or not values or len(set(values)) != len(values):
                 _usage(f"--{option}: unknown, repeated or no value(s) {bad or values}; choose from {', '.join(known)}")
@@ -188,7 +189,7 @@ class RunConfig:
             args += ["--warmup-steps", str(self.warmup_steps)]
         if self.deterministic:
             args += ["--deterministic"]
-        return args + list(H.MODES[mode])
+        return args + list(MODES[mode])
 
 
 def pytest_configure(config):
@@ -226,7 +227,7 @@ def _pin_xdist_worker_to_gpu():
 def pytest_generate_tests(metafunc):
     """The [model x language x mode] matrix of the trainer tests, and the latency/concurrency points."""
     cfg = metafunc.config.bench_run
-    # A test that parametrizes a name itself (e.g. @pytest.mark.parametrize("lang", H.LANGS)) keeps it.
+    # A test that parametrizes a name itself (e.g. @pytest.mark.parametrize("lang", LANGUAGES)) keeps it.
     explicit = {name.strip() for mark in metafunc.definition.iter_markers("parametrize")
                 for name in (mark.args[0].split(",") if isinstance(mark.args[0], str) else mark.args[0])}
     for name, values in [("model", cfg.models), ("lang", cfg.langs), ("mode", cfg.modes),
@@ -273,29 +274,40 @@ def expected_params():
     return {"resnet18": 11_173_962, "resnet34": 21_282_122}
 
 
+def run_for_results(lang, args, exe, results, **kw):
+    """Run one trainer with `--results results`: (its validated document, the process), or (why it failed, the
+    process) when it exits non-zero."""
+    from suite.schema import load_results
+
+    proc = H.run_trainer(lang, [*args, "--results", str(results)], exe, **kw)
+    if proc.returncode:
+        return f"{lang} trainer failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}", proc
+    return load_results(results), proc
+
+
+def run_once(done, key, run):
+    """run() once per key for the session (`done` remembers); a run that failed (returned a message) fails every
+    test that asks for it, with that message."""
+    if key not in done:
+        done[key] = run()
+    if isinstance(done[key], str):
+        pytest.fail(done[key], pytrace=False)
+    return done[key]
+
+
 @pytest.fixture(scope="session")
 def cached_run(exe_for, tmp_path_factory):
     """cached_run(lang, args): run that trainer once per session for each (lang, args), with --results in a
     folder of its own ("{out}" in args names that folder); returns (validated results, folder, stderr). A
     failed run fails every test that asks for it, with its stderr."""
-    from suite.schema import load_results
-
     done = {}
 
-    def get(lang, args):
-        key = (lang, tuple(args))
-        if key not in done:
-            out = tmp_path_factory.mktemp(lang)
-            full = [a.replace("{out}", str(out)) for a in args] + ["--results", str(out / "results.json")]
-            proc = H.run_trainer(lang, full, exe_for(lang))
-            if proc.returncode:
-                done[key] = f"{lang} trainer failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
-            else:
-                done[key] = (load_results(out / "results.json"), out, proc.stderr)
-        if isinstance(done[key], str):
-            pytest.fail(done[key], pytrace=False)
-        return done[key]
-    return get
+    def run(lang, args):
+        out = tmp_path_factory.mktemp(lang)
+        doc, proc = run_for_results(lang, [a.replace("{out}", str(out)) for a in args], exe_for(lang),
+                                    out / "results.json")
+        return doc if isinstance(doc, str) else (doc, out, proc.stderr)
+    return lambda lang, args: run_once(done, (lang, tuple(args)), lambda: run(lang, args))
 
 
 def assert_one_line_error(proc, lang, code, *fragments):
@@ -373,27 +385,18 @@ def live_line(config, label):
 def trainer_results(request, run_config, bench_data, results_dir, exe_for):
     """trainer_results(model, lang, mode): run that trainer once per session with the suite's config and
     share its validated results document; a failed run fails every test that reads it, with its stderr."""
-    from suite.schema import load_results
-
     done = {}
 
-    def get(model, lang, mode="default"):
-        key = (model, lang, mode)
-        if key not in done:
-            out = results_dir / f"{lang}-{model}-{mode}.json"
-            echo = live_line(request.config, f"{lang} {model} {mode}")
-            echo("starting the trainer")
-            proc = H.run_trainer(lang, run_config.trainer_args(model, bench_data, mode) + ["--results", str(out)],
-                                 exe_for(lang), echo=echo)
-            if proc.returncode:
-                done[key] = f"{lang} trainer failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
-            else:
-                done[key] = load_results(out)
-                request.config.bench_result_files.append(out)
-        if isinstance(done[key], str):
-            pytest.fail(done[key], pytrace=False)
-        return done[key]
-    return get
+    def run(model, lang, mode):
+        out = results_dir / f"{lang}-{model}-{mode}.json"
+        echo = live_line(request.config, f"{lang} {model} {mode}")
+        echo("starting the trainer")
+        doc, _ = run_for_results(lang, run_config.trainer_args(model, bench_data, mode), exe_for(lang), out,
+                                 echo=echo)
+        if not isinstance(doc, str):
+            request.config.bench_result_files.append(out)  # for --report
+        return doc
+    return lambda model, lang, mode="default": run_once(done, (model, lang, mode), lambda: run(model, lang, mode))
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.vocab import INFERENCE_PATHS, MODELS, MODES
 from suite import harness as H
 
 PROG = "suite.gpu_session"
@@ -39,7 +40,7 @@ class Plan:
     device: str
     synth: tuple          # (train, test) images of the synthetic set
     models: tuple
-    modes: tuple          # the matrix's modes (suite.harness.MODES)
+    modes: tuple          # the matrix's modes (bench.vocab.MODES)
     paths: str            # the matrix's inference paths
     latency_sizes: str    # the matrix's latency batch sizes
     batch_sizes: tuple    # the batch-size stages' training batch sizes (the matrix runs the preset's)
@@ -49,8 +50,8 @@ class Plan:
     tiny: dict = field(default_factory=dict)  # suite options of every trainer run (a stage's own win)
 
 
-GPU = Plan("cuda", (50_000, 10_000), H.MODELS, ("default", "bf16-cl", "foreach", "cudnn-benchmark", "idiomatic"),
-           "eager,compile,aoti,cuda-graph", "1,8,32,128", (64, 512), epochs=2, real_epochs=30, real_batch=128)
+GPU = Plan("cuda", (50_000, 10_000), tuple(MODELS), ("default", "bf16-cl", "foreach", "cudnn-benchmark", "idiomatic"),
+           ",".join(INFERENCE_PATHS), "1,8,32,128", (64, 512), epochs=2, real_epochs=30, real_batch=128)
 # Tiny: with --data and --device cpu the suite picks the full-cpu preset (5000/1000 images), so every size is
 # given explicitly. A few training steps per run: the whole dry run takes about 80 s on 2 idle cores.
 DRY = Plan("cpu", (128, 32), ("resnet18",), ("default",), "eager", "1", (16, 64), epochs=1, real_epochs=1,
@@ -108,12 +109,14 @@ class Ctx:
 # ---------------------------------------------------------------------------------------------------------
 
 BUILD = """import sys
+from bench.vocab import INFERENCE_PATHS, MODELS, MODES
 from suite import harness as H
 try:
     print(H.build_cpp(sys.argv[1]))  # all cores
 except H.BuildError as err:
     sys.exit(str(err))"""
 SYNTH = """import sys
+from bench.vocab import INFERENCE_PATHS, MODELS, MODES
 from suite import harness as H
 print(H.ensure_synthetic(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))  # kept when already there"""
 CHECK_SUMS = """import hashlib, pathlib, sys
@@ -144,7 +147,7 @@ def subset_check(c):
 
 def aoti_configs(plan):
     """The (precision, channels_last) of the AOTI packages the matrix's modes load."""
-    flags = [H.MODES[m] for m in plan.modes]
+    flags = [MODES[m] for m in plan.modes]
     return list(dict.fromkeys(("bf16" if "bf16" in f else "fp32", "--channels-last" in f) for f in flags))
 
 

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from bench.vocab import LANGUAGES
 from suite import harness as H
 
 TINY = ["--device", "cpu", "--models", "resnet18", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
@@ -46,7 +47,7 @@ def test_gate_saves_trainer_samples_passes_unchanged_and_fails_when_slowed(tmp_p
     saved = {b["fullname"].split("::")[-1]: b for b in json.loads(saved_file.read_text())["benchmarks"]}
 
     # What pytest-benchmark stored is exactly what the trainers measured, sample for sample.
-    for lang in H.LANGS:
+    for lang in LANGUAGES:
         doc = json.loads((results / f"{lang}-resnet18-default.json").read_text())
         epoch = saved[f"test_epoch_time[resnet18-{lang}-default]"]
         assert epoch["stats"]["data"] == [e["train_seconds"] for e in doc["epochs"]]

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from bench.vocab import LANGUAGES
 from suite import gpu_session as G
 from suite import harness as H
 from suite.schema import load_results
@@ -49,7 +50,7 @@ def test_dry_run_runs_every_stage_resumes_and_redoes(tmp_path, cpp_exe, env):
         assert marker["status"] == "ok" and marker["exit_code"] == 0 and marker["seconds"] >= 0
         assert marker["commands"] and (out / "logs" / f"{name}.log").is_file()
     for name in suite_stages:  # each stage's results in its own folder, both languages, valid documents
-        for lang in H.LANGS:
+        for lang in LANGUAGES:
             doc = load_results(out / "results" / name / f"{lang}-resnet18-default.json")
             assert doc["device"]["type"] == "cpu"
         saved = list((out / "benchmarks").glob(f"*/[0-9][0-9][0-9][0-9]_{name}.json"))

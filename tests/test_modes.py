@@ -9,35 +9,26 @@ numbers by design: tests/test_pipeline.py covers it; the inference paths: tests/
 import pytest
 import torch
 
-from suite import harness as H
-from suite.schema import load_results
+from bench.vocab import LANGUAGES, MODES
 
 LOCKSTEP = ["--device", "cpu", "--model", "resnet18", "--train-limit", "96", "--test-limit", "16", "--batch-size", "32",
             "--epochs", "1", "--lr", "0.02", "--threads", "1", "--deterministic", "--seed", "5",
             "--record-step-losses", "--latency-iters", "0"]
 # bf16 alone is covered by bf16-cl (both flags) and the comparison with channels-last below.
-MODES = ["default", "foreach", "channels-last", "bf16-cl", "cudnn-benchmark"]
+LOCKSTEP_MODES = ["default", "foreach", "channels-last", "bf16-cl", "cudnn-benchmark"]
 
 
 @pytest.fixture(scope="module")
-def lockstep_run(cpp_exe, cache_dir, tmp_path_factory):
-    """lockstep_run(lang, mode) -> (results document, trained weights); each run once per module."""
-    data = H.ensure_synthetic(cache_dir / "synthetic-320-64-7", 320, 64, seed=7)
-    folder = tmp_path_factory.mktemp("modes")
-    done = {}
-
+def lockstep_run(cached_run, tiny_data):
+    """lockstep_run(lang, mode) -> (results document, trained weights); each run once per session."""
     def get(lang, mode):
-        if (lang, mode) not in done:
-            out, weights = folder / f"{lang}-{mode}.json", folder / f"{lang}-{mode}.pt"
-            proc = H.run_trainer(lang, [*LOCKSTEP, "--data", str(data), *H.MODES[mode], "--results", str(out),
-                                        "--save-weights", str(weights)], cpp_exe)
-            assert proc.returncode == 0, proc.stderr[-2000:]
-            done[(lang, mode)] = load_results(out), torch.load(weights, weights_only=True)
-        return done[(lang, mode)]
+        doc, out, _ = cached_run(lang, [*LOCKSTEP, "--data", str(tiny_data), *MODES[mode],
+                                        "--save-weights", "{out}/weights.pt"])
+        return doc, torch.load(out / "weights.pt", weights_only=True)
     return get
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", LOCKSTEP_MODES)
 def test_mode_in_lockstep_across_languages(mode, lockstep_run):
     (py, py_weights), (cpp, cpp_weights) = lockstep_run("python", mode), lockstep_run("cpp", mode)
     lp, lc = py["step_losses"], cpp["step_losses"]
@@ -67,7 +58,7 @@ def test_python_optimizer_runs_the_kernels_its_mode_names(impl):
     assert (group["momentum"], group["nesterov"], group["weight_decay"], group["dampening"]) == (0.9, True, 5e-4, 0)
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_foreach_and_per_tensor_sgd_agree(lang, lockstep_run):
     """The two optimizer implementations are the same update, to float rounding, in each language."""
     per_tensor, foreach = lockstep_run(lang, "default")[0], lockstep_run(lang, "foreach")[0]
@@ -76,7 +67,7 @@ def test_foreach_and_per_tensor_sgd_agree(lang, lockstep_run):
         assert abs(a - b) <= 1e-4 * abs(a), f"{lang} step {i}: per-tensor {a} vs foreach {b}"
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_modes_really_change_the_computation(lang, lockstep_run):
     """Guards the guards: a mode flag that silently did nothing would match fp32 bit for bit."""
     fp32 = lockstep_run(lang, "default")[0]["step_losses"]

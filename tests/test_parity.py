@@ -12,10 +12,10 @@ import torch
 
 from bench import data as D
 from bench import model as M
+from bench.vocab import LANGUAGES, MODELS
 from suite import harness as H
 
 REAL_SUBSET = H.ROOT.parent / "shared" / "data" / "cifar10-real-subset"
-PARAMS = {"resnet18": 11_173_962, "resnet34": 21_282_122}
 NO_LATENCY = ["--latency-iters", "0"]
 # These proofs are about CPU arithmetic (bit-identity on one thread); on a GPU host "auto" would pick CUDA.
 # The CUDA lockstep is test_lockstep_training_cuda (-m gpu).
@@ -23,11 +23,6 @@ CPU = ["--device", "cpu"]
 # CUDA lockstep: bit-identity is asserted where the kernels are deterministic (init, data, the first step);
 # beyond it, float32 rounding differences of order 1e-7 that compound over 6 steps stay far below this.
 CUDA_LOCKSTEP_RTOL = 1e-4
-
-
-@pytest.fixture(scope="module")
-def tiny_data(cache_dir):
-    return H.ensure_synthetic(cache_dir / "synthetic-320-64-7", 320, 64, seed=7)
 
 
 def run_ok(lang, args, exe, **kw):
@@ -49,7 +44,7 @@ def run_both(tmp_path, cpp_exe, args, files=("init", "batch", "logits"), **kw):
     out, docs = {}, {}
     from suite.schema import load_results
 
-    for lang in H.LANGS:
+    for lang in LANGUAGES:
         paths = {name: tmp_path / f"{lang}-{name}.pt" for name in files}
         dump_flags = sum(([FILE_FLAGS[name], str(p)] for name, p in paths.items()), [])
         res = tmp_path / f"{lang}.json"
@@ -61,8 +56,8 @@ def run_both(tmp_path, cpp_exe, args, files=("init", "batch", "logits"), **kw):
 
 # 1. Architecture ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("model", ["resnet18", "resnet34"])
-def test_architecture_identical(tmp_path, cpp_exe, tiny_data, model):
+@pytest.mark.parametrize("model", list(MODELS))
+def test_architecture_identical(tmp_path, cpp_exe, tiny_data, expected_params, model):
     args = [*CPU, "--model", model, "--data", str(tiny_data), "--eval-only", "--test-limit", "8", *NO_LATENCY]
     dumps, docs = run_both(tmp_path, cpp_exe, args, files=("init",))
     py, cpp = dumps["python"]["init"], dumps["cpp"]["init"]
@@ -73,14 +68,14 @@ def test_architecture_identical(tmp_path, cpp_exe, tiny_data, model):
         assert (cpp[key].shape, cpp[key].dtype) == (py[key].shape, py[key].dtype), key
     buffers = [k for k in py if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert len(buffers) == 3 * sum(1 for k in py if k.endswith("running_mean")) > 0
-    for lang in H.LANGS:
-        assert docs[lang]["param_count"] == PARAMS[model], lang
-    assert sum(v.numel() for k, v in cpp.items() if k not in buffers) == PARAMS[model]
+    for lang in LANGUAGES:
+        assert docs[lang]["param_count"] == expected_params[model], lang
+    assert sum(v.numel() for k, v in cpp.items() if k not in buffers) == expected_params[model]
 
 
 # 2. Weights to logits -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("writer", H.LANGS)
+@pytest.mark.parametrize("writer", LANGUAGES)
 def test_weights_cross_load_same_logits(tmp_path, cpp_exe, tiny_data, writer):
     """Weights trained and saved by one language give the same logits and accuracy in the other."""
     reader = "cpp" if writer == "python" else "python"
@@ -138,7 +133,7 @@ def test_lockstep_training(tmp_path, cpp_exe, tiny_data):
         assert doc["config"]["warmup_steps"] > 0 and doc["warmup_seconds"] > 0
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_warmup_leaves_the_run_untouched(tmp_path, cpp_exe, tiny_data, lang):
     """Warm-up steps train on a throwaway optimizer with draws of their own and restore the weights and
     BatchNorm buffers: a run with 5 warm-up steps is bit for bit the run with none, and says how long its
@@ -209,7 +204,7 @@ def test_timed_intervals_cover_what_they_claim(tmp_path, cpp_exe, tiny_data):
     step (the BENCH_SLEEP_PER_STEP_MS hook), 2 steps make train_seconds >= 0.6 s and leave eval_seconds alone."""
     args = [*CPU, "--data", str(tiny_data), "--train-limit", "64", "--test-limit", "16", "--batch-size", "32",
             *NO_LATENCY]
-    for lang in H.LANGS:
+    for lang in LANGUAGES:
         out = tmp_path / f"{lang}.json"
         run_ok(lang, args + ["--results", str(out)], cpp_exe, env={"BENCH_SLEEP_PER_STEP_MS": "300"})
         [epoch] = json.loads(out.read_text())["epochs"]
@@ -286,7 +281,7 @@ def test_real_subset_accuracy_agrees(results_dir, cpp_exe, run_config, model):
     from suite.schema import load_results
 
     acc = {}
-    for lang in H.LANGS:
+    for lang in LANGUAGES:
         res = results_dir / f"real-subset-{lang}-{model}-{epochs}ep.json"
         run_ok(lang, args + ["--results", str(res)], cpp_exe, echo=f"{lang} {model} real subset")
         doc = load_results(res)
@@ -298,7 +293,7 @@ def test_real_subset_accuracy_agrees(results_dir, cpp_exe, run_config, model):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_training_peak_memory_excludes_the_warmup_cuda(tmp_path, cpp_exe, tiny_data, lang):
     """The training window's peak opens after the warm-up: its cloned weights and throwaway optimizer state
     (about twice the weights) must not show, so runs with and without warm-up peak alike."""

@@ -3,22 +3,19 @@ languages agree. The [model x lang x mode] matrix comes from conftest.pytest_gen
 
 import pytest
 
-from bench.train import WARMUP_STEPS
-from suite import harness as H
+from bench.vocab import MODES, WARMUP_STEPS
 from suite import thresholds as T
 from suite.schema import validate_results
 
-PARAMS = {"resnet18": 11_173_962, "resnet34": 21_282_122}
 
-
-def test_results_follow_schema(trainer_results, run_config, model, lang, mode):
+def test_results_follow_schema(trainer_results, run_config, expected_params, model, lang, mode):
     doc = trainer_results(model, lang, mode)
     validate_results(doc)
     assert doc["language"] == lang and doc["model"] == model
-    assert doc["param_count"] == PARAMS[model]
+    assert doc["param_count"] == expected_params[model]
     assert len(doc["epochs"]) == run_config.epochs
     # The mode's flags are what the trainer recorded (e.g. bf16-cl -> precision bf16, channels_last true).
-    flags = H.MODES[mode]
+    flags = MODES[mode]
     assert doc["config"]["precision"] == ("bf16" if "bf16" in flags else "fp32")
     assert doc["config"]["channels_last"] == ("--channels-last" in flags)
     assert doc["config"]["optimizer_impl"] == ("foreach" if "foreach" in flags else "per-tensor")
