@@ -189,7 +189,18 @@ class RunConfig:
             args += ["--warmup-steps", str(self.warmup_steps)]
         if self.deterministic:
             args += ["--deterministic"]
+        if "aoti" in self.inference_paths:
+            args += ["--aoti-dir", str(self.aoti_packages(model, mode))]
         return args + list(MODES[mode])
+
+    def aoti_packages(self, model, mode):
+        """The folder of AOTInductor packages a run of `mode` loads, one per latency batch size, built on first
+        use (cached across sessions): compiled here, once, so that no trainer's time includes a compile."""
+        from suite import aoti
+
+        device = self.device if self.device != "auto" else ("cuda" if _cuda_available() else "cpu")
+        precision, channels_last = H.mode_precision_and_layout(mode)
+        return aoti.package_dir(model, device, precision, channels_last, self.latency_sizes)
 
 
 def pytest_configure(config):

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.vocab import INFERENCE_PATHS, MODELS, MODES
+from bench.vocab import INFERENCE_PATHS, MODELS
 from suite import harness as H
 
 PROG = "suite.gpu_session"
@@ -109,14 +109,14 @@ class Ctx:
 # ---------------------------------------------------------------------------------------------------------
 
 BUILD = """import sys
-from bench.vocab import INFERENCE_PATHS, MODELS, MODES
+from bench.vocab import INFERENCE_PATHS, MODELS
 from suite import harness as H
 try:
     print(H.build_cpp(sys.argv[1]))  # all cores
 except H.BuildError as err:
     sys.exit(str(err))"""
 SYNTH = """import sys
-from bench.vocab import INFERENCE_PATHS, MODELS, MODES
+from bench.vocab import INFERENCE_PATHS, MODELS
 from suite import harness as H
 print(H.ensure_synthetic(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))  # kept when already there"""
 CHECK_SUMS = """import hashlib, pathlib, sys
@@ -147,14 +147,13 @@ def subset_check(c):
 
 def aoti_configs(plan):
     """The (precision, channels_last) of the AOTI packages the matrix's modes load."""
-    flags = [MODES[m] for m in plan.modes]
-    return list(dict.fromkeys(("bf16" if "bf16" in f else "fp32", "--channels-last" in f) for f in flags))
+    return list(dict.fromkeys(H.mode_precision_and_layout(m) for m in plan.modes))
 
 
 def aoti(c, model, precision, channels_last):
-    return [[PY, "-m", "suite.aoti", "package", "--model", model, "--batch-size", bs, "--device", c.plan.device,
-             "--precision", precision, *(["--channels-last"] if channels_last else [])]
-            for bs in c.plan.latency_sizes.split(",")]
+    """One folder of packages, one per latency batch size: the folder the suite passes as --aoti-dir."""
+    return [[PY, "-m", "suite.aoti", "package", "--model", model, "--device", c.plan.device, "--precision", precision,
+             *(["--channels-last"] if channels_last else []), "--batch-sizes", c.plan.latency_sizes]]
 
 
 def suite(c, name, models, data, **opts):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from bench.vocab import FLAGS, MODES
 from bench.vocab import LANGUAGES as LANGS  # noqa: F401  until tests/test_{bad_input,inference}.py use bench.vocab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +21,15 @@ BUILD_TAIL_LINES = 40
 
 class BuildError(Exception):
     """The C++ build failed; the message holds the tail of CMake's or the compiler's output."""
+
+
+def mode_precision_and_layout(mode):
+    """(precision, channels_last) of a suite mode (bench.vocab.MODES): what its AOTInductor packages are built for."""
+    flags = MODES[mode]
+    precision = next(f.default for f in FLAGS if f.name == "--precision")
+    if "--precision" in flags:
+        precision = flags[flags.index("--precision") + 1]
+    return precision, "--channels-last" in flags
 
 
 def cpp_executable(build_dir):

@@ -87,6 +87,23 @@ def test_dry_run_runs_every_stage_resumes_and_redoes(tmp_path, cpp_exe, env):
     assert (out / "report" / "report.md").stat().st_mtime_ns > before
 
 
+def test_aoti_stages_build_one_folder_per_configuration_with_every_latency_batch_size(tmp_path):
+    """The GPU plan: one `suite.aoti package` call per model and (precision, layout) of the matrix's modes, with all
+    the matrix's latency batch sizes, so every matrix trainer finds its --aoti-dir built and times, not compiles."""
+    parsed, _ = G.parse_args(["--out", str(tmp_path / "s")])
+    c = G.Ctx(parsed)
+    configs = {H.mode_precision_and_layout(mode) for mode in G.GPU.modes}
+    aoti_stages = [st for st in G.stages(c) if st.name.startswith("aoti-")]
+    got = set()
+    for st in aoti_stages:
+        [cmd] = st.commands(c)
+        assert cmd[:4] == [sys.executable, "-m", "suite.aoti", "package"], cmd
+        value = {flag: cmd[cmd.index(flag) + 1] for flag in ("--model", "--device", "--precision", "--batch-sizes")}
+        assert (value["--device"], value["--batch-sizes"]) == ("cuda", G.GPU.latency_sizes), cmd
+        got.add((value["--model"], value["--precision"], "--channels-last" in cmd))
+    assert got == {(model, *config) for model in G.GPU.models for config in configs} and len(got) == len(aoti_stages)
+
+
 def test_failures_are_recorded_block_dependents_and_set_the_exit_code(tmp_path, env):
     # Without --dry-run (the GPU plan) the data check runs on any machine: a missing subset fails it.
     args = ["--out", str(tmp_path / "s"), "--real-subset", str(tmp_path / "missing")]

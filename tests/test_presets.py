@@ -1,9 +1,13 @@
-"""The suite's presets as a user meets them: `--data official` offline says, in one visible line, that the
-synthetic set replaced the official one, and runs a configuration whose every check has a threshold."""
+"""The suite's presets and trainer arguments as a user meets them: `--data official` offline says, in one visible
+line, that the synthetic set replaced the official one, and runs a configuration whose every check has a threshold;
+a run with the aoti inference path gets its packages built and their folder passed."""
 
+import copy
 import os
 import subprocess
 import sys
+
+import pytest
 
 from conftest import OFFLINE
 from suite import harness as H
@@ -26,3 +30,22 @@ def test_offline_official_falls_back_loudly_to_a_configuration_with_thresholds(t
         assert f"test_accuracy_threshold[{model}-python-default]" in out
         key = ("synthetic", model, 1, OFFLINE["train_limit"], OFFLINE["batch_size"])
         assert T.lookup(*key) is not None, f"no threshold for the offline configuration {key}"
+
+
+@pytest.mark.parametrize("mode, precision, channels_last", [("default", "fp32", False), ("bf16-cl", "bf16", True),
+                                                           ("channels-last", "fp32", True)])
+def test_a_run_with_the_aoti_path_gets_the_package_folder_of_its_mode(run_config, tmp_path, monkeypatch, mode,
+                                                                      precision, channels_last):
+    """With aoti among the inference paths, the suite builds (suite.aoti.package_dir) the packages of the mode's
+    precision and layout at every latency batch size before the trainer starts, and passes their folder."""
+    from suite import aoti
+
+    calls = []
+    monkeypatch.setattr(aoti, "package_dir", lambda *args: calls.append(args) or tmp_path, raising=False)
+    cfg = copy.copy(run_config)
+    cfg.device, cfg.inference_paths = "cpu", ["eager"]
+    assert "--aoti-dir" not in cfg.trainer_args("resnet18", tmp_path, mode) and not calls
+    cfg.inference_paths = ["eager", "aoti"]
+    args = cfg.trainer_args("resnet18", tmp_path, mode)
+    assert args[args.index("--aoti-dir") + 1] == str(tmp_path)
+    assert calls == [("resnet18", "cpu", precision, channels_last, cfg.latency_sizes)]
