@@ -1,21 +1,54 @@
-"""The CI wiring: both GitHub workflows, .ci/run, tox.ini and pyproject's torch floor say what docs/ci.md says.
-Fast, no network."""
+"""The CI wiring runs what exists: the workflow files parse; every command in them, in .ci/run and in tox.ini names
+a tox env, a Python module, a pytest option or marker, or a file that exists; .ci/run runs README.md's test
+command and stops at its first failure; pyproject's torch floor is the oldest torch CI tests. Fast, no network."""
 
 import configparser
+import importlib
+import json
+import os
 import re
+import shlex
+import subprocess
+import sys
+from functools import cache
 from pathlib import Path
 
 import pytest
 import yaml  # in the `test` extra
+from packaging.requirements import Requirement  # pytest's own dependency
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKFLOWS = ROOT / ".github" / "workflows"
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+CI_RUN = ROOT / ".ci" / "run"
+SEPARATORS = set(";&|()\n")
+# Shell words that start a compound command rather than name a program.
+KEYWORDS = {"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "for", "{", "}", "!", "time"}
 
 
-def load_workflow(name):
-    doc = yaml.safe_load((WORKFLOWS / name).read_text())
-    # YAML 1.1 reads the bare key `on` as the boolean True
-    doc["on"] = doc.pop(True, doc.get("on"))
+def shell_commands(script):
+    """The simple commands of a shell script as word lists, program first: split at newlines, ;, &, |, ( and ) (so
+    the body of a $(...) is a command too), without leading keywords and variable assignments; the script of a
+    `sh -c`/`bash -c` is read too. Quoting follows shlex (POSIX); a backslash-newline joins lines, as in bash."""
+    lexer = shlex.shlex(script.replace("\\\n", " "), posix=True, punctuation_chars="".join(SEPARATORS))
+    lexer.whitespace, lexer.whitespace_split = " \t\r", True
+    command = []
+    for word in [*lexer, "\n"]:
+        if word and set(word) <= SEPARATORS:
+            while command and (command[0] in KEYWORDS or ("=" in command[0] and not command[0].startswith("-"))):
+                command.pop(0)
+            if command:
+                yield command
+                if command[0] in ("sh", "bash") and command[1:2] == ["-c"]:
+                    yield from shell_commands(command[2])
+            command = []
+        else:
+            command.append(word)
+
+
+def load_workflow(path):
+    doc = yaml.safe_load(path.read_text())
+    doc["on"] = doc.pop(True, doc.get("on"))  # YAML 1.1 reads the bare key `on` as the boolean True
     return doc
 
 
@@ -23,20 +56,148 @@ def steps(doc):
     return [step for job in doc["jobs"].values() for step in job["steps"]]
 
 
-def scripts(doc):
-    return "\n".join(step.get("run", "") for step in steps(doc))
+@cache
+def tox_ini():
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(ROOT / "tox.ini")
+    return ini
 
 
-def uploads(doc):
-    return [s for s in steps(doc) if s.get("uses", "").startswith("actions/upload-artifact@")]
+def tox_commands(section):
+    """A tox env's commands as a shell script, in the checkout ({toxinidir}) and without pytest arguments."""
+    return re.sub(r"\{posargs[^}]*\}", "", tox_ini()[section]["commands"].replace("{toxinidir}/", ""))
+
+
+def scripts():
+    """{where: shell script} of everything CI runs: workflow steps, .ci/run and tox's envs."""
+    found = {f"{path.name}: {step.get('name', step['run'][:40])}": step["run"]
+             for path in WORKFLOWS for step in steps(load_workflow(path)) if "run" in step}
+    found[".ci/run"] = CI_RUN.read_text()
+    found.update({f"tox.ini [{section}]": tox_commands(section) for section in tox_ini().sections()
+                  if "commands" in tox_ini()[section]})
+    return found
+
+
+def commands(program):
+    """(where, words after the program) of every command that runs `program`; for a Python module, `python -m`
+    with the module (python/python3; the module itself when it is a program too, like pytest or tox)."""
+    for where, script in scripts().items():
+        for command in shell_commands(script):
+            if command[0] == program:
+                yield where, command[1:]
+            elif command[0] in ("python", "python3") and command[1:3] == ["-m", program]:
+                yield where, command[3:]
+
+
+def test_workflow_files_parse():
+    assert WORKFLOWS, "no .github/workflows/*.yml"
+    for path in WORKFLOWS:
+        doc = load_workflow(path)
+        assert doc["on"] and doc["jobs"], path.name
+        for step in steps(doc):
+            assert ("run" in step) != ("uses" in step), f"{path.name}: a step runs a script or uses an action: {step}"
+
+
+def test_every_python_module_ci_runs_imports():
+    """`python -m M` in CI: M imports here, unless the same script pip-installs it first (tox in .ci/run)."""
+    for where, script in scripts().items():
+        installed = set()
+        for command in shell_commands(script):
+            if command[0] not in ("python", "python3") or command[1:2] != ["-m"]:
+                continue
+            module, rest = command[2], command[3:]
+            if module == "pip" and rest[:1] == ["install"]:
+                installed |= {Requirement(word).name for word in rest[1:] if not word.startswith("-")}
+            elif module not in installed:
+                try:
+                    importlib.import_module(module)
+                except ImportError as err:
+                    pytest.fail(f"{where}: python -m {module}: {err}", pytrace=False)
+
+
+def test_every_tox_env_ci_runs_exists():
+    known = set(tox_ini()["tox"]["env_list"].replace(",", " ").split())
+    known |= {section.removeprefix("testenv:") for section in tox_ini().sections() if section.startswith("testenv:")}
+    for where, args in commands("tox"):
+        for env in args[args.index("-e") + 1].split(",") if "-e" in args else []:
+            assert env in known, f"{where}: tox -e {env}: no such env in tox.ini"
+
+
+def tracked_top_level():
+    proc = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        pytest.skip("not a git checkout: which paths are the repository's is unknown")
+    return {line.split("/")[0] for line in proc.stdout.splitlines()}
+
+
+def test_every_file_ci_names_exists():
+    """A word that is a path in the repository (its first part is a tracked file or folder) names something that
+    exists, or a glob that matches; words with a shell variable are left alone. Outputs (out/, build/) are not
+    tracked, so they are not checked."""
+    top = tracked_top_level()
+    missing = []
+    for where, script in scripts().items():
+        for command in shell_commands(script):
+            for word in command[1:]:
+                path = word.split("=", 1)[1] if word.startswith("--") and "=" in word else word
+                if "$" in path or path.split("/")[0] not in top:
+                    continue
+                if not (any(ROOT.glob(path)) if set("*?[") & set(path) else (ROOT / path).exists()):
+                    missing.append(f"{where}: {word}")
+    for path in WORKFLOWS:  # what the steps' settings name: cache keys' hashFiles(...) and pip's dependency files
+        text = path.read_text()
+        for call in text.split("hashFiles(")[1:]:
+            for pattern in shlex.split(call.split(")")[0].replace(",", " ")):
+                if not any(ROOT.glob(pattern)):
+                    missing.append(f"{path.name}: hashFiles('{pattern}')")
+        for step in steps(load_workflow(path)):
+            for name in step.get("with", {}).get("cache-dependency-path", "").split():
+                if not (ROOT / name).exists():
+                    missing.append(f"{path.name}: cache-dependency-path {name}")
+    assert not missing, "CI names files that do not exist:\n" + "\n".join(missing)
+
+
+@cache
+def pytest_options():
+    """Every long option `pytest --help` lists here: pytest's, its plugins' and conftest.py's."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return set(re.findall(r"--[\w-]+", proc.stdout))
+
+
+def check_pytest_args(where, args, markers):
+    """The long options are pytest's or its plugins' or conftest's; a -m expression names registered markers."""
+    for i, word in enumerate(args):
+        if word.startswith("--") and len(word) > 2:
+            assert word.split("=")[0] in pytest_options(), f"{where}: pytest has no option {word}"
+        if word == "-m":
+            names = set(args[i + 1].replace("(", " ").replace(")", " ").split()) - {"and", "or", "not"}
+            assert names <= markers, f"{where}: -m {args[i + 1]!r}: markers not in pytest.ini: {names - markers}"
+
+
+def test_every_pytest_option_and_marker_ci_uses_exists():
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(ROOT / "pytest.ini")
+    markers = {line.split(":")[0].strip() for line in ini["pytest"]["markers"].splitlines() if line.strip()}
+    check_pytest_args("pytest.ini addopts", shlex.split(ini["pytest"]["addopts"]), markers)
+    for where, args in commands("pytest"):
+        check_pytest_args(where, args, markers)
+
+
+def test_workflows_never_pip_install():
+    """cpu.yml installs through .ci/run (tox, pinned by the constraints files); GPU runners have no internet."""
+    for where, script in scripts().items():
+        if where.split(":")[0] in {path.name for path in WORKFLOWS}:
+            for command in shell_commands(script):
+                pip = command[1:] if command[0] in ("pip", "pip3") else command[3:] if command[1:3] == ["-m", "pip"] \
+                    else []
+                assert pip[:1] != ["install"], f"{where}: {shlex.join(command)}"
 
 
 def readme_test_command():
     """The one line in the fenced block that follows the README's "Run the tests" line."""
-    readme = ROOT / "README.md"
-    if not readme.is_file():
-        pytest.fail("README.md missing: .ci/run must run README.md's test command", pytrace=False)
-    lines = readme.read_text().splitlines()
+    lines = (ROOT / "README.md").read_text().splitlines()
     start = next((i for i, line in enumerate(lines) if "Run the tests" in line), None)
     assert start is not None, 'README.md has no line containing "Run the tests"'
     fence = next((i for i in range(start + 1, len(lines)) if lines[i].strip().startswith("```")), None)
@@ -51,71 +212,59 @@ def readme_test_command():
     return body[0]
 
 
-def test_ci_run_is_the_readme_test_command():
-    command = readme_test_command()
-    run = (ROOT / ".ci" / "run").read_text().splitlines()
-    assert command in (line.strip() for line in run), f".ci/run does not run README.md's test command: {command}"
-    assert run[0].startswith("#!") and "bash" in run[0]
-    assert "set -euo pipefail" in run
+FAKE_PYTHON = """
+import json, os, sys
+with open(os.environ["FAKE_PYTHON_LOG"], "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\\n")
+if sys.argv[1:] == ["--version"]:
+    print("Python 3.x (fake)")
+sys.exit(1 if sys.argv[1:3] == ["-m", os.environ.get("FAKE_PYTHON_FAILS", "")] else 0)
+"""
 
 
-def test_cpu_workflow():
-    doc = load_workflow("cpu.yml")
-    assert "pull_request" in doc["on"]
-    assert doc["on"]["push"]["branches"] == ["main"]
-    (job,) = doc["jobs"].values()
-    assert job["runs-on"] == "ubuntu-latest"
-    assert re.search(r"^\s*bash \.ci/run\b", scripts(doc), re.M), "the CPU workflow must run .ci/run"
-    setup = [s for s in steps(doc) if s.get("uses", "").startswith("actions/setup-python@")]
-    assert setup and str(setup[0]["with"]["python-version"]) == "3.11" and setup[0]["with"]["cache"] == "pip"
-    assert "download.pytorch.org/whl/cpu" in job["env"]["PIP_INDEX_URL"]
-    cached = [s["with"]["path"] for s in steps(doc) if s.get("uses", "").startswith("actions/cache@")]
-    assert "build" in cached and "~/.cache/torch-api-bench" in cached
-    assert any(s.get("if") == "failure()" for s in uploads(doc)), "upload pytest output when the run fails"
+def run_ci_with_fake_python(tmp_path, fails=""):
+    """bash .ci/run, as the workflows run it, with a python3 on PATH that records its arguments and exits 0 (1 for
+    `-m <fails>`): what the script runs, and in what order, without installing or testing anything."""
+    (tmp_path / "fake_python.py").write_text(FAKE_PYTHON)
+    shim = tmp_path / "bin" / "python3"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{tmp_path / "fake_python.py"}" "$@"\n')
+    shim.chmod(0o755)
+    log = tmp_path / "calls.jsonl"
+    env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}", "FAKE_PYTHON_LOG": str(log),
+           "FAKE_PYTHON_FAILS": fails}
+    proc = subprocess.run(["bash", str(CI_RUN)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return proc, [call for call in calls if call != ["--version"]]  # the version it prints first
 
 
-def test_gpu_workflow():
-    doc = load_workflow("gpu-regression.yml")
-    assert {"workflow_dispatch", "schedule", "push"} <= set(doc["on"])
-    assert {"epochs", "baseline"} <= set(doc["on"]["workflow_dispatch"]["inputs"])
-    assert doc["on"]["schedule"][0]["cron"]
-    (job,) = doc["jobs"].values()
-    labels = job["runs-on"]
-    assert isinstance(labels, list) and "self-hosted" in labels and "gpu" in labels
-    text = scripts(doc)
-    assert "python3 -m pytest tests/test_trainers.py tests/test_benchmarks.py" in text
-    for option in ("--device cuda", "--benchmark-compare=", "--benchmark-compare-fail=median:10%",
-                   "--benchmark-json out/benchmark.json", "--report out/report", "--results-dir out/results"):
-        assert option in text, option
-    assert "GITHUB_STEP_SUMMARY" in text and "out/report/report.md" in text
-    summary = [s for s in steps(doc) if "GITHUB_STEP_SUMMARY" in s.get("run", "")]
-    assert all(s.get("if") == "always()" for s in summary)
-    up = uploads(doc)
-    assert up and up[0].get("if") == "always()" and up[0]["with"]["path"].rstrip("/") == "out"
+def readme_python_calls():
+    command = list(shell_commands(readme_test_command()))
+    assert all(words[0] == "python3" for words in command), f"README's test command runs more than python3: {command}"
+    return [words[1:] for words in command]
 
 
-@pytest.mark.parametrize("name", ["cpu.yml", "gpu-regression.yml"])
-def test_workflows_never_pip_install_directly(name):
-    # cpu.yml installs only through .ci/run (tox); GPU runners have no internet
-    assert not re.search(r"pip3?\s+install", scripts(load_workflow(name)))
+def test_ci_run_runs_the_readme_test_command(tmp_path):
+    proc, calls = run_ci_with_fake_python(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert calls == readme_python_calls(), f".ci/run does not run README.md's test command: {readme_test_command()}"
+    assert any(command[:2] == ["bash", ".ci/run"] for path in WORKFLOWS for step in steps(load_workflow(path))
+               for command in shell_commands(step.get("run", ""))), "no workflow runs .ci/run"
 
 
-def load_tox_ini():
-    ini = configparser.ConfigParser(interpolation=None)
-    ini.read(ROOT / "tox.ini")
-    return ini
+def test_ci_run_stops_at_the_first_failure(tmp_path):
+    first = readme_python_calls()[0]
+    proc, calls = run_ci_with_fake_python(tmp_path, fails=first[1])
+    assert proc.returncode != 0 and calls == [first], calls
 
 
-def set_env_lines(value):
-    """tox's set_env value as {NAME: value}, comments and blank lines left out."""
-    pairs = (line.split("=", 1) for line in value.splitlines() if "=" in line and not line.lstrip().startswith("#"))
-    return {name.strip(): val.strip() for name, val in pairs}
-
-
-def constraint_file(ini, env):
-    value = set_env_lines(ini[env]["set_env"]).get("PIP_CONSTRAINT", "")
-    assert value.startswith("{toxinidir}/"), f"[{env}] PIP_CONSTRAINT should be a file in the checkout: {value!r}"
-    return ROOT / value.removeprefix("{toxinidir}/")
+def constraint_file(section):
+    """The constraints file of a tox env (its PIP_CONSTRAINT), or None."""
+    for line in tox_ini()[section].get("set_env", "").splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "PIP_CONSTRAINT":
+            return ROOT / value.strip().replace("{toxinidir}/", "")
+    return None
 
 
 def pins(path):
@@ -129,54 +278,45 @@ def pins(path):
     return found
 
 
-OLDEST = "testenv:torch211"  # the suite on pyproject's torch floor
+def ci_envs():
+    """The tox envs .ci/run runs, by their tox.ini section."""
+    [(_, args)] = [(where, args) for where, args in commands("tox") if where == ".ci/run"]
+    return [f"testenv:{env}" if f"testenv:{env}" in tox_ini() else "testenv" for env in args[args.index("-e") + 1]
+            .split(",")]
 
 
-def test_tox_envs():
-    ini = load_tox_ini()
-    env_list = ini["tox"]["env_list"].replace(",", " ").split()
-    assert "py" in env_list and "torch211" in env_list
-    assert ini["testenv"]["package"] == "editable", "suite.harness finds the repo from bench.__file__"
-    assert constraint_file(ini, "testenv") == ROOT / "constraints.txt"
-    assert "python -m pytest {posargs}" in ini["testenv"]["commands"]
-    for env in ("smoke", "bench", "lint"):
-        assert f"testenv:{env}" in ini, env
-
-    # torch211 is the py env on the oldest supported torch: its own constraints, its own C++ build folder
-    assert OLDEST in ini, "tox.ini: no [testenv:torch211] (the suite on the oldest supported torch)"
-    oldest = constraint_file(ini, OLDEST)
-    assert oldest.is_file(), f"{oldest.name} missing"
-    assert oldest != ROOT / "constraints.txt"
-    pinned = pins(oldest)
-    assert (pinned.get("torch"), pinned.get("torchvision")) == ("2.11.0", "0.26.0"), oldest.name
-    base_env, env = set_env_lines(ini["testenv"]["set_env"]), set_env_lines(ini[OLDEST]["set_env"])
-    del base_env["PIP_CONSTRAINT"], env["PIP_CONSTRAINT"]
-    assert env == base_env, "[testenv:torch211] set_env: only PIP_CONSTRAINT may differ from [testenv]'s"
-    commands = " ".join(ini[OLDEST]["commands"].split())
-    build = re.search(r"--build-dir[= ](\S+)", commands)
-    assert build, "[testenv:torch211] needs its own --build-dir (build/ is py's; sharing it rebuilds the trainer)"
-    build_dir = Path(build.group(1).replace("{toxinidir}", str(ROOT)))
-    build_dir = build_dir if build_dir.is_absolute() else ROOT / build_dir
-    assert build_dir.resolve() != (ROOT / "build").resolve(), "[testenv:torch211] must not build into build/"
-    rest = commands.replace(build.group(0), "")
-    assert " ".join(rest.split()) == "python -m pytest {posargs}", "[testenv:torch211] runs what py runs"
+def test_ci_envs_differ_only_in_their_pins_and_build_folder():
+    """Every env CI runs is the same suite: the same settings but the constraints file, the same pytest command
+    but each its own --build-dir (one build folder per torch: sharing one would rebuild the trainer every run)."""
+    envs = ci_envs()
+    assert len(envs) > 1, envs
+    settings, builds = [], []
+    for section in envs:
+        env = {line.split("=", 1)[0].strip(): line.split("=", 1)[1].strip()
+               for line in tox_ini()[section].get("set_env", tox_ini()["testenv"]["set_env"]).splitlines()
+               if "=" in line and not line.lstrip().startswith("#") and not line.strip().startswith("PIP_CONSTRAINT")}
+        words = tox_ini()[section].get("commands", tox_ini()["testenv"]["commands"]).split()
+        build = words.index("--build-dir") if "--build-dir" in words else None
+        builds.append(Path(words[build + 1].replace("{toxinidir}/", "")) if build is not None else Path("build"))
+        settings.append((env, [w for i, w in enumerate(words) if build is None or i not in (build, build + 1)]))
+    assert all(s == settings[0] for s in settings), f"{envs} differ in more than their pins and build folder"
+    assert len(set(builds)) == len(builds), f"{envs} share a build folder: {builds}"
 
 
 def test_torch_floor_is_what_ci_tests():
-    """pyproject's torch/torchvision floors are exactly what the torch211 env pins, so the floor cannot claim an
-    untested torch; the newest pins (constraints.txt) are inside the ranges too."""
+    """pyproject's torch/torchvision floors are exactly the oldest pins of the envs CI runs, so the floor cannot
+    claim an untested torch; every env's pins are inside the ranges too."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    from packaging.requirements import Requirement  # pytest's own dependency
-    from packaging.version import Version
-
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     reqs = {r.name.lower(): r for r in map(Requirement, deps)}
-    ini = load_tox_ini()
-    oldest, newest = pins(constraint_file(ini, OLDEST)), pins(constraint_file(ini, "testenv"))
+    pinned = {section: pins(constraint_file(section)) for section in ci_envs()}
+    oldest = min(pinned, key=lambda section: Version(pinned[section]["torch"]))
     for name in ("torch", "torchvision"):
         floors = [s.version for s in reqs[name].specifier if s.operator == ">="]
         assert len(floors) == 1, f"pyproject: {name} needs one >= floor, got {reqs[name].specifier}"
-        assert Version(floors[0]) == Version(oldest[name]), (
-            f"pyproject's {name}>={floors[0]} is not the version tox -e torch211 tests ({oldest[name]})")
-        for pinned in (oldest, newest):
-            assert reqs[name].specifier.contains(pinned[name]), f"{name}=={pinned[name]} outside pyproject's range"
+        assert Version(floors[0]) == Version(pinned[oldest][name]), (
+            f"pyproject's {name}>={floors[0]} is not the oldest {name} CI tests ([{oldest}]: {pinned[oldest][name]})")
+        for section, versions in pinned.items():
+            assert reqs[name].specifier.contains(versions[name]), (
+                f"[{section}] pins {name}=={versions[name]}, outside pyproject's range")
+
