@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from bench.results import percentile  # noqa: E402
-from bench.vocab import INFERENCE_PATHS  # noqa: E402
+from bench.vocab import FLAGS, INFERENCE_PATHS, MODES  # noqa: E402
 from suite.schema import ResultsError, load_results  # noqa: E402
 
 PROG = "suite.report"
@@ -32,11 +32,11 @@ LANGUAGE_COLORS = {"python": "tab:blue", "cpp": "tab:orange"}
 LANGUAGE_LINES = {"python": {"marker": "o", "linestyle": "-", "markersize": 8},
                   "cpp": {"marker": "x", "linestyle": "--", "markersize": 10}}
 
-# Config keys that select an implementation variant rather than a different experiment (docs/twins.md,
-# "Modes"): runs that differ only in these stay in one section, side by side, under a "mode" label that
-# names the keys that differ from their default.
-MODE_DEFAULTS = {"precision": "fp32", "channels_last": False, "data_pipeline": "matched",
-                 "optimizer_impl": "per-tensor", "cudnn_benchmark": False}
+# Config keys that select an implementation variant rather than a different experiment (the flags of the suite's
+# modes, bench.vocab.MODES): runs that differ only in these stay in one section, side by side, under a "mode"
+# label that names the keys that differ from their default.
+MODE_DEFAULTS = {flag.dest: flag.default for flag in FLAGS
+                 if any(flag.name in mode_flags for mode_flags in MODES.values())}
 
 # Config keys that do not change what was measured: the requested device ("auto" vs "cuda") is replaced by
 # the device the run actually used, the model is a row of the tables, a weights path is reduced to
@@ -73,18 +73,13 @@ def spread_stat(values):
             "p99": percentile(values, 99), "n": len(values)}
 
 
-def median_of(stat):
-    return stat["median"] if stat else None
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Grouping: which documents are comparable, and which are repeats of one another
 # ---------------------------------------------------------------------------------------------------------
 
 def mode_label(doc):
     cfg = doc["config"]
-    parts = [f"{key}={cfg[key]}" for key, default in MODE_DEFAULTS.items()
-             if key in cfg and (default is None or cfg[key] != default)]
+    parts = [f"{key}={cfg[key]}" for key, default in MODE_DEFAULTS.items() if cfg[key] != default]
     return ", ".join(parts) or "default"
 
 
@@ -272,9 +267,9 @@ def flops_per_image(model_name):
 
 
 def precision_of(doc):
-    """Which peak applies: explicit precision mode if any, else TF32 where cuDNN is allowed to use it."""
-    precision = doc["config"].get("precision", "fp32")
-    if precision in ("fp16", "bf16"):
+    """Which peak applies: the half-precision one for bf16 (the tables' fp16 column: the same tensor-core rate),
+    else TF32 where cuDNN is allowed to use it."""
+    if doc["config"]["precision"] == "bf16":
         return "fp16"
     return "tf32" if doc["backend"]["cudnn_allow_tf32"] else "fp32"
 
