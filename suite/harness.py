@@ -12,7 +12,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from bench.vocab import FLAGS, MODES
+from bench.vocab import FLAGS, MODES, PROGRAMS
 from bench.vocab import LANGUAGES as LANGS  # noqa: F401  until tests/test_{bad_input,inference}.py use bench.vocab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ def mode_precision_and_layout(mode):
 
 
 def cpp_executable(build_dir):
-    return Path(build_dir) / "bench_train"
+    return Path(build_dir) / PROGRAMS["cpp"]
 
 
 def build_cpp(build_dir=ROOT / "build", jobs=None):
@@ -60,7 +60,7 @@ def build_cpp(build_dir=ROOT / "build", jobs=None):
 def trainer_command(lang, args, cpp_exe=None):
     """The command line of one trainer; both take the same flags."""
     if lang == "python":
-        return [sys.executable, "-m", "bench.train", *args]
+        return [sys.executable, "-m", PROGRAMS["python"], *args]
     if lang == "cpp":
         return [str(cpp_exe), *args]
     raise ValueError(f"unknown language {lang!r}")

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from bench.results import percentile  # noqa: E402
-from bench.vocab import FLAGS, INFERENCE_PATHS, MODES  # noqa: E402
+from bench.vocab import FLAGS, INFERENCE_PATHS, LANGUAGES, MODES  # noqa: E402
 from suite.schema import ResultsError, load_results  # noqa: E402
 
 PROG = "suite.report"
@@ -142,8 +142,8 @@ def runs_by_key(docs):
     out = {}
     for doc in docs:
         out.setdefault(run_key(doc), []).append(doc)
-    order = {"python": 0, "cpp": 1}
-    return dict(sorted(out.items(), key=lambda kv: (kv[0][0] != "default", kv[0][0], kv[0][1], order[kv[0][2]])))
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][0] != "default", kv[0][0], kv[0][1],
+                                                    LANGUAGES.index(kv[0][2]))))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -362,7 +362,7 @@ def plot_epoch_times(section, path):
     labels = list(dict.fromkeys(row_label(r["model"], r["mode"]) for r in section["rows"]))
     fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(labels) + 2), 4))
     width = 0.38
-    for i, language in enumerate(("python", "cpp")):
+    for i, language in enumerate(LANGUAGES):
         xs, heights, errs = [], [], [[], []]
         for r in section["rows"]:
             stat = r["epoch_seconds"]
@@ -462,7 +462,7 @@ def plot_latency(section, path):
         ax.set_title(f"Inference latency, batch size {bs}")
         ax.set_yscale("log")  # stalls on a shared machine are 10x the median: keep the boxes readable
         ax.set_ylabel("latency per batch (ms, log scale)")
-        shown = [k for k in ("python", "cpp") if LANGUAGE_COLORS[k] in colors]
+        shown = [k for k in LANGUAGES if LANGUAGE_COLORS[k] in colors]
         ax.legend([plt.Rectangle((0, 0), 1, 1, color=LANGUAGE_COLORS[k]) for k in shown],
                   [LANGUAGE_NAMES[k] for k in shown], title="language (black line: median)", fontsize=8)
     fig.tight_layout()

@@ -3,7 +3,7 @@ languages agree. The [model x lang x mode] matrix comes from conftest.pytest_gen
 
 import pytest
 
-from bench.vocab import MODES, WARMUP_STEPS
+from bench.vocab import LANGUAGES, MODES, WARMUP_STEPS
 from suite import thresholds as T
 from suite.schema import validate_results
 
@@ -45,7 +45,7 @@ def test_accuracy_threshold(trainer_results, model, lang, mode):
 
 
 def test_languages_agree(trainer_results, run_config, model, mode):
-    if set(run_config.langs) != {"python", "cpp"}:
+    if set(run_config.langs) != set(LANGUAGES):
         pytest.skip("needs --langs python,cpp")
     py, cpp = trainer_results(model, "python", mode), trainer_results(model, "cpp", mode)
     assert py["dataset"] == cpp["dataset"], "the two trainers read different data"
@@ -64,9 +64,9 @@ MAX_CLOCK_GAP_US = 2.0
 
 
 def test_clock_costs_the_same_in_both_languages(trainer_results, run_config, model, mode):
-    if set(run_config.langs) != {"python", "cpp"}:
+    if set(run_config.langs) != set(LANGUAGES):
         pytest.skip("needs --langs python,cpp")
-    py, cpp = (trainer_results(model, lang, mode)["empty_sample_us"]["median_us"] for lang in ("python", "cpp"))
+    py, cpp = (trainer_results(model, lang, mode)["empty_sample_us"]["median_us"] for lang in LANGUAGES)
     print(f"{model} {mode}: empty sample median python {py:.3f} µs, c++ {cpp:.3f} µs")
     assert py <= cpp + MAX_CLOCK_GAP_US
 
