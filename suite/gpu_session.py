@@ -405,6 +405,13 @@ def parse_args(argv):
     return args, p
 
 
+def missing_modules(names=("jsonschema", "pytest", "pytest_benchmark", "xdist", "torchvision")):
+    """The suite's Python dependencies this interpreter cannot import."""
+    import importlib.util
+
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a time limit) ends the running stage like Ctrl-C does: no marker for it."""
 
@@ -422,6 +429,10 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(st.name for st in table)}")
     selected = [st for st in table if not names or st.name in names]
+    missing = missing_modules()
+    if missing:  # every stage's pytest imports them: fail in one line now, not in each stage's log
+        parser.error(f"python module(s) {', '.join(missing)} not installed; on the device machines carry their wheels "
+                     "(README, \"GPU machines\")")
     signal.signal(signal.SIGTERM, _terminated)
     c.out.mkdir(parents=True, exist_ok=True)
     say(f"{'DRY RUN (tiny, CPU) ' if args.dry_run else ''}stages: {', '.join(st.name for st in selected)}; "

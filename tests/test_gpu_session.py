@@ -132,3 +132,15 @@ def test_a_stage_cut_off_leaves_no_marker(tmp_path, env):
     assert proc.wait(timeout=60) == 143, rest
     assert "interrupted during data-synthetic" in rest
     assert not (out / "stages" / "data-synthetic.json").exists()
+
+
+def test_a_missing_python_module_stops_the_session_in_one_line(tmp_path, monkeypatch, capsys):
+    """The device machines lack jsonschema unless its wheels travel: the session says so before any stage."""
+    assert G.missing_modules() == [], "this interpreter has every module the suite needs"
+    monkeypatch.setattr(G, "missing_modules", lambda: ["jsonschema"])
+    with pytest.raises(SystemExit) as stopped:
+        G.main(["--out", str(tmp_path / "out"), "--dry-run"])
+    assert stopped.value.code == 2
+    [line] = [x for x in capsys.readouterr().err.splitlines() if "error:" in x]
+    assert "jsonschema not installed" in line and "GPU machines" in line
+    assert not (tmp_path / "out").exists(), "nothing may run or be written"
