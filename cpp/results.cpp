@@ -9,6 +9,34 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "vocab.h"
+
+namespace {
+
+constexpr int64_t kSchemaVersion = 3;
+
+Json epoch_json(const EpochRecord& e) {
+  return Json::object({{"epoch", e.epoch},
+                       {"train_seconds", e.train_seconds},
+                       {"eval_seconds", e.eval_seconds},
+                       {"images_per_second", e.images_per_second},
+                       {"train_loss", e.train_loss},
+                       {"train_accuracy", e.train_accuracy},
+                       {"test_loss", e.test_loss},
+                       {"test_accuracy", e.test_accuracy},
+                       {"lr", e.lr}});
+}
+
+Json dataset_json(const DatasetIdentity& d) {
+  return Json::object({{"kind", d.kind},
+                       {"path", d.path},
+                       {"sha256", d.sha256},
+                       {"train_records", d.train_records},
+                       {"test_records", d.test_records}});
+}
+
+}  // namespace
+
 double percentile(const std::vector<double>& sorted, double q) {
   const double pos = q / 100.0 * double(sorted.size() - 1);
   const std::size_t lo = std::size_t(std::floor(pos));
@@ -16,19 +44,83 @@ double percentile(const std::vector<double>& sorted, double q) {
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - double(lo));
 }
 
-LatencySummary summarize_ms(const std::vector<double>& samples_ms) {
+Json summarize_ms(const std::vector<double>& samples_ms) {
   std::vector<double> sorted = samples_ms;
   std::sort(sorted.begin(), sorted.end());
   double sum = 0.0;
   for (double s : sorted) sum += s;
-  return {percentile(sorted, 50), percentile(sorted, 90), percentile(sorted, 99), sum / double(samples_ms.size())};
+  return Json::object({{"median_ms", percentile(sorted, 50)},
+                       {"p90_ms", percentile(sorted, 90)},
+                       {"p99_ms", percentile(sorted, 99)},
+                       {"mean_ms", sum / double(samples_ms.size())}});
 }
 
 Json empty_sample_entry(const std::vector<double>& samples_us) {
   std::vector<double> sorted = samples_us;
   std::sort(sorted.begin(), sorted.end());
-  return Json::object({{"samples_us", Json::Array(samples_us.begin(), samples_us.end())},
-                       {"median_us", percentile(sorted, 50)}});
+  return Json::object({{"samples_us", samples_us}, {"median_us", percentile(sorted, 50)}});
+}
+
+Json run_config(const Args& args) {
+  return Json::object({{"model", args.model},
+                       {"epochs", args.epochs},
+                       {"batch_size", args.batch_size},
+                       {"lr", args.lr},
+                       {"momentum", kMomentum},
+                       {"weight_decay", kWeightDecay},
+                       {"nesterov", true},
+                       {"schedule", "linear-warmup-linear-decay"},
+                       {"seed", args.seed},
+                       {"train_limit", args.train_limit},
+                       {"test_limit", args.test_limit},
+                       {"device", args.device},
+                       {"threads", args.threads},
+                       {"latency_batch_sizes", args.latency_batch_sizes},
+                       {"latency_iters", args.latency_iters},
+                       {"latency_warmup", args.latency_warmup},
+                       {"warmup_steps", args.warmup_steps},
+                       {"optimizer_impl", args.optimizer_impl},
+                       {"eval_only", args.eval_only},
+                       {"load_weights", args.load_weights.empty() ? Json() : Json(args.load_weights)},
+                       {"precision", args.precision},
+                       {"channels_last", args.channels_last},
+                       {"cudnn_benchmark", args.cudnn_benchmark},
+                       {"data_pipeline", args.data_pipeline},
+                       {"workers", args.workers},
+                       {"inference_paths", args.inference_paths},
+                       {"concurrency", args.concurrency},
+                       {"concurrency_iters", args.concurrency_iters}});
+}
+
+Json results_document(const Args& args, const Json& facts, int64_t param_count, const DatasetIdentity& dataset,
+                      const Json& warmup_seconds, const std::vector<double>& empty_samples, const Training& training,
+                      const Json& final_metrics, const Inference& inference) {
+  Json::Array epochs;
+  for (const auto& record : training.epochs) epochs.push_back(epoch_json(record));
+  Json doc = Json::object({{"schema_version", kSchemaVersion},
+                           {"complete", true},
+                           {"language", std::string(kLanguage)},
+                           {"model", args.model},
+                           {"param_count", param_count},
+                           {"torch_version", facts.get("torch_version")},
+                           {"cuda_version", facts.get("cuda_version")},
+                           {"cudnn_version", facts.get("cudnn_version")},
+                           {"device", facts.get("device")},
+                           {"backend", facts.get("backend")},
+                           {"dataset", dataset_json(dataset)},
+                           {"config", run_config(args)},
+                           {"precision_label", facts.get("precision_label")},
+                           {"warmup_seconds", warmup_seconds},
+                           {"empty_sample_us", empty_sample_entry(empty_samples)},
+                           {"epochs", epochs},
+                           {"total_seconds", training.total_seconds},
+                           {"final", final_metrics},
+                           {"latency", inference.latency},
+                           {"concurrency", inference.concurrency},
+                           {"unavailable", inference.unavailable},
+                           {"peak_memory_bytes", training.peak_memory_bytes}});
+  if (args.record_step_losses) doc.set("step_losses", training.step_losses);
+  return doc;
 }
 
 // Fixed storage, so that a signal handler can read it without allocating.

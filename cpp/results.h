@@ -1,27 +1,59 @@
-// Results document helpers: percentiles, latency summaries and the atomic write (twin of bench/results.py;
-// the schema is in docs/twins.md). The JSON value is cpp/json.h.
+// The results document: what a run measured, its statistics, and its atomic writing (twin of
+// bench/results.py). The schema is schema/results.schema.json.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "data.h"
+#include "flags.h"
 #include "json.h"
+
+// One epoch's record (Python: a dict with these keys).
+struct EpochRecord {
+  int64_t epoch;
+  double train_seconds, eval_seconds, images_per_second, train_loss, train_accuracy, test_loss, test_accuracy, lr;
+};
+
+// The timed epochs: one record per epoch, every step's loss, the whole window and its peak memory.
+struct Training {
+  std::vector<EpochRecord> epochs;
+  std::vector<double> step_losses;
+  double total_seconds = 0;
+  Json peak_memory_bytes;  // null on CPU and for --eval-only
+};
+
+// Latency per path and batch size, the paths this run could not measure, concurrent inference.
+struct Inference {
+  Json::Array latency, unavailable, concurrency;
+};
 
 // Linear interpolation between closest ranks; `sorted` must be sorted and non-empty.
 double percentile(const std::vector<double>& sorted, double q);
 
-struct LatencySummary {
-  double median_ms, p90_ms, p99_ms, mean_ms;
-};
-LatencySummary summarize_ms(const std::vector<double>& samples_ms);
+// median_ms, p90_ms, p99_ms and mean_ms of the samples, as an object.
+Json summarize_ms(const std::vector<double>& samples_ms);
 
 // The results' record of the clock's own cost: every empty sample (µs) and their median.
 Json empty_sample_entry(const std::vector<double>& samples_us);
 
-// Writes `doc` to PATH.tmp.<pid>, then renames it over PATH; throws std::runtime_error on failure (a
-// non-finite number included: JSON has none) and leaves no file behind.
+// The run's configuration: its flags that change what is measured, and the recipe's constants.
+Json run_config(const Args& args);
+
+// The whole document, in the schema's order. `facts` is run_facts() (runtime.h); `final_metrics` holds
+// train_loss, train_accuracy, test_loss and test_accuracy.
+Json results_document(const Args& args, const Json& facts, int64_t param_count, const DatasetIdentity& dataset,
+                      const Json& warmup_seconds, const std::vector<double>& empty_samples, const Training& training,
+                      const Json& final_metrics, const Inference& inference);
+
+// Writes `doc` to PATH.tmp.<pid>, then renames it over PATH; throws std::runtime_error "cannot write results
+// to PATH: ..." on failure (a non-finite number included: JSON has none) and leaves no file behind.
 void write_results_atomic(const Json& doc, const std::string& path);
 
 // The temporary file being written ("" when none): a signal handler removes it before the process exits.
 const char* pending_tmp();
+
+// The recipe's constants (config records them; train.cpp's optimizer uses them).
+inline constexpr double kMomentum = 0.9;
+inline constexpr double kWeightDecay = 5e-4;
