@@ -1,12 +1,13 @@
 """CIFAR-10 in its official binary format: read, verify, synthesize, download, augment.
 
-Twin of cpp/data.cpp (reading, identity, normalize, crop+flip, per-epoch draws). The download, synth and
-verify commands exist only here: they prepare files, they are not part of what is timed.
+Twin of cpp/data.cpp (reading, identity, normalize, crop+flip, per-epoch draws, the default folder). The
+download, synth, verify and default commands exist only here: they prepare files, they are not part of what
+is timed, and neither trainer runs them.
 
     python -m bench.data download DIR
     python -m bench.data synth DIR --train N --test M --seed S
     python -m bench.data verify DIR
-    python -m bench.data default          # prints the folder a run without --data uses
+    python -m bench.data default          # prepares and prints the folder a run without --data uses
 """
 
 import argparse
@@ -37,6 +38,9 @@ PAD = 4  # zero padding of the random crop
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 OFFICIAL_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 SYNTH_MARKER = "synthetic.json"
+# The default data folders in the cache: the official set, else the synthetic set that stands in offline.
+OFFICIAL_DIR = "cifar-10-batches-bin"
+SYNTHETIC_DIR = "synthetic-5000-1000-0"
 DOWNLOAD_TIMEOUT_S = 60  # per blocking read, not for the whole 163 MB
 
 
@@ -92,7 +96,7 @@ def dataset_identity(data_dir, train_records, test_records):
         kind = "official"
     else:
         kind = "subset"
-    return {"kind": kind, "path": str(data_dir), "sha256": digest.hexdigest(),
+    return {"kind": kind, "path": str(data_dir), "sha256": digest.hexdigest(),  # the folder as given
             "train_records": train_records, "test_records": test_records}
 
 
@@ -248,17 +252,39 @@ def download(data_dir, url=OFFICIAL_URL, md5=OFFICIAL_MD5):
     return data_dir
 
 
+def cache_root():
+    """$BENCH_CACHE, else ~/.cache/torch-api-bench, as text joined without normalizing (as C++ joins it)."""
+    if "BENCH_CACHE" in os.environ:
+        return os.environ["BENCH_CACHE"]
+    return os.path.join(os.path.expanduser("~"), ".cache", "torch-api-bench")
+
+
 def cache_dir():
-    return Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "torch-api-bench"))
+    return Path(cache_root())
+
+
+def find_default_data():
+    """(folder, note or None): the folder a run without --data reads, as `python -m bench.data default` left it
+    in the cache: the official set, else the synthetic set (the note says so loudly). Never downloads; nothing
+    prepared is a DataError naming the command. Twin of find_default_data in cpp/data.cpp."""
+    official = os.path.join(cache_root(), OFFICIAL_DIR)
+    if all(os.path.isfile(os.path.join(official, name)) for name in TRAIN_FILES + [TEST_FILE]):
+        return official, None
+    synthetic = os.path.join(cache_root(), SYNTHETIC_DIR)
+    if os.path.isfile(os.path.join(synthetic, SYNTH_MARKER)):
+        return synthetic, (f"no official CIFAR-10 in {official}: using the SYNTHETIC set {synthetic}; "
+                           "results say dataset kind 'synthetic'")
+    raise DataError(f"no --data given and no prepared data in {official}: run `python -m bench.data default` "
+                    "(downloads CIFAR-10, or writes the synthetic set offline) or pass --data DIR")
 
 
 def default_data():
-    """(folder, why the official set is not used or None): the official dataset in the cache (downloaded on
-    first use); offline, the synthetic set."""
+    """(folder, why the official set is not used or None): prepares the default folder: the official dataset
+    in the cache (downloaded on first use); offline, the synthetic set."""
     try:  # BENCH_CIFAR10_URL: a mirror, or (tests) an address that fails, to exercise the fallback
-        return download(cache_dir() / "cifar-10-batches-bin", os.environ.get("BENCH_CIFAR10_URL", OFFICIAL_URL)), None
+        return download(cache_dir() / OFFICIAL_DIR, os.environ.get("BENCH_CIFAR10_URL", OFFICIAL_URL)), None
     except (OSError, DataError) as err:  # URLError is an OSError
-        fallback = cache_dir() / "synthetic-5000-1000-0"
+        fallback = cache_dir() / SYNTHETIC_DIR
         if not (fallback / SYNTH_MARKER).exists():
             synth(fallback)
         return fallback, f"could not get the official CIFAR-10 ({err})"

@@ -1,17 +1,21 @@
 """Inference for latency: the paths (eager, compile, aoti, cuda-graph) and concurrent inference.
 
 Twin of cpp/infer.cpp. docs/twins.md ("Modes") says what each path is; a path a language or device cannot
-run is listed in the results' `unavailable` with the reason, never silently dropped.
+run is listed in the results' `unavailable` with the reason, never silently dropped. Autocast runs without
+its cache of cast weights throughout (runtime.autocast says why).
 """
 
+import os
 import threading
 import time
+from dataclasses import dataclass
 
 import torch
 
+from bench.data import cache_dir
 from bench.results import summarize_ms
-from bench.runtime import autocast, now_ns, peak_memory_bytes, reset_peak_memory, synchronize
-from suite import aoti as A
+from bench.runtime import autocast, first_line, now_ns, peak_memory_bytes, reset_peak_memory, synchronize
+from bench.vocab import aoti_package_name
 
 CUDA_GRAPH_WARMUP = 3  # forwards on a side stream before the capture
 CONCURRENCY_WARMUP = 5  # untimed requests per thread before the barrier
@@ -21,10 +25,46 @@ class InferenceError(Exception):
     """An inference path cannot be prepared, or a concurrent worker failed: the run stops (exit 1)."""
 
 
-def first_line(err):
-    """The first line of an exception's message (torch's can carry more), or its type when it has none."""
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
+@dataclass(frozen=True)
+class InferOptions:
+    """What inference needs of the command line (C++: struct InferOptions)."""
+
+    model: str
+    precision: str
+    channels_last: bool
+    inference_paths: list
+    latency_batch_sizes: list
+    latency_iters: int
+    latency_warmup: int
+    concurrency: list
+    concurrency_iters: int
+    aoti_dir: str | None
+
+
+def use_persistent_inductor_cache():
+    """Inductor's compiled code goes under our cache, not /tmp, so later runs reuse it (a
+    TORCHINDUCTOR_CACHE_DIR set by the user wins)."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+
+
+def aoti_package_path(options, batch_size):
+    return os.path.join(options.aoti_dir, aoti_package_name(options.model, options.precision, options.channels_last,
+                                                            batch_size))
+
+
+def check_aoti_packages(options, device):
+    """Every AOTInductor package the latency run will load is in --aoti-dir: checked before training, so
+    that a missing one does not end a long run at its end."""
+    if "aoti" not in options.inference_paths or not options.latency_iters:
+        return
+    for bs in options.latency_batch_sizes:
+        path = aoti_package_path(options, bs)
+        if not os.path.isfile(path):
+            layout = " --channels-last" if options.channels_last else ""
+            sizes = ",".join(map(str, options.latency_batch_sizes))
+            raise InferenceError(f"AOTInductor package {path} not found: build it with `python -m suite.aoti package "
+                                 f"--model {options.model} --device {device.type} --precision {options.precision}"
+                                 f"{layout} --batch-sizes {sizes}` and pass the folder it prints as --aoti-dir")
 
 
 def latency_input(test_x, batch_size, channels_last):
@@ -52,16 +92,16 @@ def unavailable_reason(path, device):
     return None
 
 
-def load_aoti(model, batch_size, device, args):
-    """The cached AOTInductor package for this configuration (suite.aoti), holding the run's own weights."""
-    path = A.package_path(args.model, batch_size, device, args.precision, args.channels_last)
+def load_aoti(model, batch_size, options):
+    """The AOTInductor package for this configuration from --aoti-dir, given the run's own weights."""
+    path = aoti_package_path(options, batch_size)
     from torch._inductor import aoti_load_package  # slow to import: only for this path
 
-    runner = aoti_load_package(str(path))
+    runner = aoti_load_package(path)
     weights = model.state_dict()
     missing = [fqn for fqn in runner.get_constant_fqns() if fqn not in weights]
     if missing:
-        raise InferenceError(f"AOTInductor package {path} needs {missing[0]}, which {args.model} does not have")
+        raise InferenceError(f"AOTInductor package {path} needs {missing[0]}, which {options.model} does not have")
     runner.load_constants({fqn: weights[fqn] for fqn in runner.get_constant_fqns()}, check_full_update=True)
     return runner
 
@@ -70,8 +110,8 @@ def capture_cuda_graph(model, x, device, precision):
     """One capture of model(static_x) after warm-up forwards on a side stream; calling the result replays
     it and returns the static output (the input is always static_x, a copy of x)."""
     static_x = x.clone()
-    # Autocast's cache of cast weights must be off while capturing (torch.cuda.make_graphed_callables
-    # refuses it too): casts cached outside the graph would be freed when the autocast region ends.
+    # No cache of cast weights while capturing (torch.cuda.make_graphed_callables refuses it too): casts
+    # cached outside the graph would be freed when the autocast region ends.
     with torch.inference_mode(), autocast(device, precision, cache_enabled=False):
         synchronize(device)
         with torch.cuda.stream(torch.cuda.Stream(device)):
@@ -88,21 +128,30 @@ def capture_cuda_graph(model, x, device, precision):
     return replay
 
 
-def prepare_path(path, model, x, device, args, compiled):
+def prepare_path(path, model, x, device, options, compiled):
     """The callable that runs `path` on inputs like x: built, compiled or captured here, before any timing.
     `compiled` is the torch.compile wrapper of the model (compile path only; C++ has none)."""
     if path == "eager":
         return model
     if path == "compile":
-        with torch.inference_mode(), autocast(device, args.precision, cache_enabled=False):
+        with torch.inference_mode(), autocast(device, options.precision, cache_enabled=False):
             compiled(x)  # compiles for this batch size, under the contexts the samples run in
         return compiled
     if path == "aoti":
-        return load_aoti(model, x.shape[0], device, args)
-    return capture_cuda_graph(model, x, device, args.precision)
+        return load_aoti(model, x.shape[0], options)
+    return capture_cuda_graph(model, x, device, options.precision)
 
 
-def measure_latency(model, test_x, device, args, outputs=None):
+def prepare_path_or_fail(path, model, x, device, options, compiled):
+    """prepare_path, with any failure as the run's one error line."""
+    try:
+        return prepare_path(path, model, x, device, options, compiled)
+    except Exception as err:  # export, Inductor and CUDA raise many types
+        raise InferenceError(f"cannot prepare inference path {path} at batch size {x.shape[0]}: "
+                             f"{first_line(err)}") from err
+
+
+def measure_latency(model, test_x, device, options, outputs=None):
     """Per-sample forward latency for each requested path and batch size.
 
     Returns (latency entries, unavailable entries). With `outputs` (a dict), each path's float32 output on
@@ -110,25 +159,21 @@ def measure_latency(model, test_x, device, args, outputs=None):
     """
     model.eval()
     latency, unavailable = [], []
-    for path in args.inference_paths:
+    for path in options.inference_paths:
         reason = unavailable_reason(path, device)
         if reason:
             unavailable.append({"feature": f"inference path {path}", "reason": reason})
             continue
         compiled = None
         if path == "compile":
-            A.use_persistent_inductor_cache()
+            use_persistent_inductor_cache()
             compiled = torch.compile(model, dynamic=False)  # one specialization per batch size
-        for bs in args.latency_batch_sizes:
-            x = latency_input(test_x, bs, args.channels_last)
-            try:
-                fn = prepare_path(path, model, x, device, args, compiled)
-            except Exception as err:  # export, Inductor and CUDA raise many types: the run stops with one line
-                raise InferenceError(f"cannot prepare inference path {path} at batch size {bs}: "
-                                     f"{first_line(err)}") from err
+        for bs in options.latency_batch_sizes:
+            x = latency_input(test_x, bs, options.channels_last)
+            fn = prepare_path_or_fail(path, model, x, device, options, compiled)
             reset_peak_memory(device)  # this path's samples only: compiling, packaging, capturing excluded
-            with torch.inference_mode(), autocast(device, args.precision, cache_enabled=False):
-                samples = time_samples(fn, x, args.latency_iters, args.latency_warmup, device)
+            with torch.inference_mode(), autocast(device, options.precision, cache_enabled=False):
+                samples = time_samples(fn, x, options.latency_iters, options.latency_warmup, device)
                 peak = peak_memory_bytes(device)
                 if outputs is not None:
                     outputs[f"{path}.bs{bs}"] = fn(x).float().clone()  # clone: a graph's output is reused
@@ -137,39 +182,42 @@ def measure_latency(model, test_x, device, args, outputs=None):
     return latency, unavailable
 
 
+def request_worker(model, x, device, precision, iters, barrier, samples, errors):
+    """One request thread: warm-up requests, the barrier, then `iters` timed batch-1 requests into `samples`.
+    A failure goes to `errors` and breaks the barrier, which releases the threads waiting for this one."""
+    try:
+        stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        # Inference mode, autocast and the current stream are thread-local: each thread enters its own.
+        with (torch.inference_mode(), autocast(device, precision, cache_enabled=False),
+              torch.cuda.stream(stream)):  # stream None: a no-op
+            for _ in range(CONCURRENCY_WARMUP):
+                model(x)
+            if stream is not None:
+                stream.synchronize()
+            barrier.wait()
+            for _ in range(iters):
+                t0 = time.perf_counter_ns()
+                model(x)
+                if stream is not None:
+                    stream.synchronize()
+                samples.append((time.perf_counter_ns() - t0) / 1e6)
+    except threading.BrokenBarrierError:
+        pass  # another thread failed and broke the barrier; its error is the one reported
+    except Exception as err:
+        errors.append(err)
+        barrier.abort()
+
+
 def concurrent_requests(model, x, device, threads, iters, precision):
     """`threads` threads send `iters` timed batch-1 requests each to the shared model: one concurrency entry."""
     samples = [[] for _ in range(threads)]
-    errors = []
-    start = []
+    errors, start = [], []
     # The barrier's action runs once all threads have arrived, before any is released: the start time.
     barrier = threading.Barrier(threads, action=lambda: start.append(time.perf_counter_ns()))
-
-    def worker(k):
-        try:
-            stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-            # Inference mode, autocast and the current stream are thread-local: each thread enters its own.
-            with (torch.inference_mode(), autocast(device, precision, cache_enabled=False),
-                  torch.cuda.stream(stream)):  # stream None: a no-op
-                for _ in range(CONCURRENCY_WARMUP):
-                    model(x)
-                if stream is not None:
-                    stream.synchronize()
-                barrier.wait()
-                for _ in range(iters):
-                    t0 = time.perf_counter_ns()
-                    model(x)
-                    if stream is not None:
-                        stream.synchronize()
-                    samples[k].append((time.perf_counter_ns() - t0) / 1e6)
-        except threading.BrokenBarrierError:
-            pass  # another thread failed and broke the barrier; its error is the one reported
-        except Exception as err:
-            errors.append(err)
-            barrier.abort()  # release the threads waiting for this one
-
     synchronize(device)  # the shared input is ready before other streams read it
-    workers = [threading.Thread(target=worker, args=(k,), name=f"bench-request-{k}") for k in range(threads)]
+    workers = [threading.Thread(target=request_worker, args=(model, x, device, precision, iters, barrier, samples[k],
+                                                             errors), name=f"bench-request-{k}")
+               for k in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
@@ -184,19 +232,19 @@ def concurrent_requests(model, x, device, threads, iters, precision):
             "images_per_second": len(all_samples) / seconds, "samples_ms": all_samples, **summarize_ms(all_samples)}
 
 
-def measure_concurrency(model, test_x, device, args):
-    """Batch-1 inference from N threads sharing the eval-mode model, for each N in args.concurrency.
+def measure_concurrency(model, test_x, device, options):
+    """Batch-1 inference from N threads sharing the eval-mode model, for each N in options.concurrency.
 
     On CPU the intra-op pool is set to one thread for the measurement (and restored after), so the threads
     compare the interpreters, not the pool.
     """
     model.eval()
-    x = latency_input(test_x, 1, args.channels_last)
+    x = latency_input(test_x, 1, options.channels_last)
     previous_threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(1)
     try:
-        return [concurrent_requests(model, x, device, n, args.concurrency_iters, args.precision)
-                for n in args.concurrency]
+        return [concurrent_requests(model, x, device, n, options.concurrency_iters, options.precision)
+                for n in options.concurrency]
     finally:
         torch.set_num_threads(previous_threads)

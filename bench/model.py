@@ -1,12 +1,16 @@
 """CIFAR ResNet18/34 (3x3 stem, no max-pool), its initialization and its weights file. Twin of cpp/model.cpp."""
 
+import io
 import math
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-STAGES = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3]}
+from bench.runtime import first_line
+from bench.vocab import MODELS
+
 WIDTHS = [64, 128, 256, 512]
 NUM_CLASSES = 10
 
@@ -57,9 +61,9 @@ class ResNet(nn.Module):
 
 
 def make_model(name):
-    if name not in STAGES:
-        raise ValueError(f"unknown model {name!r} (choose from {', '.join(STAGES)})")
-    return ResNet(STAGES[name])
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
+    return ResNet(MODELS[name])
 
 
 def resnet18():
@@ -98,25 +102,61 @@ def save_weights(model, path):
     save_tensor_dict(model.state_dict(), path)
 
 
-def load_weights(model, path, model_name):
+# torch.save writes a zip archive: it starts with a local file header and ends with the end-of-directory
+# record (22 bytes, then a comment of at most 64 KiB, which torch never writes).
+ZIP_START = b"PK\x03\x04"
+ZIP_END = b"PK\x05\x06"
+ZIP_END_SPAN = 22 + 65535
+
+
+def archive_problem(data):
+    """Why `data`, a weights file's bytes, cannot be a torch archive, or None. Checked before torch reads it,
+    so that an empty, foreign or truncated file gets one clear cause in both languages instead of torch's
+    generic notices. Twin of archive_problem in cpp/model.cpp."""
+    if not data:
+        return "the file is empty"
+    if not data.startswith(ZIP_START):
+        return "not a torch archive (torch.save writes a zip file)"
+    if ZIP_END not in data[-ZIP_END_SPAN:]:
+        return "truncated: the torch archive (a zip file) has no end record"
+    return None
+
+
+def read_weights(path):
+    """The object a weights file holds, loaded safely (weights_only); WeightsError names the file and cause."""
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        data = Path(path).read_bytes()
     except OSError as err:  # the file itself: the same text as C++'s strerror
         raise WeightsError(f"cannot read weights file {path}: {err.strerror or err}") from None
+    problem = archive_problem(data)
+    if problem:
+        raise WeightsError(f"cannot read weights file {path}: {problem}")
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a bad archive
-        raise WeightsError(f"cannot read weights file {path}: {str(err).splitlines()[0]}") from None
+        raise WeightsError(f"cannot read weights file {path}: torch cannot load it: "
+                           f"{first_line(err).split('. ')[0]}") from None
+
+
+def check_fits(own, loaded, path, model_name):
+    """Every key, shape and dtype of the model's state dict, and nothing else; shapes print as lists in
+    both languages."""
     if not isinstance(loaded, dict):
         raise WeightsError(f"weights file {path} does not hold a dict of tensors")
-    own = model.state_dict()
+    unfit = f"weights file {path} does not fit {model_name}: "
     for key, value in own.items():
         if key not in loaded:
-            raise WeightsError(f"weights file {path} does not fit {model_name}: missing {key}")
+            raise WeightsError(f"{unfit}missing {key}")
         got = loaded[key]
         if not isinstance(got, torch.Tensor) or got.shape != value.shape or got.dtype != value.dtype:
-            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            raise WeightsError(f"weights file {path} does not fit {model_name}: {key} is {shape}, "
-                               f"expected {tuple(value.shape)}")
+            shape = list(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise WeightsError(f"{unfit}{key} is {shape}, expected {list(value.shape)}")
     extra = [k for k in loaded if k not in own]
     if extra:
-        raise WeightsError(f"weights file {path} does not fit {model_name}: unexpected {extra[0]}")
+        raise WeightsError(f"{unfit}unexpected {extra[0]}")
+
+
+def load_weights(model, path, model_name):
+    loaded = read_weights(path)
+    check_fits(model.state_dict(), loaded, path, model_name)
     model.load_state_dict(loaded)

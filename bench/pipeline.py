@@ -6,6 +6,8 @@ draw the same random numbers as the matched pipeline (bench/data.py): neither pi
 across languages here, by design (docs/twins.md, "Modes").
 """
 
+from dataclasses import dataclass
+
 import torch
 from torchvision import tv_tensors
 from torchvision.datasets import VisionDataset
@@ -49,7 +51,18 @@ def test_transform():
     return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(D.CIFAR_MEAN, D.CIFAR_STD)])
 
 
-def idiomatic_loaders(data_dir, device, args):
+@dataclass(frozen=True)
+class PipelineOptions:
+    """What the idiomatic pipeline needs of the command line (C++: struct PipelineOptions)."""
+
+    batch_size: int
+    workers: int
+    seed: int
+    train_limit: int
+    test_limit: int
+
+
+def idiomatic_loaders(data_dir, device, options):
     """(train_loader, test_loader): shuffled and augmented per image / in order, normalized.
 
     Workers are processes (C++'s are threads). The shuffle draws from the loader's generator and each worker
@@ -57,15 +70,15 @@ def idiomatic_loaders(data_dir, device, args):
     process, so that is seeded too (as C++ seeds its default generator). The worker processes are started
     here, before any timed interval, as LibTorch's DataLoader starts its threads in its constructor.
     """
-    torch.manual_seed(args.seed)
-    train_set = CifarBinary(data_dir, train=True, transform=train_transform(), limit=args.train_limit)
-    test_set = CifarBinary(data_dir, train=False, transform=test_transform(), limit=args.test_limit)
-    common = {"batch_size": args.batch_size, "num_workers": args.workers, "pin_memory": device.type == "cuda",
-              "persistent_workers": args.workers > 0, "drop_last": False}
+    torch.manual_seed(options.seed)
+    train_set = CifarBinary(data_dir, train=True, transform=train_transform(), limit=options.train_limit)
+    test_set = CifarBinary(data_dir, train=False, transform=test_transform(), limit=options.test_limit)
+    common = {"batch_size": options.batch_size, "num_workers": options.workers, "pin_memory": device.type == "cuda",
+              "persistent_workers": options.workers > 0, "drop_last": False}
     train_loader = torch.utils.data.DataLoader(train_set, shuffle=True,
-                                               generator=torch.Generator().manual_seed(args.seed), **common)
+                                               generator=torch.Generator().manual_seed(options.seed), **common)
     test_loader = torch.utils.data.DataLoader(test_set, shuffle=False, **common)  # nothing random to seed
-    if args.workers > 0:  # persistent workers: the first iter() forks them, later ones reuse them
+    if options.workers > 0:  # persistent workers: the first iter() forks them, later ones reuse them
         iter(train_loader), iter(test_loader)
     return train_loader, test_loader
 

@@ -1,18 +1,43 @@
-"""The results document: its statistics and its atomic writing. Twin of cpp/results.cpp.
+"""The results document: what a run measured, its statistics, and its atomic writing. Twin of cpp/results.cpp.
 
-The schema is schema/results.schema.json; suite/schema.py validates documents against it.
+The schema is schema/results.schema.json; suite/schema.py validates documents against it. No torch here: the
+suite's validator and report import this module.
 """
 
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 SCHEMA_VERSION = 3
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-4
+SCHEDULE = "linear-warmup-linear-decay"
+FINAL_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
 
 class ResultsError(Exception):
-    """A results document cannot be written (a non-finite number)."""
+    """A results document cannot be written (a non-finite number, a failed write)."""
+
+
+@dataclass
+class Training:
+    """The timed epochs: one record per epoch, every step's loss, the whole window and its peak memory."""
+
+    epochs: list
+    step_losses: list
+    total_seconds: float
+    peak_memory_bytes: int | None
+
+
+@dataclass
+class Inference:
+    """Latency per path and batch size, the paths this run could not measure, concurrent inference."""
+
+    latency: list
+    unavailable: list
+    concurrency: list
 
 
 def percentile(sorted_values, q):
@@ -35,6 +60,37 @@ def empty_sample_entry(samples_us):
     return {"samples_us": samples_us, "median_us": percentile(sorted(samples_us), 50)}
 
 
+def run_config(args):
+    """The run's configuration: its flags that change what is measured, and the recipe's constants."""
+    return {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+            "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "nesterov": True, "schedule": SCHEDULE,
+            "seed": args.seed, "train_limit": args.train_limit, "test_limit": args.test_limit,
+            "device": args.device, "threads": args.threads, "latency_batch_sizes": args.latency_batch_sizes,
+            "latency_iters": args.latency_iters, "latency_warmup": args.latency_warmup,
+            "warmup_steps": args.warmup_steps, "optimizer_impl": args.optimizer_impl, "eval_only": args.eval_only,
+            "load_weights": args.load_weights, "precision": args.precision, "channels_last": args.channels_last,
+            "cudnn_benchmark": args.cudnn_benchmark, "data_pipeline": args.data_pipeline, "workers": args.workers,
+            "inference_paths": args.inference_paths, "concurrency": args.concurrency,
+            "concurrency_iters": args.concurrency_iters}
+
+
+def results_document(args, facts, param_count, dataset, warmup_seconds, empty_samples, training, final, inference):
+    """The whole document, in the schema's order. `facts` is runtime.run_facts(); `final` the FINAL_KEYS."""
+    doc = {
+        "schema_version": SCHEMA_VERSION, "complete": True, "language": "python", "model": args.model,
+        "param_count": param_count, "torch_version": facts["torch_version"], "cuda_version": facts["cuda_version"],
+        "cudnn_version": facts["cudnn_version"], "device": facts["device"], "backend": facts["backend"],
+        "dataset": dataset, "config": run_config(args), "precision_label": facts["precision_label"],
+        "warmup_seconds": warmup_seconds, "empty_sample_us": empty_sample_entry(empty_samples),
+        "epochs": training.epochs, "total_seconds": training.total_seconds, "final": final,
+        "latency": inference.latency, "concurrency": inference.concurrency, "unavailable": inference.unavailable,
+        "peak_memory_bytes": training.peak_memory_bytes,
+    }
+    if args.record_step_losses:
+        doc["step_losses"] = training.step_losses
+    return doc
+
+
 # The temporary file being written, if any: a signal handler removes it before the process exits.
 pending_tmp = None
 
@@ -42,23 +98,26 @@ pending_tmp = None
 def write_results_atomic(doc, path):
     """Write to a temporary file beside `path`, then rename: readers never see half a document.
 
-    Raises ResultsError for a non-finite number (JSON has none; the twin refuses it too) and OSError when
-    the file cannot be written; neither leaves a file behind.
+    Raises ResultsError "cannot write results to PATH: ..." for a non-finite number (JSON has none; the twin
+    refuses it too) and for a failed write; neither leaves a file behind.
     """
     global pending_tmp
     try:
         text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
     except ValueError:
-        raise ResultsError("a non-finite number in the results") from None
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+        raise ResultsError(f"cannot write results to {path}: a non-finite number in the results") from None
+    target = Path(path)
+    tmp = target.with_name(f"{target.name}.tmp.{os.getpid()}")
     pending_tmp = tmp
     try:
         with open(tmp, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise ResultsError(f"cannot write results to {path}: {err.strerror or err}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -1,5 +1,7 @@
-"""The clock, precision and layout helpers shared by training and inference. Twin of cpp/runtime.cpp."""
+"""The clock, precision and layout helpers shared by training and inference, and the facts about the run's
+machine and torch that the results record. Twin of cpp/runtime.cpp."""
 
+import re
 import time
 
 import torch
@@ -75,6 +77,12 @@ def as_input_layout(x, channels_last):
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def first_line(err):
+    """The first line of an exception's message (torch's can carry more), or its type when it has none."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 def cpu_name():
     """/proc/cpuinfo's model name, or "unknown CPU" (the same text as C++: it keys the report's sections)."""
     try:
@@ -85,3 +93,25 @@ def cpu_name():
     except OSError:
         pass
     return "unknown CPU"
+
+
+def torch_version():
+    """MAJOR.MINOR.PATCH, what C++ knows (TORCH_VERSION_*): no local or pre-release suffix."""
+    return re.match(r"\d+\.\d+\.\d+", torch.__version__).group()
+
+
+def run_facts(device, precision):
+    """What the results record about torch, the device and the backend's settings."""
+    cuda = device.type == "cuda"
+    return {
+        "torch_version": torch_version(),
+        "cuda_version": torch.version.cuda if cuda else None,
+        "cudnn_version": torch.backends.cudnn.version() if cuda else None,
+        "device": {"type": device.type, "name": torch.cuda.get_device_name(device) if cuda else cpu_name(),
+                   "threads": torch.get_num_threads()},
+        "backend": {"cudnn_benchmark": torch.backends.cudnn.benchmark,
+                    "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                    "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                    "deterministic": torch.are_deterministic_algorithms_enabled()},
+        "precision_label": precision_label(device, precision),
+    }

@@ -40,19 +40,23 @@ WARMUP_STEPS = 3
 MAX_COUNT = 1_000_000
 MAX_THREADS = 1024  # torch::set_num_threads(100000) segfaults in both languages: refuse it first
 MAX_BATCH = 65_536
+MAX_WORKERS = 256
+MAX_SEED = 2**63 - 1  # the largest int64: C++ holds the seed as one
+MAX_LR = 1000  # already diverges at once (tests/test_bad_input.py relies on it); beyond it, a typo
 
 
 @dataclass(frozen=True)
 class Flag:
-    """One trainer flag. kind: int, float, text, choice, switch, ints (comma-separated positive ints),
-    names (distinct comma-separated choices). low/high bound an int, a float or every item of ints."""
+    """One trainer flag. kind: int, float, text, choice, switch, ints (comma-separated ints; an empty text is
+    the empty list where the default is empty), names (distinct comma-separated choices). low..high bound an
+    int and every item of ints, both included; a float lies in (low, high]: above low (--lr > 0), at most high."""
 
     name: str
     kind: str
     default: object
     help: str
-    low: float | None = None
-    high: float | None = None
+    low: int | None = None
+    high: int | None = None
     choices: tuple = ()
 
     @property
@@ -60,17 +64,17 @@ class Flag:
         return self.name[2:].replace("-", "_")
 
 
-# Every flag of both trainers, in --help order; bench/train.py and cpp/train.cpp parse exactly these.
+# Every flag of both trainers, in --help order; bench/flags.py and cpp/flags.cpp parse exactly these.
 FLAGS = (
     Flag("--model", "choice", "resnet18", "network to train", choices=tuple(MODELS)),
     Flag("--epochs", "int", 1, "training epochs", 1, MAX_COUNT),
     Flag("--batch-size", "int", 128, "training and eval batch size", 1, MAX_BATCH),
-    Flag("--lr", "float", 0.1, "peak learning rate (> 0)", 0, 1000),
-    Flag("--data", "text", None, "CIFAR-10 binary folder (default: the prepared folder in the cache)"),
+    Flag("--lr", "float", 0.1, "peak learning rate", 0, MAX_LR),
+    Flag("--data", "text", None, "CIFAR-10 binary folder; none = the one `python -m bench.data default` prepared"),
     Flag("--train-limit", "int", 0, "use the first N training records, 0 = all", 0, MAX_COUNT),
     Flag("--test-limit", "int", 0, "use the first N test records, 0 = all", 0, MAX_COUNT),
     Flag("--device", "choice", "auto", "auto = cuda when available, else cpu", choices=DEVICES),
-    Flag("--seed", "int", 0, "seed of the one random generator", 0, 2**63 - 1),
+    Flag("--seed", "int", 0, "seed of the one random generator", 0, MAX_SEED),
     Flag("--threads", "int", 0, "CPU intra-op threads, 0 = torch default", 0, MAX_THREADS),
     Flag("--results", "text", None, "write the results JSON here"),
     Flag("--latency-batch-sizes", "ints", (1, 32, 128), "comma-separated inference batch sizes", 1, MAX_BATCH),
@@ -94,9 +98,10 @@ FLAGS = (
          choices=OPTIMIZER_IMPLS),
     Flag("--data-pipeline", "choice", "matched", "matched (the same in both) or each ecosystem's own",
          choices=DATA_PIPELINES),
-    Flag("--workers", "int", 2, "DataLoader workers of the idiomatic pipeline", 0, 256),
+    Flag("--workers", "int", 2, "DataLoader workers of the idiomatic pipeline", 0, MAX_WORKERS),
     Flag("--inference-paths", "names", ("eager",), "comma-separated latency paths", choices=INFERENCE_PATHS),
-    Flag("--aoti-dir", "text", None, "folder of AOTInductor packages (python -m suite.aoti); needed by path aoti"),
+    Flag("--aoti-dir", "text", None, "folder of AOTInductor packages (python -m suite.aoti package prints it); "
+         "needed by path aoti"),
     Flag("--concurrency", "ints", (), "comma-separated thread counts for concurrent batch-1 inference",
          1, MAX_THREADS),
     Flag("--concurrency-iters", "int", 50, "timed requests per thread", 1, MAX_COUNT),

@@ -1,5 +1,10 @@
 #include "data.h"
 
+#include <pwd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -16,6 +21,10 @@ namespace {
 const std::vector<std::string> kTrainFiles = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
                                               "data_batch_4.bin", "data_batch_5.bin"};
 const std::string kTestFile = "test_batch.bin";
+const std::string kSynthMarker = "synthetic.json";
+// The default data folders in the cache: the official set, else the synthetic set that stands in offline.
+const std::string kOfficialDir = "cifar-10-batches-bin";
+const std::string kSyntheticDir = "synthetic-5000-1000-0";
 constexpr int64_t kOfficialTrainRecords = 50000;
 constexpr int64_t kOfficialTestRecords = 10000;
 
@@ -27,22 +36,36 @@ int64_t file_size_or_throw(const fs::path& path) {
   return int64_t(size);
 }
 
-// Python's str(Path(p)): no empty or "." components, no trailing slash ("" -> ".").
-std::string python_path_str(const std::string& p) {
-  std::string out;
-  size_t start = 0;
-  while (start <= p.size()) {
-    size_t slash = p.find('/', start);
-    if (slash == std::string::npos) slash = p.size();
-    const std::string part = p.substr(start, slash - start);
-    if (!part.empty() && part != ".") out += (out.empty() ? "" : "/") + part;
-    start = slash + 1;
+}  // namespace
+
+std::string cache_root() {
+  if (const char* cache = std::getenv("BENCH_CACHE")) return cache;
+  const char* home = std::getenv("HOME");
+  if (home == nullptr) {
+    const passwd* user = ::getpwuid(::getuid());
+    home = user ? user->pw_dir : "";
   }
-  if (!p.empty() && p[0] == '/') out = (p.rfind("//", 0) == 0 && p.rfind("///", 0) != 0 ? "//" : "/") + out;
-  return out.empty() ? "." : out;
+  return (fs::path(home) / ".cache" / "torch-api-bench").string();
 }
 
-}  // namespace
+std::pair<std::string, std::string> find_default_data() {
+  const std::string official = (fs::path(cache_root()) / kOfficialDir).string();
+  std::vector<std::string> files = kTrainFiles;
+  files.push_back(kTestFile);
+  std::error_code ec;
+  if (std::all_of(files.begin(), files.end(),
+                  [&](const auto& f) { return fs::is_regular_file(fs::path(official) / f, ec); })) {
+    return {official, ""};
+  }
+  const std::string synthetic = (fs::path(cache_root()) / kSyntheticDir).string();
+  if (fs::is_regular_file(fs::path(synthetic) / kSynthMarker, ec)) {
+    return {synthetic, c10::str("no official CIFAR-10 in ", official, ": using the SYNTHETIC set ", synthetic,
+                                "; results say dataset kind 'synthetic'")};
+  }
+  throw DataError(c10::str("no --data given and no prepared data in ", official,
+                           ": run `python -m bench.data default` (downloads CIFAR-10, or writes the synthetic set "
+                           "offline) or pass --data DIR"));
+}
 
 std::pair<torch::Tensor, torch::Tensor> read_cifar_batch(const std::string& path) {
   const int64_t size = file_size_or_throw(path);
@@ -102,12 +125,12 @@ DatasetIdentity dataset_identity(const std::string& data_dir, int64_t train_reco
   }
 
   std::string kind = "subset";
-  if (fs::exists(fs::path(data_dir) / "synthetic.json")) {
+  if (fs::exists(fs::path(data_dir) / kSynthMarker)) {
     kind = "synthetic";
   } else if (all_train_records == kOfficialTrainRecords && all_test_records == kOfficialTestRecords) {
     kind = "official";
   }
-  return {kind, python_path_str(data_dir), hash.hexdigest(), train_records, test_records};
+  return {kind, data_dir, hash.hexdigest(), train_records, test_records};
 }
 
 std::pair<torch::Tensor, torch::Tensor> cifar_stats(const torch::Device& device) {
@@ -140,8 +163,7 @@ torch::Tensor random_crop_flip(const torch::Tensor& images_u8, const torch::Tens
   auto cols = crops.select(1, 1).unsqueeze(1) + torch::where(flips.unsqueeze(1) == 1, (kSide - 1) - ar, ar);
   return padded.index({torch::arange(b, long_opts).index({Slice(), None, None, None}),
                        torch::arange(3, long_opts).index({None, Slice(), None, None}),
-                       rows.index({Slice(), None, Slice(), None}),
-                       cols.index({Slice(), None, None, Slice()})});
+                       rows.index({Slice(), None, Slice(), None}), cols.index({Slice(), None, None, Slice()})});
 }
 
 EpochAugmentation draw_epoch_augmentation(int64_t n, at::Generator& gen) {
@@ -166,8 +188,9 @@ std::optional<Batch> MatchedBatches::next() {
   if (start_ >= n) return std::nullopt;
   const int64_t end = std::min(start_ + batch_size_, n);
   const auto idx = perm_.slice(0, start_, end);
-  Batch batch{normalize(random_crop_flip(images_u8_.index({idx}), crops_.slice(0, start_, end), flips_.slice(0, start_, end))),
-              labels_.index({idx})};
+  Batch batch{
+      normalize(random_crop_flip(images_u8_.index({idx}), crops_.slice(0, start_, end), flips_.slice(0, start_, end))),
+      labels_.index({idx})};
   start_ = end;
   return batch;
 }

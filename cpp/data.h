@@ -1,4 +1,5 @@
-// CIFAR-10 binaries, dataset identity, normalization and crop+flip augmentation (twin of bench/data.py).
+// CIFAR-10 binaries, the default data folder, dataset identity, normalization and crop+flip augmentation
+// (twin of bench/data.py).
 #pragma once
 
 #include <torch/torch.h>
@@ -29,9 +30,17 @@ std::pair<torch::Tensor, torch::Tensor> read_cifar_batch(const std::string& path
 // The train split (data_batch_1..5 in order) or the test split, cut to the first `limit` records (0 = all).
 std::pair<torch::Tensor, torch::Tensor> load_split(const std::string& data_dir, bool train, int64_t limit);
 
+// $BENCH_CACHE, else ~/.cache/torch-api-bench, joined without normalizing (as Python joins it).
+std::string cache_root();
+
+// (folder, note or ""): the folder a run without --data reads, as `python -m bench.data default` left it in
+// the cache: the official set, else the synthetic set (the note says so loudly). Never runs anything;
+// nothing prepared is a DataError naming the command. Twin of find_default_data in bench/data.py.
+std::pair<std::string, std::string> find_default_data();
+
 struct DatasetIdentity {
   std::string kind;  // "official", "subset" or "synthetic"
-  std::string path;  // the folder as given, spelled as Python's str(Path(...)) spells it
+  std::string path;  // the folder as given
   std::string sha256;
   int64_t train_records;
   int64_t test_records;

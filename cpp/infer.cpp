@@ -2,8 +2,10 @@
 
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
+#include <algorithm>
 #include <barrier>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -18,7 +20,9 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include "results.h"
 #include "runtime.h"
+#include "vocab.h"
 
 torch::Tensor latency_input(const torch::Tensor& test_x, int64_t batch_size, bool channels_last) {
   const auto idx = torch::arange(batch_size, test_x.options().dtype(torch::kInt64)) % test_x.size(0);
@@ -53,15 +57,15 @@ std::vector<double> time_samples(const PathFn& fn, const torch::Tensor& x, int64
 }
 
 Json latency_entry(const std::string& path, int64_t batch_size, const std::vector<double>& samples, Json peak) {
-  const auto s = summarize_ms(samples);
-  return Json::object({{"path", path},
-                       {"batch_size", batch_size},
-                       {"samples_ms", Json::Array(samples.begin(), samples.end())},
-                       {"median_ms", s.median_ms},
-                       {"p90_ms", s.p90_ms},
-                       {"p99_ms", s.p99_ms},
-                       {"mean_ms", s.mean_ms},
-                       {"peak_memory_bytes", std::move(peak)}});
+  Json entry = Json::object({{"path", path}, {"batch_size", batch_size}, {"samples_ms", samples}});
+  entry.update(summarize_ms(samples));
+  entry.set("peak_memory_bytes", std::move(peak));
+  return entry;
+}
+
+std::string aoti_package_path(const InferOptions& options, int64_t batch_size) {
+  const auto name = aoti_package_name(options.model, options.precision, options.channels_last, batch_size);
+  return (std::filesystem::path(options.aoti_dir) / name).string();
 }
 
 // Why this language cannot run `path` on `device` ("" when it can).
@@ -71,16 +75,9 @@ std::string unavailable_reason(const std::string& path, const torch::Device& dev
   return "";
 }
 
-// The cached AOTInductor package for this configuration (`python3 -m suite.aoti` builds it on first use),
-// holding the run's own weights.
-PathFn load_aoti(ResNet& model, int64_t batch_size, const torch::Device& device, const Args& args) {
-  std::vector<std::string> command = {"suite.aoti",   "package",
-                                      "--model",      args.model,
-                                      "--batch-size", std::to_string(batch_size),
-                                      "--device",     device.is_cuda() ? "cuda" : "cpu",
-                                      "--precision",  args.precision};
-  if (args.channels_last) command.push_back("--channels-last");
-  const std::string path = python_module_output(command);
+// The AOTInductor package for this configuration from --aoti-dir, given the run's own weights.
+PathFn load_aoti(ResNet& model, int64_t batch_size, const InferOptions& options) {
+  const std::string path = aoti_package_path(options, batch_size);
   auto loader = std::make_shared<torch::inductor::AOTIModelPackageLoader>(path);
   const auto entries = state_dict(model);
   const std::unordered_map<std::string, torch::Tensor> weights(entries.begin(), entries.end());
@@ -88,8 +85,8 @@ PathFn load_aoti(ResNet& model, int64_t batch_size, const torch::Device& device,
   for (const auto& fqn : loader->get_constant_fqns()) {
     const auto it = weights.find(fqn);
     if (it == weights.end()) {
-      throw std::runtime_error("AOTInductor package " + path + " needs " + fqn + ", which " + args.model +
-                               " does not have");
+      throw std::runtime_error(
+          c10::str("AOTInductor package ", path, " needs ", fqn, ", which ", options.model, " does not have"));
     }
     constants.emplace(fqn, it->second);
   }
@@ -107,8 +104,8 @@ PathFn capture_cuda_graph(ResNet& model, const torch::Tensor& x, const torch::De
   torch::Tensor static_out;
   {
     c10::InferenceMode inference;
-    // Autocast's cache of cast weights must be off while capturing (torch.cuda.make_graphed_callables
-    // refuses it too): casts cached outside the graph would be freed when the autocast region ends.
+    // No cache of cast weights while capturing (torch.cuda.make_graphed_callables refuses it too): casts
+    // cached outside the graph would be freed when the autocast region ends.
     AutocastScope autocast(device, precision, /*cache_enabled=*/false);
     c10::cuda::CUDAStreamGuard side(at::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index()));
     synchronize(device);
@@ -127,19 +124,27 @@ PathFn capture_cuda_graph(ResNet& model, const torch::Tensor& x, const torch::De
 
 // The callable that runs `path` on inputs like x: built or captured here, before any timing.
 PathFn prepare_path(const std::string& path, ResNet& model, const torch::Tensor& x, const torch::Device& device,
-                    const Args& args) {
+                    const InferOptions& options) {
   if (path == "eager") return [&model](const torch::Tensor& in) { return model->forward(in); };
-  if (path == "aoti") return load_aoti(model, x.size(0), device, args);
+  if (path == "aoti") return load_aoti(model, x.size(0), options);
 #ifdef BENCH_WITH_CUDA
-  return capture_cuda_graph(model, x, device, args.precision);
+  return capture_cuda_graph(model, x, device, options.precision);
 #else
   throw std::logic_error("inference path " + path + " needs a CUDA build");  // unavailable_reason says so first
 #endif
 }
 
-// The start of the one error line when a path cannot be built, compiled or captured.
-std::string prepare_failed(const std::string& path, int64_t batch_size) {
-  return "cannot prepare inference path " + path + " at batch size " + std::to_string(batch_size) + ": ";
+// prepare_path, with any failure as the run's one error line.
+PathFn prepare_path_or_fail(const std::string& path, ResNet& model, const torch::Tensor& x, const torch::Device& device,
+                            const InferOptions& options) {
+  const std::string failed = c10::str("cannot prepare inference path ", path, " at batch size ", x.size(0), ": ");
+  try {
+    return prepare_path(path, model, x, device, options);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(failed + first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(failed + first_line(e.what()));
+  }
 }
 
 // The calling thread's own CUDA stream, made current for it until the scope ends (Python:
@@ -164,78 +169,101 @@ class OwnStream {
 #endif
 };
 
+// Reads the clock when the last request thread reaches the barrier, before any is released.
+struct MarkStart {
+  int64_t* start;
+  void operator()() noexcept { *start = clock_ns(); }
+};
+
+// What the request threads share (Python: the Barrier and the errors list): the barrier that releases them
+// together, the start time its completion reads, and the first failure.
+class RequestBarrier {
+ public:
+  explicit RequestBarrier(int64_t threads) : barrier_(threads, MarkStart{&start_}) {}
+
+  // Waits for every thread; false when another thread failed before the barrier (this one then stops: the
+  // error reported is that thread's).
+  bool arrive_and_wait() {
+    barrier_.arrive_and_wait();
+    std::lock_guard<std::mutex> lock(mutex_);
+    return !failed_;
+  }
+  // Keeps the first failure; a thread that fails before the barrier drops out of it, releasing the others.
+  void fail(const std::string& what, bool arrived) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!failed_) error_ = what;
+      failed_ = true;
+    }
+    if (!arrived) barrier_.arrive_and_drop();
+  }
+  bool failed() const { return failed_; }  // read after the threads are joined
+  const std::string& error() const { return error_; }
+  int64_t start() const { return start_; }
+
+ private:
+  int64_t start_ = 0;
+  std::barrier<MarkStart> barrier_;
+  std::mutex mutex_;
+  std::string error_;
+  bool failed_ = false;
+};
+
+// One request thread: warm-up requests, the barrier, then `iters` timed batch-1 requests into `samples`.
+void request_worker(ResNet& model, const torch::Tensor& x, const torch::Device& device, const std::string& precision,
+                    int64_t iters, RequestBarrier& barrier, std::vector<double>& samples) {
+  bool arrived = false;
+  try {
+    // Inference mode, autocast and the current stream are thread-local: each thread enters its own.
+    c10::InferenceMode inference;
+    AutocastScope autocast(device, precision, /*cache_enabled=*/false);
+    OwnStream stream(device);
+    for (int i = 0; i < kConcurrencyWarmup; ++i) model->forward(x);
+    stream.synchronize();
+    arrived = true;
+    if (!barrier.arrive_and_wait()) return;
+    for (int64_t i = 0; i < iters; ++i) {
+      const int64_t t0 = clock_ns();
+      model->forward(x);
+      stream.synchronize();
+      samples.push_back(double(clock_ns() - t0) / 1e6);
+    }
+  } catch (const c10::Error& e) {
+    barrier.fail(e.what_without_backtrace(), arrived);
+  } catch (const std::exception& e) {
+    barrier.fail(e.what(), arrived);
+  } catch (...) {
+    barrier.fail("unknown exception", arrived);
+  }
+}
+
 // `threads` threads send `iters` timed batch-1 requests each to the shared model: one concurrency entry.
 Json concurrent_requests(ResNet& model, const torch::Tensor& x, const torch::Device& device, int64_t threads,
                          int64_t iters, const std::string& precision) {
   std::vector<std::vector<double>> samples(threads);
-  std::mutex error_mutex;
-  std::string error;  // the first worker's failure
-  bool failed = false;
-  int64_t start = 0;
-  // The barrier's completion runs once all threads have arrived, before any is released: the start time.
-  std::barrier barrier(threads, [&start]() noexcept { start = clock_ns(); });
-
-  auto worker = [&](int64_t k) {
-    bool arrived = false;
-    auto fail = [&](const std::string& what) {
-      {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!failed) error = what;
-        failed = true;
-      }
-      if (!arrived) barrier.arrive_and_drop();  // release the threads waiting for this one
-    };
-    try {
-      // Inference mode, autocast and the current stream are thread-local: each thread enters its own.
-      c10::InferenceMode inference;
-      // Autocast's weight cache is one per process: threads would share it and clear it under one another.
-      AutocastScope autocast(device, precision, /*cache_enabled=*/false);
-      OwnStream stream(device);
-      for (int i = 0; i < kConcurrencyWarmup; ++i) model->forward(x);
-      stream.synchronize();
-      arrived = true;
-      barrier.arrive_and_wait();
-      {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (failed) return;  // another thread failed before the barrier; its error is the one reported
-      }
-      for (int64_t i = 0; i < iters; ++i) {
-        const int64_t t0 = clock_ns();
-        model->forward(x);
-        stream.synchronize();
-        samples[k].push_back(double(clock_ns() - t0) / 1e6);
-      }
-    } catch (const c10::Error& e) {
-      fail(e.what_without_backtrace());
-    } catch (const std::exception& e) {
-      fail(e.what());
-    } catch (...) {
-      fail("unknown exception");
-    }
-  };
-
+  RequestBarrier barrier(threads);
   synchronize(device);  // the shared input is ready before other streams read it
   std::vector<std::thread> workers;
-  for (int64_t k = 0; k < threads; ++k) workers.emplace_back(worker, k);
+  for (int64_t k = 0; k < threads; ++k) {
+    workers.emplace_back(request_worker, std::ref(model), std::cref(x), std::cref(device), std::cref(precision), iters,
+                         std::ref(barrier), std::ref(samples[k]));
+  }
   for (auto& w : workers) w.join();
   const int64_t end = now_ns(device);  // device synchronized, then read
-  if (failed) {
-    throw std::runtime_error("concurrent inference with " + std::to_string(threads) +
-                             " threads failed in a worker thread: " + error.substr(0, error.find('\n')));
+  if (barrier.failed()) {
+    throw std::runtime_error(c10::str("concurrent inference with ", threads,
+                                      " threads failed in a worker thread: ", first_line(barrier.error())));
   }
   std::vector<double> all_samples;
   for (const auto& per_thread : samples) all_samples.insert(all_samples.end(), per_thread.begin(), per_thread.end());
-  const double seconds = double(end - start) / 1e9;
-  const auto s = summarize_ms(all_samples);
-  return Json::object({{"threads", threads},
-                       {"requests", int64_t(all_samples.size())},
-                       {"seconds", seconds},
-                       {"images_per_second", double(all_samples.size()) / seconds},
-                       {"samples_ms", Json::Array(all_samples.begin(), all_samples.end())},
-                       {"median_ms", s.median_ms},
-                       {"p90_ms", s.p90_ms},
-                       {"p99_ms", s.p99_ms},
-                       {"mean_ms", s.mean_ms}});
+  const double seconds = double(end - barrier.start()) / 1e9;
+  Json entry = Json::object({{"threads", threads},
+                             {"requests", int64_t(all_samples.size())},
+                             {"seconds", seconds},
+                             {"images_per_second", double(all_samples.size()) / seconds},
+                             {"samples_ms", all_samples}});
+  entry.update(summarize_ms(all_samples));
+  return entry;
 }
 
 // Sets the intra-op pool size for a scope and restores the previous size (Python: try/finally).
@@ -254,49 +282,57 @@ class IntraOpThreadsScope {
 
 }  // namespace
 
-Json::Array measure_latency(ResNet& model, const torch::Tensor& test_x, const torch::Device& device, const Args& args,
-                            Json::Array& unavailable, std::vector<std::pair<std::string, torch::Tensor>>* outputs) {
+void check_aoti_packages(const InferOptions& options, const torch::Device& device) {
+  const auto& paths = options.inference_paths;
+  if (std::find(paths.begin(), paths.end(), "aoti") == paths.end() || options.latency_iters == 0) return;
+  for (const int64_t bs : options.latency_batch_sizes) {
+    const std::string path = aoti_package_path(options, bs);
+    if (std::filesystem::is_regular_file(path)) continue;
+    std::string sizes;
+    for (const int64_t b : options.latency_batch_sizes) sizes += c10::str(sizes.empty() ? "" : ",", b);
+    throw std::runtime_error(c10::str("AOTInductor package ", path, " not found: build it with `python -m suite.aoti ",
+                                      "package --model ", options.model, " --device ",
+                                      device.is_cuda() ? "cuda" : "cpu", " --precision ", options.precision,
+                                      options.channels_last ? " --channels-last" : "", " --batch-sizes ", sizes,
+                                      "` and pass the folder it prints as --aoti-dir"));
+  }
+}
+
+std::pair<Json::Array, Json::Array> measure_latency(ResNet& model, const torch::Tensor& test_x,
+                                                    const torch::Device& device, const InferOptions& options,
+                                                    NamedTensors* outputs) {
   model->eval();
-  Json::Array latency;
-  for (const auto& path : args.inference_paths) {
+  Json::Array latency, unavailable;
+  for (const auto& path : options.inference_paths) {
     if (const auto reason = unavailable_reason(path, device); !reason.empty()) {
       unavailable.push_back(Json::object({{"feature", "inference path " + path}, {"reason", reason}}));
       continue;
     }
-    for (const int64_t bs : args.latency_batch_sizes) {
-      const auto x = latency_input(test_x, bs, args.channels_last);
-      PathFn fn;
-      try {
-        fn = prepare_path(path, model, x, device, args);
-      } catch (const c10::Error& e) {
-        throw std::runtime_error(prepare_failed(path, bs) + e.what_without_backtrace());
-      } catch (const std::exception& e) {
-        throw std::runtime_error(prepare_failed(path, bs) + e.what());
-      }
+    for (const int64_t bs : options.latency_batch_sizes) {
+      const auto x = latency_input(test_x, bs, options.channels_last);
+      const PathFn fn = prepare_path_or_fail(path, model, x, device, options);
       reset_peak_memory(device);  // this path's samples only: packaging and capturing excluded
       c10::InferenceMode inference;
-      // No cache of cast weights: eager would cast them once for all requests, which the other paths and a
-      // per-request autocast never do (bench/runtime.py autocast says more).
-      AutocastScope autocast(device, args.precision, /*cache_enabled=*/false);
-      const auto samples = time_samples(fn, x, args.latency_iters, args.latency_warmup, device);
+      AutocastScope autocast(device, options.precision, /*cache_enabled=*/false);
+      const auto samples = time_samples(fn, x, options.latency_iters, options.latency_warmup, device);
       auto peak = peak_memory_bytes(device);
       if (outputs) {  // clone: a graph's output is reused
-        outputs->emplace_back(path + ".bs" + std::to_string(bs), fn(x).to(torch::kFloat32).clone());
+        outputs->emplace_back(c10::str(path, ".bs", bs), fn(x).to(torch::kFloat32).clone());
       }
       latency.push_back(latency_entry(path, bs, samples, std::move(peak)));
     }
   }
-  return latency;
+  return {latency, unavailable};
 }
 
 Json::Array measure_concurrency(ResNet& model, const torch::Tensor& test_x, const torch::Device& device,
-                                const Args& args) {
+                                const InferOptions& options) {
   model->eval();
-  const auto x = latency_input(test_x, 1, args.channels_last);
+  const auto x = latency_input(test_x, 1, options.channels_last);
   IntraOpThreadsScope intra_op(device.is_cuda() ? std::nullopt : std::optional<int>(1));
   Json::Array entries;
-  for (const int64_t n : args.concurrency) {
-    entries.push_back(concurrent_requests(model, x, device, n, args.concurrency_iters, args.precision));
+  for (const int64_t n : options.concurrency) {
+    entries.push_back(concurrent_requests(model, x, device, n, options.concurrency_iters, options.precision));
   }
   return entries;
 }

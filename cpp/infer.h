@@ -8,23 +8,39 @@
 #include <utility>
 #include <vector>
 
+#include "json.h"
 #include "model.h"
-#include "results.h"
-#include "train.h"
+
+// What inference needs of the command line (Python: infer.InferOptions).
+struct InferOptions {
+  std::string model;
+  std::string precision;
+  bool channels_last = false;
+  std::vector<std::string> inference_paths;
+  std::vector<int64_t> latency_batch_sizes;
+  int64_t latency_iters = 0;
+  int64_t latency_warmup = 0;
+  std::vector<int64_t> concurrency;
+  int64_t concurrency_iters = 0;
+  std::string aoti_dir;  // "" = none
+};
+
+// Every AOTInductor package the latency run will load is in --aoti-dir: checked before training, so that a
+// missing one does not end a long run at its end. std::runtime_error names the file and the command.
+void check_aoti_packages(const InferOptions& options, const torch::Device& device);
 
 // The first `batch_size` normalized test images (repeated when there are fewer), in the run's layout.
 torch::Tensor latency_input(const torch::Tensor& test_x, int64_t batch_size, bool channels_last);
 
-// Per-sample forward latency for each requested path and batch size: the latency entries of the results.
-// Paths this language or device cannot run are appended to `unavailable` ({feature, reason}) and skipped.
-// With `outputs` (--dump-logits), each path's float32 output on its latency input is appended as
-// "<path>.bs<B>".
-Json::Array measure_latency(ResNet& model, const torch::Tensor& test_x, const torch::Device& device, const Args& args,
-                            Json::Array& unavailable,
-                            std::vector<std::pair<std::string, torch::Tensor>>* outputs = nullptr);
+// Per-sample forward latency for each requested path and batch size: (latency entries, unavailable entries);
+// paths this language or device cannot run are listed as unavailable ({feature, reason}) and skipped. With
+// `outputs` (--dump-logits), each path's float32 output on its latency input is appended as "<path>.bs<B>".
+std::pair<Json::Array, Json::Array> measure_latency(ResNet& model, const torch::Tensor& test_x,
+                                                    const torch::Device& device, const InferOptions& options,
+                                                    NamedTensors* outputs = nullptr);
 
-// Batch-1 inference from N threads sharing the eval-mode model, for each N in args.concurrency. On CPU the
+// Batch-1 inference from N threads sharing the eval-mode model, for each N in options.concurrency. On CPU the
 // intra-op pool is set to one thread for the measurement (and restored after), so the threads compare the
 // interpreters, not the pool.
 Json::Array measure_concurrency(ResNet& model, const torch::Tensor& test_x, const torch::Device& device,
-                                const Args& args);
+                                const InferOptions& options);

@@ -4,12 +4,15 @@
 #include <torch/csrc/jit/serialization/export.h>
 #include <torch/csrc/jit/serialization/pickler.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
+
+#include "vocab.h"
 
 namespace nn = torch::nn;
 namespace F = torch::nn::functional;
@@ -28,11 +31,65 @@ std::string join(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;
 }
 
-// Python's tuple(shape): (), (10,), (64, 3, 3, 3).
-std::string shape_str(const torch::Tensor& t) {
-  std::string s = "(";
-  for (int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
-  return s + (t.dim() == 1 ? ",)" : ")");
+// torch.save writes a zip archive: it starts with a local file header and ends with the end-of-directory
+// record (22 bytes, then a comment of at most 64 KiB, which torch never writes).
+const std::string kZipStart = "PK\x03\x04";
+const std::string kZipEnd = "PK\x05\x06";
+constexpr size_t kZipEndSpan = 22 + 65535;
+
+// Why `data`, a weights file's bytes, cannot be a torch archive ("" when it can be). Checked before torch
+// reads it, so that an empty, foreign or truncated file gets one clear cause in both languages instead of
+// torch's generic notices. Twin of archive_problem in bench/model.py.
+std::string archive_problem(const std::string& data) {
+  if (data.empty()) return "the file is empty";
+  if (data.rfind(kZipStart, 0) != 0) return "not a torch archive (torch.save writes a zip file)";
+  if (data.find(kZipEnd, data.size() - std::min(data.size(), kZipEndSpan)) == std::string::npos) {
+    return "truncated: the torch archive (a zip file) has no end record";
+  }
+  return "";
+}
+
+// The dict a weights file holds; std::runtime_error names the file and the cause.
+c10::impl::GenericDict read_weights(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(c10::str("cannot read weights file ", path, ": ", std::strerror(errno)));
+  const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (const auto problem = archive_problem(data); !problem.empty()) {
+    throw std::runtime_error(c10::str("cannot read weights file ", path, ": ", problem));
+  }
+  c10::IValue loaded;
+  try {
+    loaded = torch::pickle_load(std::vector<char>(data.begin(), data.end()));
+  } catch (const c10::Error& e) {
+    const std::string cause = e.what_without_backtrace();
+    throw std::runtime_error(c10::str("cannot read weights file ", path, ": torch cannot load it: ",
+                                      cause.substr(0, std::min(cause.find('\n'), cause.find(". ")))));
+  }
+  if (!loaded.isGenericDict())
+    throw std::runtime_error(c10::str("weights file ", path, " does not hold a dict of tensors"));
+  return loaded.toGenericDict();
+}
+
+// Every key, shape and dtype of the model's state dict, and nothing else; shapes print as lists in both
+// languages.
+void check_fits(const NamedTensors& own, const c10::impl::GenericDict& loaded, const std::string& path,
+                const std::string& model_name) {
+  const std::string unfit = c10::str("weights file ", path, " does not fit ", model_name, ": ");
+  for (const auto& [name, target] : own) {
+    const auto it = loaded.find(name);
+    if (it == loaded.end()) throw std::runtime_error(unfit + "missing " + name);
+    const auto& got = it->value();
+    if (!got.isTensor() || got.toTensor().sizes() != target.sizes() ||
+        got.toTensor().scalar_type() != target.scalar_type()) {
+      const std::string what = got.isTensor() ? c10::str(got.toTensor().sizes()) : got.tagKind();
+      throw std::runtime_error(c10::str(unfit, name, " is ", what, ", expected ", target.sizes()));
+    }
+  }
+  for (const auto& entry : loaded) {
+    const std::string key = entry.key().isString() ? entry.key().toStringRef() : "<non-string key>";
+    const bool known = std::any_of(own.begin(), own.end(), [&](const auto& e) { return e.first == key; });
+    if (!known) throw std::runtime_error(unfit + "unexpected " + key);
+  }
 }
 
 }  // namespace
@@ -43,7 +100,8 @@ BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride
   conv2 = register_module("conv2", conv(planes, planes, 3, 1));
   bn2 = register_module("bn2", nn::BatchNorm2d(planes));
   if (stride != 1 || in_planes != planes) {
-    downsample = register_module("downsample", nn::Sequential(conv(in_planes, planes, 1, stride), nn::BatchNorm2d(planes)));
+    downsample =
+        register_module("downsample", nn::Sequential(conv(in_planes, planes, 1, stride), nn::BatchNorm2d(planes)));
   }
 }
 
@@ -77,14 +135,15 @@ torch::Tensor ResNetImpl::forward(const torch::Tensor& x) {
   return fc(out);
 }
 
-ResNet resnet18() { return ResNet(std::vector<int64_t>{2, 2, 2, 2}); }
-ResNet resnet34() { return ResNet(std::vector<int64_t>{3, 4, 6, 3}); }
-
 ResNet make_model(const std::string& name) {
-  if (name == "resnet18") return resnet18();
-  if (name == "resnet34") return resnet34();
+  for (const auto& model : kModels) {
+    if (model.name == name) return ResNet(std::vector<int64_t>(model.stages.begin(), model.stages.end()));
+  }
   throw std::invalid_argument("unknown model '" + name + "'");
 }
+
+ResNet resnet18() { return make_model("resnet18"); }
+ResNet resnet34() { return make_model("resnet34"); }
 
 void init_weights(ResNet& model, at::Generator& gen) {
   torch::NoGradGuard no_grad;
@@ -103,6 +162,12 @@ void init_weights(ResNet& model, at::Generator& gen) {
   }
 }
 
+int64_t param_count(const ResNet& model) {
+  int64_t count = 0;
+  for (const auto& p : model->parameters()) count += p.numel();
+  return count;
+}
+
 void to_channels_last(ResNet& model) {
   torch::NoGradGuard no_grad;
   for (auto& t : model->parameters()) {
@@ -113,8 +178,8 @@ void to_channels_last(ResNet& model) {
   }
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> state_dict(const ResNet& model) {
-  std::vector<std::pair<std::string, torch::Tensor>> entries;
+NamedTensors state_dict(const ResNet& model) {
+  NamedTensors entries;
   for (const auto& item : model->named_modules()) {
     const auto& prefix = item.key();
     for (const auto& p : item.value()->named_parameters(/*recurse=*/false)) {
@@ -127,12 +192,14 @@ std::vector<std::pair<std::string, torch::Tensor>> state_dict(const ResNet& mode
   return entries;
 }
 
-void save_tensor_dict(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::string& path) {
+void save_tensor_dict(const NamedTensors& tensors, const std::string& path) {
   c10::Dict<std::string, torch::Tensor> dict;
   for (const auto& [name, t] : tensors) dict.insert(name, t.detach().to(torch::kCPU).contiguous());
 
-  // torch::pickle_save would tag the dict with its C++ type (torch.jit._pickle.restore_type_tag), which
-  // torch.load(weights_only=True) refuses; the same archive without the tag is a plain dict to Python.
+  // Not torch::pickle_save, the public API: it tags the dict with its C++ type
+  // (torch.jit._pickle.restore_type_tag), which torch.load(weights_only=True) refuses ("Weights only load
+  // failed", checked with torch 2.14). The same archive without the tag, written with the JIT's own pickler
+  // and zip writer (not public API), is a plain dict to Python.
   std::vector<char> pickle;
   torch::jit::Pickler pickler([&](const char* buf, size_t n) { pickle.insert(pickle.end(), buf, buf + n); },
                               /*tensor_table=*/nullptr, /*type_renamer=*/nullptr, /*memoized_class_types=*/nullptr,
@@ -159,39 +226,9 @@ void save_tensor_dict(const std::vector<std::pair<std::string, torch::Tensor>>& 
 void save_weights(const ResNet& model, const std::string& path) { save_tensor_dict(state_dict(model), path); }
 
 void load_weights(ResNet& model, const std::string& path, const std::string& model_name) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read weights file " + path + ": " + std::strerror(errno));
-  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::string unfit = "weights file " + path + " does not fit " + model_name + ": ";
-
-  c10::IValue loaded;
-  try {
-    loaded = torch::pickle_load(bytes);
-  } catch (const c10::Error& e) {
-    const std::string cause = e.what_without_backtrace();
-    throw std::runtime_error("cannot read weights file " + path + ": " + cause.substr(0, cause.find('\n')));
-  }
-  if (!loaded.isGenericDict()) throw std::runtime_error("weights file " + path + " does not hold a dict of tensors");
-  const auto dict = loaded.toGenericDict();
-
-  const auto expected = state_dict(model);
-  for (const auto& [name, target] : expected) {
-    auto it = dict.find(name);
-    if (it == dict.end()) throw std::runtime_error(unfit + "missing " + name);
-    const auto& got = it->value();
-    if (!got.isTensor() || got.toTensor().sizes() != target.sizes() ||
-        got.toTensor().scalar_type() != target.scalar_type()) {
-      const std::string what = got.isTensor() ? shape_str(got.toTensor()) : got.tagKind();
-      throw std::runtime_error(unfit + name + " is " + what + ", expected " + shape_str(target));
-    }
-  }
-  for (const auto& entry : dict) {
-    const std::string key = entry.key().isString() ? entry.key().toStringRef() : "<non-string key>";
-    bool known = false;
-    for (const auto& e : expected) known = known || e.first == key;
-    if (!known) throw std::runtime_error(unfit + "unexpected " + key);
-  }
-
+  const auto loaded = read_weights(path);
+  const auto own = state_dict(model);
+  check_fits(own, loaded, path, model_name);
   torch::NoGradGuard no_grad;
-  for (auto& [name, target] : expected) target.copy_(dict.at(name).toTensor());
+  for (auto& [name, target] : own) target.copy_(loaded.at(name).toTensor());
 }

@@ -31,7 +31,7 @@ TORCH_MODULE(ResNet);
 
 ResNet resnet18();
 ResNet resnet34();
-// "resnet18" or "resnet34".
+// A model of kModels (cpp/vocab.h).
 ResNet make_model(const std::string& name);
 
 // Python's model.to(memory_format=torch.channels_last): every 4-d parameter and buffer becomes channels_last.
@@ -40,13 +40,19 @@ void to_channels_last(ResNet& model);
 // PyTorch's default init distributions, drawn from `gen` in module pre-order.
 void init_weights(ResNet& model, at::Generator& gen);
 
+int64_t param_count(const ResNet& model);
+
+// Named tensors in order (Python: a dict of tensors).
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
 // Python's Module.state_dict() order: pre-order modules, each one's parameters then its buffers.
-std::vector<std::pair<std::string, torch::Tensor>> state_dict(const ResNet& model);
+NamedTensors state_dict(const ResNet& model);
 
 // Writes the state dict as a torch pickle of a dict (CPU, contiguous): torch.load reads it.
 void save_weights(const ResNet& model, const std::string& path);
 // Reads a dict of tensors written by torch.save or save_weights; every key, shape and dtype must fit.
+// std::runtime_error names the file and the cause ("cannot read weights file ...", "... does not fit ...").
 void load_weights(ResNet& model, const std::string& path, const std::string& model_name);
 
-// Writes {name: tensor} as a torch pickle (used for --dump-* files).
-void save_tensor_dict(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::string& path);
+// Writes {name: tensor} as a torch pickle (weights files, --dump-* files).
+void save_tensor_dict(const NamedTensors& tensors, const std::string& path);

@@ -145,22 +145,23 @@ torch::data::Example<> CifarBinary::get(size_t index) {
 
 std::optional<size_t> CifarBinary::size() const { return size_t(images.size(0)); }
 
-IdiomaticLoaders::IdiomaticLoaders(const std::string& data_dir, const torch::Device& device, const Args& args)
+IdiomaticLoaders::IdiomaticLoaders(const std::string& data_dir, const torch::Device& device,
+                                   const PipelineOptions& options)
     : device_(device) {
   // The RandomSampler's shuffles and get()'s crops and flips draw from the default generator.
-  torch::manual_seed(uint64_t(args.seed));
-  const auto options = torch::data::DataLoaderOptions(args.batch_size).workers(args.workers);
+  torch::manual_seed(uint64_t(options.seed));
+  const auto loader_options = torch::data::DataLoaderOptions(options.batch_size).workers(options.workers);
   // Workers are threads here (each with a copy of the dataset, sharing its tensors); Python's are processes.
   train_loader_ = torch::data::make_data_loader<torch::data::samplers::RandomSampler>(
-      CifarBinary(data_dir, /*train=*/true, args.train_limit)
+      CifarBinary(data_dir, /*train=*/true, options.train_limit)
           .map(torch::data::transforms::Normalize<>(kCifarMean, kCifarStd))
           .map(torch::data::transforms::Stack<>()),
-      options);
+      loader_options);
   test_loader_ = torch::data::make_data_loader<torch::data::samplers::SequentialSampler>(
-      CifarBinary(data_dir, /*train=*/false, args.test_limit)
+      CifarBinary(data_dir, /*train=*/false, options.test_limit)
           .map(torch::data::transforms::Normalize<>(kCifarMean, kCifarStd))
           .map(torch::data::transforms::Stack<>()),
-      options);
+      loader_options);
 }
 
 std::unique_ptr<BatchSource> IdiomaticLoaders::train_batches() { return loader_batches(*train_loader_, device_); }

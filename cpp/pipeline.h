@@ -10,7 +10,15 @@
 #include <string>
 
 #include "data.h"
-#include "train.h"
+
+// What the idiomatic pipeline needs of the command line (Python: pipeline.PipelineOptions).
+struct PipelineOptions {
+  int64_t batch_size = 0;
+  int64_t workers = 0;
+  int64_t seed = 0;
+  int64_t train_limit = 0;
+  int64_t test_limit = 0;
+};
 
 // The train or test split of the CIFAR-10 binary files, first `limit` records (0 = all), uint8 CHW in
 // memory. get() does the per-image work (Python: the transforms v2 pipeline): for the train split a random
@@ -28,7 +36,7 @@ struct CifarBinary : torch::data::datasets::Dataset<CifarBinary> {
 // The train and test loaders of one run (Python: idiomatic_loaders + device_batches).
 class IdiomaticLoaders {
  public:
-  IdiomaticLoaders(const std::string& data_dir, const torch::Device& device, const Args& args);
+  IdiomaticLoaders(const std::string& data_dir, const torch::Device& device, const PipelineOptions& options);
   // One pass over the training set, shuffled and augmented per image, batches copied to the device.
   std::unique_ptr<BatchSource> train_batches();
   // One pass over the test set in order, normalized, batches copied to the device.

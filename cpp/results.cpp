@@ -4,110 +4,38 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
+#include "vocab.h"
+
 namespace {
 
-void append_string(std::string& out, const std::string& s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
-          out += buf;
-        } else {
-          out += c;  // UTF-8 passes through unchanged
-        }
-    }
-  }
-  out += '"';
+constexpr int64_t kSchemaVersion = 3;
+
+Json epoch_json(const EpochRecord& e) {
+  return Json::object({{"epoch", e.epoch},
+                       {"train_seconds", e.train_seconds},
+                       {"eval_seconds", e.eval_seconds},
+                       {"images_per_second", e.images_per_second},
+                       {"train_loss", e.train_loss},
+                       {"train_accuracy", e.train_accuracy},
+                       {"test_loss", e.test_loss},
+                       {"test_accuracy", e.test_accuracy},
+                       {"lr", e.lr}});
 }
 
-void append_double(std::string& out, double d) {
-  if (!std::isfinite(d)) throw std::domain_error("a non-finite number in the results");
-  // Shortest text that reads back to the same double (what Python's repr writes).
-  char buf[32];
-  auto end = std::to_chars(buf, buf + sizeof buf, d).ptr;
-  std::string text(buf, end);
-  // Keep it a float for readers that check types: 2 -> 2.0.
-  if (text.find_first_of(".eE") == std::string::npos) text += ".0";
-  out += text;
-}
-
-void newline(std::string& out, int indent) {
-  out += '\n';
-  out.append(std::size_t(indent) * 2, ' ');
+Json dataset_json(const DatasetIdentity& d) {
+  return Json::object({{"kind", d.kind},
+                       {"path", d.path},
+                       {"sha256", d.sha256},
+                       {"train_records", d.train_records},
+                       {"test_records", d.test_records}});
 }
 
 }  // namespace
-
-void Json::set(std::string key, Json value) {
-  std::get<Object>(value_).emplace_back(std::move(key), std::move(value));
-}
-
-const Json& Json::get(const std::string& key) const {
-  for (const auto& [k, v] : std::get<Object>(value_)) {
-    if (k == key) return v;
-  }
-  throw std::out_of_range("JSON object has no key " + key);
-}
-
-std::string Json::dump() const {
-  std::string out;
-  dump_to(out, 0);
-  out += '\n';
-  return out;
-}
-
-void Json::dump_to(std::string& out, int indent) const {
-  if (std::holds_alternative<std::nullptr_t>(value_)) {
-    out += "null";
-  } else if (auto b = std::get_if<bool>(&value_)) {
-    out += *b ? "true" : "false";
-  } else if (auto i = std::get_if<std::int64_t>(&value_)) {
-    out += std::to_string(*i);
-  } else if (auto d = std::get_if<double>(&value_)) {
-    append_double(out, *d);
-  } else if (auto s = std::get_if<std::string>(&value_)) {
-    append_string(out, *s);
-  } else if (auto a = std::get_if<Array>(&value_)) {
-    // Arrays of scalars stay on one line (sample lists would be hundreds of lines otherwise).
-    bool flat = std::none_of(a->begin(), a->end(), [](const Json& v) {
-      return std::holds_alternative<Array>(v.value_) || std::holds_alternative<Object>(v.value_);
-    });
-    out += '[';
-    for (std::size_t k = 0; k < a->size(); ++k) {
-      if (k > 0) out += flat ? ", " : ",";
-      if (!flat) newline(out, indent + 1);
-      (*a)[k].dump_to(out, indent + 1);
-    }
-    if (!flat && !a->empty()) newline(out, indent);
-    out += ']';
-  } else {
-    const auto& o = std::get<Object>(value_);
-    out += '{';
-    for (std::size_t k = 0; k < o.size(); ++k) {
-      if (k > 0) out += ',';
-      newline(out, indent + 1);
-      append_string(out, o[k].first);
-      out += ": ";
-      o[k].second.dump_to(out, indent + 1);
-    }
-    if (!o.empty()) newline(out, indent);
-    out += '}';
-  }
-}
 
 double percentile(const std::vector<double>& sorted, double q) {
   const double pos = q / 100.0 * double(sorted.size() - 1);
@@ -116,19 +44,83 @@ double percentile(const std::vector<double>& sorted, double q) {
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - double(lo));
 }
 
-LatencySummary summarize_ms(const std::vector<double>& samples_ms) {
+Json summarize_ms(const std::vector<double>& samples_ms) {
   std::vector<double> sorted = samples_ms;
   std::sort(sorted.begin(), sorted.end());
   double sum = 0.0;
   for (double s : sorted) sum += s;
-  return {percentile(sorted, 50), percentile(sorted, 90), percentile(sorted, 99), sum / double(samples_ms.size())};
+  return Json::object({{"median_ms", percentile(sorted, 50)},
+                       {"p90_ms", percentile(sorted, 90)},
+                       {"p99_ms", percentile(sorted, 99)},
+                       {"mean_ms", sum / double(samples_ms.size())}});
 }
 
 Json empty_sample_entry(const std::vector<double>& samples_us) {
   std::vector<double> sorted = samples_us;
   std::sort(sorted.begin(), sorted.end());
-  return Json::object({{"samples_us", Json::Array(samples_us.begin(), samples_us.end())},
-                       {"median_us", percentile(sorted, 50)}});
+  return Json::object({{"samples_us", samples_us}, {"median_us", percentile(sorted, 50)}});
+}
+
+Json run_config(const Args& args) {
+  return Json::object({{"model", args.model},
+                       {"epochs", args.epochs},
+                       {"batch_size", args.batch_size},
+                       {"lr", args.lr},
+                       {"momentum", kMomentum},
+                       {"weight_decay", kWeightDecay},
+                       {"nesterov", true},
+                       {"schedule", "linear-warmup-linear-decay"},
+                       {"seed", args.seed},
+                       {"train_limit", args.train_limit},
+                       {"test_limit", args.test_limit},
+                       {"device", args.device},
+                       {"threads", args.threads},
+                       {"latency_batch_sizes", args.latency_batch_sizes},
+                       {"latency_iters", args.latency_iters},
+                       {"latency_warmup", args.latency_warmup},
+                       {"warmup_steps", args.warmup_steps},
+                       {"optimizer_impl", args.optimizer_impl},
+                       {"eval_only", args.eval_only},
+                       {"load_weights", args.load_weights.empty() ? Json() : Json(args.load_weights)},
+                       {"precision", args.precision},
+                       {"channels_last", args.channels_last},
+                       {"cudnn_benchmark", args.cudnn_benchmark},
+                       {"data_pipeline", args.data_pipeline},
+                       {"workers", args.workers},
+                       {"inference_paths", args.inference_paths},
+                       {"concurrency", args.concurrency},
+                       {"concurrency_iters", args.concurrency_iters}});
+}
+
+Json results_document(const Args& args, const Json& facts, int64_t param_count, const DatasetIdentity& dataset,
+                      const Json& warmup_seconds, const std::vector<double>& empty_samples, const Training& training,
+                      const Json& final_metrics, const Inference& inference) {
+  Json::Array epochs;
+  for (const auto& record : training.epochs) epochs.push_back(epoch_json(record));
+  Json doc = Json::object({{"schema_version", kSchemaVersion},
+                           {"complete", true},
+                           {"language", std::string(kLanguage)},
+                           {"model", args.model},
+                           {"param_count", param_count},
+                           {"torch_version", facts.get("torch_version")},
+                           {"cuda_version", facts.get("cuda_version")},
+                           {"cudnn_version", facts.get("cudnn_version")},
+                           {"device", facts.get("device")},
+                           {"backend", facts.get("backend")},
+                           {"dataset", dataset_json(dataset)},
+                           {"config", run_config(args)},
+                           {"precision_label", facts.get("precision_label")},
+                           {"warmup_seconds", warmup_seconds},
+                           {"empty_sample_us", empty_sample_entry(empty_samples)},
+                           {"epochs", epochs},
+                           {"total_seconds", training.total_seconds},
+                           {"final", final_metrics},
+                           {"latency", inference.latency},
+                           {"concurrency", inference.concurrency},
+                           {"unavailable", inference.unavailable},
+                           {"peak_memory_bytes", training.peak_memory_bytes}});
+  if (args.record_step_losses) doc.set("step_losses", training.step_losses);
+  return doc;
 }
 
 // Fixed storage, so that a signal handler can read it without allocating.

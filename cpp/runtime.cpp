@@ -1,22 +1,15 @@
 #include "runtime.h"
 
 #include <ATen/autocast_mode.h>
+#include <torch/version.h>
 
 #ifdef BENCH_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <cuda_runtime_api.h>
 #endif
 
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <fstream>
-#include <iterator>
-#include <stdexcept>
 
 void synchronize(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
@@ -102,52 +95,61 @@ torch::Tensor as_input_layout(const torch::Tensor& x, bool channels_last) {
   return channels_last ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x;
 }
 
-namespace {
+std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
 
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
+std::string cpu_name() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
+      std::string name = line.substr(line.find(':') + 1);
+      const size_t first = name.find_first_not_of(" \t"), last = name.find_last_not_of(" \t\r");
+      return first == std::string::npos ? "unknown CPU" : name.substr(first, last - first + 1);
+    }
+  }
+  return "unknown CPU";
 }
 
-// The last non-empty line of `text` ("" if none).
-std::string last_line(std::string text) {
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  const size_t nl = text.rfind('\n');
-  return nl == std::string::npos ? text : text.substr(nl + 1);
+namespace {
+
+std::string device_name(const torch::Device& device) {
+#ifdef BENCH_WITH_CUDA
+  if (device.is_cuda()) {
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, device.index() < 0 ? 0 : device.index()) == cudaSuccess) return prop.name;
+    return "cuda";
+  }
+#endif
+  return cpu_name();
+}
+
+// torch.version.cuda (the CUDA this torch was built with) on CUDA runs, else null.
+Json cuda_version(const torch::Device& device) {
+  if (!device.is_cuda()) return nullptr;
+  const long v = at::detail::getCUDAHooks().versionCUDART();
+  return c10::str(v / 1000, ".", v % 1000 / 10);
+}
+
+// torch.backends.cudnn.version() on CUDA runs, else null.
+Json cudnn_version(const torch::Device& device) {
+  if (!device.is_cuda() || !torch::cuda::cudnn_is_available()) return nullptr;
+  return int64_t(at::detail::getCUDAHooks().versionRuntimeCuDNN());
 }
 
 }  // namespace
 
-std::string python_module_output(const std::vector<std::string>& module_and_args) {
-  std::string shown = "python3 -m", quoted;
-  for (const auto& arg : module_and_args) {
-    shown.append(" ").append(arg);
-    quoted.append(" ").append(shell_quote(arg));
-  }
-  const char* old_path = std::getenv("PYTHONPATH");
-  const std::string path = std::string(BENCH_SOURCE_DIR) + (old_path && *old_path ? std::string(":") + old_path : "");
-  char err_path[] = "/tmp/bench_train_stderr_XXXXXX";
-  const int err_fd = ::mkstemp(err_path);
-  if (err_fd < 0) throw std::runtime_error(std::string("cannot create a temporary file: ") + std::strerror(errno));
-  ::close(err_fd);
-  const std::string command = "PYTHONPATH=" + shell_quote(path) + " " + shell_quote(BENCH_PYTHON) + " -m" + quoted +
-                              " 2>" + shell_quote(err_path);
-  std::string out;
-  int status = -1;
-  if (std::FILE* pipe = ::popen(command.c_str(), "r")) {
-    char buf[4096];
-    while (size_t got = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, got);
-    status = ::pclose(pipe);
-  }
-  std::ifstream err_file(err_path);
-  const std::string err((std::istreambuf_iterator<char>(err_file)), std::istreambuf_iterator<char>());
-  ::unlink(err_path);
-  const std::string result = last_line(out);
-  if (status != 0 || result.empty()) {
-    const std::string cause = last_line(err);
-    throw std::runtime_error("`" + shown + "` failed" + (cause.empty() ? std::string() : ": " + cause));
-  }
-  std::fputs(err.c_str(), stderr);
-  return result;
+Json run_facts(const torch::Device& device, const std::string& precision) {
+  const auto& ctx = at::globalContext();
+  return Json::object({
+      {"torch_version", c10::str(TORCH_VERSION_MAJOR, ".", TORCH_VERSION_MINOR, ".", TORCH_VERSION_PATCH)},
+      {"cuda_version", cuda_version(device)},
+      {"cudnn_version", cudnn_version(device)},
+      {"device", Json::object({{"type", device.is_cuda() ? "cuda" : "cpu"},
+                               {"name", device_name(device)},
+                               {"threads", int64_t(torch::get_num_threads())}})},
+      {"backend", Json::object({{"cudnn_benchmark", ctx.benchmarkCuDNN()},
+                                {"cudnn_allow_tf32", ctx.allowTF32CuDNN()},
+                                {"matmul_allow_tf32", ctx.allowTF32CuBLAS()},
+                                {"deterministic", ctx.deterministicAlgorithms()}})},
+      {"precision_label", precision_label(device, precision)},
+  });
 }

@@ -1,4 +1,5 @@
-// The clock, precision and layout helpers shared by training and inference (twin of bench/runtime.py).
+// The clock, precision and layout helpers shared by training and inference, and the facts about the run's
+// machine and torch that the results record (twin of bench/runtime.py).
 #pragma once
 
 #include <torch/torch.h>
@@ -7,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "results.h"
+#include "json.h"
 
 // Waits for the device's queued work (a no-op on CPU).
 void synchronize(const torch::Device& device);
@@ -34,6 +35,9 @@ std::string precision_label(const torch::Device& device, const std::string& prec
 // torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=cache_enabled)
 // as a scope: the same calls as Python's context manager on enter and exit (enabled + dtype, nesting, cache
 // cleared at nesting 0, previous state restored). Autocast state is thread-local, like Python's.
+// Inference passes cache_enabled=false: the cache of cast weights would otherwise make eager skip every cast
+// after the first request (which the other paths and a per-request autocast never do), and it is one
+// process-wide cache that concurrent threads would share and clear under one another.
 class AutocastScope {
  public:
   AutocastScope(const torch::Device& device, const std::string& precision, bool cache_enabled = true);
@@ -51,7 +55,12 @@ class AutocastScope {
 // A model input in the run's memory layout (a no-op when it already is).
 torch::Tensor as_input_layout(const torch::Tensor& x, bool channels_last);
 
-// Runs `python3 -m MODULE ARGS...` (BENCH_PYTHON, with the source tree on PYTHONPATH) and returns the last
-// line it printed: the Python side owns what both languages share (the default data folder, AOTInductor
-// packages). Its stderr is passed on when it succeeds and folded into the one error line when it fails.
-std::string python_module_output(const std::vector<std::string>& module_and_args);
+// The first line of an exception's message (torch's can carry more).
+std::string first_line(const std::string& message);
+
+// /proc/cpuinfo's model name, or "unknown CPU" (the same text as Python: it keys the report's sections).
+std::string cpu_name();
+
+// What the results record about torch, the device and the backend's settings: torch_version, cuda_version,
+// cudnn_version, device, backend, precision_label.
+Json run_facts(const torch::Device& device, const std::string& precision);

@@ -1,14 +1,15 @@
-"""AOTInductor packages of the CIFAR ResNet: built once per configuration, cached, loaded by both trainers.
+"""AOTInductor packages of the CIFAR ResNet: built once per configuration and cached; both trainers load them.
 
-    python -m suite.aoti package --model resnet18 --batch-size 1 --device cpu --precision fp32 [--channels-last]
+    python -m suite.aoti package --model resnet18 --device cpu --precision fp32 [--channels-last] --batch-sizes 1,8
 
-prints the path of the package (.pt2), building it on first use. The weights inside do not matter: each
-trainer loads the package and gives it the run's own weights with load_constants. bench/infer.py calls
-package_path() in-process; cpp/infer.cpp runs this module (docs/twins.md, "Modes", inference paths).
+builds each missing package and prints the folder to pass to either trainer as --aoti-dir. The folder is keyed
+by the device the kernels were compiled for and the torch version; its files are named by
+bench.vocab.aoti_package_name. The weights inside do not matter: each trainer gives its package the run's own
+weights with load_constants (docs/twins.md, "Modes", inference paths). Neither trainer runs this module.
 """
 
 import argparse
-import fcntl
+import functools
 import glob
 import os
 import shutil
@@ -17,19 +18,22 @@ import sys
 import time
 
 import torch
+from filelock import FileLock
 
-from bench import model as M
 from bench.data import cache_dir
+from bench.flags import UsageError, parse_ints
+from bench.infer import use_persistent_inductor_cache
+from bench.model import ResNet, make_model
+from bench.vocab import MAX_BATCH, MODELS, PRECISIONS, aoti_package_name
 
 PROG = "suite.aoti"
-PRECISIONS = ("fp32", "bf16")
 
 
 class AotiError(Exception):
     """A package cannot be built."""
 
 
-class AutocastResNet(M.ResNet):
+class AutocastResNet(ResNet):
     """The ResNet with its forward under bf16 autocast, so that the export records the casts the eager bf16
     path makes. A subclass, not a wrapper: the constants keep the ResNet's names, so the run's state dict
     fits the package as it is."""
@@ -43,23 +47,12 @@ class AutocastResNet(M.ResNet):
             return super().forward(x)
 
 
-def use_persistent_inductor_cache():
-    """Inductor's compiled code goes under our cache, not /tmp, so later runs reuse it (a
-    TORCHINDUCTOR_CACHE_DIR set by the user wins)."""
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
-
-
 def device_tag(device):
     """The device a package's kernels were compiled for: CUDA kernels are built for one architecture."""
     if device.type != "cuda":
         return device.type
     major, minor = torch.cuda.get_device_capability(device)
     return f"cuda-sm{major}{minor}"
-
-
-def package_name(model_name, batch_size, device, precision, channels_last):
-    layout = "channels_last" if channels_last else "contiguous"
-    return f"{model_name}-bs{batch_size}-{device_tag(device)}-{precision}-{layout}-torch{torch.__version__}.pt2"
 
 
 # Where NVIDIA's driver puts libcuda (Debian/Ubuntu, Red Hat, NVIDIA's container images, the forward-compat
@@ -110,9 +103,7 @@ def ensure_libcuda_linkable():
 
 def build_package(path, model_name, batch_size, device, precision, channels_last):
     """Export a freshly built eval-mode model for one input shape and compile it into `path`, atomically."""
-    if model_name not in M.STAGES:
-        raise AotiError(f"unknown model {model_name!r} (choose from {', '.join(M.STAGES)})")
-    model = M.make_model(model_name) if precision == "fp32" else AutocastResNet(M.STAGES[model_name], device.type)
+    model = make_model(model_name) if precision == "fp32" else AutocastResNet(MODELS[model_name], device.type)
     model.to(device).eval()
     x = torch.zeros(batch_size, 3, 32, 32, device=device)
     if channels_last:  # the kernels assume the weights' and the input's strides
@@ -134,46 +125,56 @@ def build_package(path, model_name, batch_size, device, precision, channels_last
         tmp.unlink(missing_ok=True)
 
 
-def package_path(model_name, batch_size, device, precision, channels_last):
-    """The cached package for this configuration, built on first use. A file lock makes concurrent
-    processes (pytest-xdist workers, the two trainers) wait for one build instead of building twice."""
-    device = torch.device(device)
-    if precision not in PRECISIONS:
-        raise AotiError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AotiError("a CUDA package was requested but CUDA is not available")
-    path = cache_dir() / "aoti" / package_name(model_name, batch_size, device, precision, channels_last)
-    if path.exists():
-        return path
+def build_once(path, model_name, batch_size, device, precision, channels_last):
+    """Build `path` unless it exists. A file lock makes concurrent processes (pytest-xdist workers) wait for
+    one build instead of building twice."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_name(path.name + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not path.exists():  # another process may have built it while we waited
-                use_persistent_inductor_cache()
-                print(f"{PROG}: building {path.name} (first use)", file=sys.stderr, flush=True)
-                t0 = time.perf_counter()
-                build_package(path, model_name, batch_size, device, precision, channels_last)
-                print(f"{PROG}: built {path.name} in {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+        with FileLock(path.with_name(path.name + ".lock")):
+            if path.exists():  # another process built it while we waited
+                return
+            use_persistent_inductor_cache()
+            print(f"{PROG}: building {path} (first use)", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            build_package(path, model_name, batch_size, device, precision, channels_last)
+            print(f"{PROG}: built {path.name} in {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
     except OSError as err:
         raise AotiError(f"cannot use the package cache {path.parent}: {err.strerror or err}") from None
-    return path
+
+
+def package_dir(model, device, precision, channels_last, batch_sizes):
+    """The folder holding this configuration's package for each batch size (the trainers' --aoti-dir), each
+    built on first use: <cache>/aoti/<device tag>-torch<version>/<vocab.aoti_package_name(...)>."""
+    device = torch.device(device)
+    if model not in MODELS or precision not in PRECISIONS or device.type not in ("cpu", "cuda"):
+        raise AotiError(f"no package for model {model!r}, precision {precision!r}, device {device.type!r} "
+                        f"(choose from {', '.join(MODELS)}; {', '.join(PRECISIONS)}; cpu, cuda)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AotiError("a CUDA package was requested but CUDA is not available")
+    folder = cache_dir() / "aoti" / f"{device_tag(device)}-torch{torch.__version__}"
+    for batch_size in batch_sizes:
+        path = folder / aoti_package_name(model, precision, channels_last, batch_size)
+        if not path.exists():
+            build_once(path, model, batch_size, device, precision, channels_last)
+    return folder
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("package", help="print the package path for a configuration, building it on first use")
-    p.add_argument("--model", required=True, choices=list(M.STAGES))
-    p.add_argument("--batch-size", type=int, required=True)
+    p = sub.add_parser("package", help="build the packages of a configuration (first use) and print their folder")
+    p.add_argument("--model", required=True, choices=list(MODELS))
     p.add_argument("--device", required=True, choices=["cpu", "cuda"])
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     p.add_argument("--channels-last", action="store_true")
-    args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    p.add_argument("--batch-sizes", required=True, help="comma-separated batch sizes (the trainers' latency sizes)",
+                   type=functools.partial(parse_ints, "--batch-sizes", low=1, high=MAX_BATCH, allow_empty=False))
     try:
-        print(package_path(args.model, args.batch_size, args.device, args.precision, args.channels_last))
+        args = parser.parse_args(argv)
+        print(package_dir(args.model, args.device, args.precision, args.channels_last, args.batch_sizes))
+    except UsageError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
     except AotiError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1

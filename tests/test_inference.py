@@ -1,19 +1,20 @@
 """Inference paths and concurrent inference in both trainers (docs/twins.md, "Modes").
 
 Every path must compute what eager computes with the run's own weights: each trainer dumps each path's
-output on its latency input (--dump-logits, "<path>.bs<B>"). The AOTInductor packages are built on first use
-and cached by suite.aoti (under BENCH_CACHE), and both languages load the same package. The default tests run
-on CPU; the CUDA graph checks are opt-in (-m gpu).
+output on its latency input (--dump-logits, "<path>.bs<B>"). The AOTInductor packages are built once by
+suite.aoti.package_dir (cached under BENCH_CACHE), and both languages load the same package from the folder
+it returns (--aoti-dir). The default tests run on CPU; the CUDA graph checks are opt-in (-m gpu).
 """
 
 import pytest
 import torch
 
 from bench import model as M
+from bench.vocab import INFERENCE_PATHS, PROGRAMS
 from suite import harness as H
+from suite.aoti import package_dir
 from suite.schema import load_results
 
-ALL_PATHS = ("eager", "compile", "aoti", "cuda-graph")
 CONCURRENCY = (1, 2)
 # CUDA paths against eager, relative to the largest logit. "fp32" convolutions run in TF32 on CUDA (PyTorch's
 # default, both languages; 10-bit mantissa), and AOTInductor may pick other cuDNN algorithms than eager, so
@@ -21,13 +22,9 @@ CONCURRENCY = (1, 2)
 # running other weights, or without the BatchNorm statistics, is off by the logit scale itself.
 CUDA_REL_TOLERANCE = {"fp32": 0.005, "bf16": 0.02}
 CONCURRENCY_ITERS = 3
-SMALL = ["--model", "resnet18", "--eval-only", "--test-limit", "8", "--threads", "1", "--latency-batch-sizes", "1",
-         "--latency-iters", "2", "--latency-warmup", "1"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(cache_dir):
-    return H.ensure_synthetic(cache_dir / "synthetic-320-64-7", 320, 64, seed=7)
+LATENCY_SIZES = [1]
+SMALL = ["--model", "resnet18", "--eval-only", "--test-limit", "8", "--threads", "1", "--latency-batch-sizes",
+         ",".join(map(str, LATENCY_SIZES)), "--latency-iters", "2", "--latency-warmup", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -48,32 +45,24 @@ def weights(tmp_path_factory):
     return path
 
 
+def aoti_dir(device, precision):
+    """The trainers' --aoti-dir for this configuration, its packages built on first use."""
+    return str(package_dir("resnet18", device, precision, False, LATENCY_SIZES))
+
+
 @pytest.fixture(scope="module")
-def cpu_run(tmp_path_factory, tiny_data, weights, exe_for):
+def cpu_run(cached_run, tiny_data, weights):
     """cpu_run(lang, precision): one small eval-only CPU run with these weights, shared by the tests; returns
     (validated results, dumped outputs, stderr). fp32 asks for every path and for concurrency."""
-    done = {}
-
     def get(lang, precision="fp32"):
-        key = (lang, precision)
-        if key not in done:
-            out = tmp_path_factory.mktemp(f"{lang}-{precision}")
-            paths = ALL_PATHS if precision == "fp32" else ("eager", "aoti")
-            args = SMALL + ["--device", "cpu", "--data", str(tiny_data), "--load-weights", str(weights),
-                            "--precision", precision, "--inference-paths", ",".join(paths),
-                            "--dump-logits", str(out / "outputs.pt"), "--results", str(out / "results.json")]
-            if precision == "fp32":
-                args += ["--concurrency", ",".join(map(str, CONCURRENCY)),
-                         "--concurrency-iters", str(CONCURRENCY_ITERS)]
-            proc = H.run_trainer(lang, args, exe_for(lang))
-            if proc.returncode:
-                done[key] = f"{lang} trainer failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
-            else:
-                dumps = torch.load(out / "outputs.pt", map_location="cpu", weights_only=True)
-                done[key] = (load_results(out / "results.json"), dumps, proc.stderr)
-        if isinstance(done[key], str):
-            pytest.fail(done[key], pytrace=False)
-        return done[key]
+        paths = INFERENCE_PATHS if precision == "fp32" else ("eager", "aoti")
+        args = SMALL + ["--device", "cpu", "--data", str(tiny_data), "--load-weights", str(weights),
+                        "--precision", precision, "--inference-paths", ",".join(paths),
+                        "--aoti-dir", aoti_dir("cpu", precision), "--dump-logits", "{out}/outputs.pt"]
+        if precision == "fp32":
+            args += ["--concurrency", ",".join(map(str, CONCURRENCY)), "--concurrency-iters", str(CONCURRENCY_ITERS)]
+        doc, out, stderr = cached_run(lang, args)
+        return doc, torch.load(out / "outputs.pt", map_location="cpu", weights_only=True), stderr
     return get
 
 
@@ -108,12 +97,11 @@ def test_unavailable_paths_are_listed_not_fatal(cpu_run, lang):
     if lang == "cpp":
         expected["inference path compile"] = "torch.compile has no C++ API"
     assert {u["feature"]: u["reason"] for u in doc["unavailable"]} == expected
-    prog = "bench.train" if lang == "python" else "bench_train"
     for feature, reason in expected.items():
-        assert f"{prog}: note: {feature} skipped: {reason}" in stderr
-    measured = [p for p in ALL_PATHS if f"inference path {p}" not in expected]
+        assert f"{PROGRAMS[lang]}: note: {feature} skipped: {reason}" in stderr
+    measured = [p for p in INFERENCE_PATHS if f"inference path {p}" not in expected]
     assert [(lat["path"], lat["batch_size"]) for lat in doc["latency"]] == [(p, 1) for p in measured]
-    assert doc["config"]["inference_paths"] == list(ALL_PATHS)
+    assert doc["config"]["inference_paths"] == list(INFERENCE_PATHS)
 
 
 @pytest.mark.parametrize("lang", H.LANGS)
@@ -152,6 +140,7 @@ def test_cuda_paths_match_eager(tmp_path, tiny_data, weights, exe_for, lang, pre
     out, res = tmp_path / "outputs.pt", tmp_path / "results.json"
     args = SMALL + ["--device", "cuda", "--data", str(tiny_data), "--load-weights", str(weights),
                     "--precision", precision, "--inference-paths", "eager,aoti,cuda-graph",
+                    "--aoti-dir", aoti_dir("cuda", precision),
                     "--concurrency", ",".join(map(str, CONCURRENCY)), "--concurrency-iters", str(CONCURRENCY_ITERS),
                     "--dump-logits", str(out), "--results", str(res)]
     proc = H.run_trainer(lang, args, exe_for(lang))
