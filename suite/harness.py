@@ -13,7 +13,6 @@ from pathlib import Path
 from filelock import FileLock
 
 from bench.vocab import FLAGS, MODES, PROGRAMS
-from bench.vocab import LANGUAGES as LANGS  # noqa: F401  until tests/test_{bad_input,inference}.py use bench.vocab
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_TAIL_LINES = 40

@@ -17,6 +17,7 @@ import pytest
 
 from bench import data as D
 from bench import vocab
+from bench.vocab import LANGUAGES
 from suite import harness as H
 
 QUICK = ["--train-limit", "64", "--test-limit", "32", "--batch-size", "32", "--latency-iters", "0",
@@ -43,20 +44,20 @@ def no_results_left(folder):
 
 # ---- data --------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_missing_data_folder(lang, cpp_exe, tmp_path, one_line_error):
     proc = run(lang, cpp_exe, ["--data", str(tmp_path / "nowhere"), *QUICK])
     one_line_error(proc, lang, 1, "data folder not found", "nowhere")
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_missing_data_file(lang, cpp_exe, data_copy, one_line_error):
     (data_copy / "data_batch_3.bin").unlink()
     proc = run(lang, cpp_exe, ["--data", str(data_copy), *QUICK])
     one_line_error(proc, lang, 1, "missing data file", "data_batch_3.bin")
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_truncated_data_file(lang, cpp_exe, data_copy, tmp_path, one_line_error):
     path = data_copy / "data_batch_2.bin"
     path.write_bytes(path.read_bytes()[:-100])  # cut inside the last record
@@ -65,7 +66,7 @@ def test_truncated_data_file(lang, cpp_exe, data_copy, tmp_path, one_line_error)
     assert no_results_left(tmp_path)
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_corrupt_label(lang, cpp_exe, data_copy, one_line_error):
     path = data_copy / "test_batch.bin"
     raw = bytearray(path.read_bytes())
@@ -150,7 +151,7 @@ def test_bad_flags_through_the_python_cli(tiny_data, flags, message, one_line_er
     one_line_error(proc, "python", 2, message)
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_threads_beyond_the_limit_is_a_usage_error(lang, cpp_exe, tiny_data, tmp_path, one_line_error):
     """Found by a user: --threads 100000 crashed both trainers (exit 139, no message) inside set_num_threads."""
     out = tmp_path / "out.json"
@@ -159,7 +160,7 @@ def test_threads_beyond_the_limit_is_a_usage_error(lang, cpp_exe, tiny_data, tmp
     assert no_results_left(tmp_path)
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_overflowing_epochs_is_a_usage_error(lang, cpp_exe, tiny_data, tmp_path, one_line_error):
     """Found by a user: Python took an epoch count beyond any int64 and started training."""
     huge = "99999999999999999999999"
@@ -170,7 +171,7 @@ def test_overflowing_epochs_is_a_usage_error(lang, cpp_exe, tiny_data, tmp_path,
     assert no_results_left(tmp_path)
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_cuda_requested_without_gpu(lang, cpp_exe, tiny_data, one_line_error):
     import torch
 
@@ -180,13 +181,13 @@ def test_cuda_requested_without_gpu(lang, cpp_exe, tiny_data, one_line_error):
     one_line_error(proc, lang, 2, "--device cuda was requested but CUDA is not available")
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_aoti_without_its_folder_is_a_usage_error(lang, cpp_exe, tiny_data, one_line_error):
     proc = run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--inference-paths", "aoti"])
     one_line_error(proc, lang, 2, "--inference-paths aoti needs --aoti-dir")
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_missing_aoti_package_names_the_file_and_the_command(lang, cpp_exe, tiny_data, tmp_path, one_line_error):
     """Checked before training: the file, and the command that builds it."""
     args = ["--data", str(tiny_data), *QUICK, "--latency-iters", "1", "--latency-batch-sizes", "1,8",
@@ -201,7 +202,7 @@ def test_missing_aoti_package_names_the_file_and_the_command(lang, cpp_exe, tiny
 
 # ---- weights -------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 @pytest.mark.parametrize("content,cause", [(b"definitely not a torch archive", "not a torch archive"),
                                            (b"", "the file is empty")], ids=["foreign", "empty"])
 def test_unreadable_weights_file(lang, content, cause, cpp_exe, tiny_data, tmp_path, one_line_error):
@@ -211,7 +212,7 @@ def test_unreadable_weights_file(lang, content, cause, cpp_exe, tiny_data, tmp_p
     one_line_error(proc, lang, 1, f"cannot read weights file {weights}: {cause}")
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_truncated_weights_file(lang, cpp_exe, tiny_data, tmp_path, one_line_error):
     """Found by a user: half a weights file gave, in Python, the first line of torch's generic weights_only
     notice. Both languages say what is wrong with the file, in one line."""
@@ -224,7 +225,7 @@ def test_truncated_weights_file(lang, cpp_exe, tiny_data, tmp_path, one_line_err
     one_line_error(proc, lang, 1, f"cannot read weights file {weights}: truncated")
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_weights_of_the_other_model(lang, cpp_exe, tiny_data, tmp_path, one_line_error):
     from bench import model as M
 
@@ -236,7 +237,7 @@ def test_weights_of_the_other_model(lang, cpp_exe, tiny_data, tmp_path, one_line
 
 # ---- during the run ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_nan_loss_stops_at_once(lang, cpp_exe, tiny_data, tmp_path, one_line_error):
     out = tmp_path / "out.json"
     proc = run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--train-limit", "64", "--batch-size", "16",
@@ -247,7 +248,7 @@ def test_nan_loss_stops_at_once(lang, cpp_exe, tiny_data, tmp_path, one_line_err
     assert no_results_left(tmp_path)
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_diverged_weights_stop_the_run(lang, cpp_exe, tiny_data, tmp_path, one_line_error):
     """A finite training loss whose update breaks the weights (the largest LR allowed): the test loss is named."""
     out = tmp_path / "out.json"
@@ -257,7 +258,7 @@ def test_diverged_weights_stop_the_run(lang, cpp_exe, tiny_data, tmp_path, one_l
     assert no_results_left(tmp_path)
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_trainer_crash_leaves_no_results(lang, cpp_exe, tiny_data, tmp_path):
     proc = run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--results", str(tmp_path / "out.json")],
                env={"BENCH_CRASH_AT_STEP": "1"})
@@ -279,7 +280,7 @@ def test_trainer_crash_fails_the_suite_and_saves_no_baseline(tmp_path, cpp_exe):
     assert not list(tmp_path.rglob("*.json")), "a failed session must not leave a baseline"
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_mid_epoch_leaves_no_results(lang, sig, cpp_exe, tiny_data, tmp_path):
     started = tmp_path / "first-batch.pt"  # written at the first step: training is under way
@@ -301,7 +302,7 @@ def test_interrupt_mid_epoch_leaves_no_results(lang, sig, cpp_exe, tiny_data, tm
     assert not any(p.name.startswith("out.json") for p in tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_full_disk_when_writing_results(lang, cpp_exe, tiny_data, tmp_path, one_line_error):
     """A write that fails half-way (here: a 1 KiB file-size limit) names the file and leaves nothing."""
     def limit_file_size():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bench import model as M
-from bench.vocab import INFERENCE_PATHS, PROGRAMS
+from bench.vocab import INFERENCE_PATHS, LANGUAGES, PROGRAMS
 from suite import harness as H
 from suite.aoti import package_dir
 from suite.schema import load_results
@@ -70,7 +70,7 @@ def max_diff(a, b):
     return (a - b).abs().max().item()
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_compiled_paths_match_eager(cpu_run, lang):
     _, out, _ = cpu_run(lang)
     compiled = [p for p in ("compile", "aoti") if f"{p}.bs1" in out]
@@ -90,7 +90,7 @@ def test_aoti_same_in_both_languages(cpu_run):
     assert diff <= 1e-5
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_unavailable_paths_are_listed_not_fatal(cpu_run, lang):
     doc, _, stderr = cpu_run(lang)  # exit 0, results valid
     expected = {"inference path cuda-graph": "CUDA graphs need a CUDA device"}
@@ -104,7 +104,7 @@ def test_unavailable_paths_are_listed_not_fatal(cpu_run, lang):
     assert doc["config"]["inference_paths"] == list(INFERENCE_PATHS)
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_concurrency_entries(cpu_run, lang):
     doc, _, _ = cpu_run(lang)
     assert [c["threads"] for c in doc["concurrency"]] == list(CONCURRENCY)
@@ -114,7 +114,7 @@ def test_concurrency_entries(cpu_run, lang):
 
 
 @pytest.mark.slow  # another package build (~20 s on 2 cores): opt in with -m slow
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_bf16_aoti_matches_eager_bf16(cpu_run, lang):
     """The bf16 package runs the model under autocast, as the eager bf16 path does: it matches eager bf16
     within a few bf16 roundings and is as far from fp32 as eager bf16 is."""
@@ -133,7 +133,7 @@ def test_bf16_aoti_matches_eager_bf16(cpu_run, lang):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_cuda_paths_match_eager(tmp_path, tiny_data, weights, exe_for, lang, precision):
     """CUDA graph replays (and the CUDA AOTInductor package) compute what eager computes; concurrent
     requests run on per-thread streams."""
