@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from bench import data as D
+from bench.vocab import LANGUAGES
 from suite import harness as H
 from suite.schema import load_results
 
@@ -64,7 +65,7 @@ def copy_data(source, folder, synthetic):
     return folder
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_default_data_is_the_synthetic_set_said_loudly(lang, cpp_exe, tiny_data, tmp_path):
     synthetic = copy_data(tiny_data, tmp_path / "cache" / D.SYNTHETIC_DIR, synthetic=True)
     out = tmp_path / "out.json"
@@ -76,7 +77,7 @@ def test_default_data_is_the_synthetic_set_said_loudly(lang, cpp_exe, tiny_data,
         "kind": "synthetic", "path": str(synthetic), "sha256": None, "train_records": 64, "test_records": 32}
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_default_data_prefers_the_official_folder(lang, cpp_exe, tiny_data, tmp_path):
     cache = tmp_path / "cache"
     official = copy_data(tiny_data, cache / D.OFFICIAL_DIR, synthetic=False)
@@ -88,7 +89,7 @@ def test_default_data_prefers_the_official_folder(lang, cpp_exe, tiny_data, tmp_
     assert load_results(out)["dataset"]["path"] == str(official)
 
 
-@pytest.mark.parametrize("lang", H.LANGS)
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_no_prepared_data_names_the_command(lang, cpp_exe, tmp_path, one_line_error):
     out = tmp_path / "out.json"
     proc = run(lang, cpp_exe, [*QUICK, "--results", str(out)], tmp_path, {"BENCH_CACHE": str(tmp_path / "empty")})
