@@ -320,3 +320,29 @@ def test_torch_floor_is_what_ci_tests():
             assert reqs[name].specifier.contains(versions[name]), (
                 f"[{section}] pins {name}=={versions[name]}, outside pyproject's range")
 
+
+
+def where_things_are_paths():
+    """Every repository path README's "Where things are" names, `{h,cpp}` expanded."""
+    section = (ROOT / "README.md").read_text().split("## Where things are", 1)[1].split("\n## ", 1)[0]
+    paths = set()
+    for token in re.findall(r"`([^`\s]+)`", section):
+        if "/" not in token and not re.fullmatch(r"[\w.-]+\.(py|txt|toml|ini|h|cpp|json|yml)", token):
+            continue  # a command or an API name, not a path
+        if token.startswith("build/"):
+            continue  # a build output, there only after the build
+        stem, _, alternatives = token.partition("{")
+        for ending in alternatives.rstrip("}").split(",") if alternatives else [""]:
+            paths.add((stem + ending).rstrip("/").replace("*", ""))
+    return paths
+
+
+def test_where_things_are_matches_the_tree():
+    """README's map of the repository names only what exists, and every trainer and suite source file."""
+    named = where_things_are_paths()
+    missing = sorted(p for p in named if not (ROOT / p).exists())
+    assert not missing, f"README's 'Where things are' names paths that do not exist: {missing}"
+    sources = {f"{folder}/{f.name}" for folder in ("bench", "cpp", "suite") for f in (ROOT / folder).iterdir()
+               if f.suffix in (".py", ".h", ".cpp") and f.name != "__init__.py"}
+    unnamed = sorted(sources - named)
+    assert not unnamed, f"source files README's 'Where things are' does not name: {unnamed}"
