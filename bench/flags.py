@@ -1,14 +1,15 @@
 """The trainers' command line, built from the one table of flags (bench/vocab.py FLAGS). Twin of cpp/flags.cpp.
 
-Every value goes through the table's own checks (kind, limits, choices), so a bad value is the same line in
-both languages: `<flag> must be <what the table allows>, got '<text>'`. Only argparse's structural errors (an
-unknown flag, a missing value) keep argparse's wording; the tests compare their key fragment.
+Every argument goes through the same loop as C++'s and every value through the table's own checks (kind,
+limits, choices), so a bad command line is the same line in both languages: `<flag> must be <what the table
+allows>, got '<text>'`, an unknown flag, a flag without its value. argparse only prints --help.
 """
 
 import argparse
 import functools
 import math
 import re
+import sys
 from dataclasses import dataclass
 
 from bench.vocab import FLAGS, MODELS, MODES, PROGRAMS
@@ -72,7 +73,7 @@ def parse_value(flag, text):
         return parse_ints(flag.name, text, flag.low, flag.high, allow_empty=not flag.default)
     if flag.kind == "names":
         return parse_names(flag.name, text, flag.choices)
-    return text
+    return text or None  # an empty path is no path, as in C++
 
 
 # ---- --help: the same layout as bench_train --help (tests/test_vocab.py reads that one) ----------------------
@@ -116,8 +117,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    """argparse over vocab.FLAGS. Each value's type function raises UsageError, which argparse passes on
-    untouched: the message is the table's, not argparse's."""
+    """argparse over vocab.FLAGS, for --help (and tests/test_vocab.py): the same flags, types and defaults."""
     parser = _Parser(prog=PROGRAMS["python"], allow_abbrev=False, epilog=vocabulary_text(),
                      formatter_class=argparse.RawDescriptionHelpFormatter,
                      description="Train and time a CIFAR ResNet (the twin of bench_train).")
@@ -182,7 +182,40 @@ def check_combinations(args):
             raise UsageError("--device cuda was requested but CUDA is not available")
 
 
+def find_flag(arg):
+    """The flag `arg` names (before any "=value"), or UsageError."""
+    name = arg.split("=", 1)[0]
+    for flag in FLAGS:
+        if flag.name == name:
+            return flag
+    raise UsageError(f"unknown flag '{arg}' (--help lists them)")
+
+
+def default_value(flag):
+    return list(flag.default) if flag.kind in ("ints", "names") else flag.default
+
+
 def parse_args(argv=None):
-    args = Args(**vars(build_parser().parse_args(argv)))
+    """`--flag value` and `--flag=value`, the table's checks on each value; --help prints and exits 0."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    values = {flag.dest: default_value(flag) for flag in FLAGS}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-h", "--help"):
+            build_parser().print_help()
+            sys.exit(0)
+        flag = find_flag(arg)
+        value = arg.split("=", 1)[1] if "=" in arg else None
+        if flag.kind == "switch" and value is not None:
+            raise UsageError(f"{flag.name} takes no value, got '{arg}'")
+        if flag.kind != "switch" and value is None:
+            if i + 1 >= len(argv):
+                raise UsageError(f"{flag.name} needs a value")
+            i += 1
+            value = argv[i]
+        values[flag.dest] = True if flag.kind == "switch" else parse_value(flag, value)
+        i += 1
+    args = Args(**values)
     check_combinations(args)
     return args

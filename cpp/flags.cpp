@@ -187,7 +187,7 @@ void print_help() {
 const Flag& find_flag(std::string_view arg) {
   const auto name = arg.substr(0, arg.find('='));
   const auto it = std::find_if(kFlags.begin(), kFlags.end(), [&](const Flag& f) { return f.name == name; });
-  if (it == kFlags.end()) throw UsageError(c10::str("unknown flag '", arg, "' (bench_train --help lists them)"));
+  if (it == kFlags.end()) throw UsageError(c10::str("unknown flag '", arg, "' (--help lists them)"));
   return *it;
 }
 
