@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.vocab import DEVICES, INFERENCE_PATHS, LANGUAGES, MODELS, MODES
+from bench.vocab import DEVICES, FLAGS, INFERENCE_PATHS, LANGUAGES, MODELS, MODES
 from suite import benchmark_compat
 from suite import harness as H
 
@@ -103,9 +103,13 @@ class RunConfig:
         self.data = opt("data")
         self.data_dir, self.why_not_official = (Path(self.data) if self.data and self.data != OFFICIAL else None), None
         if self.data == OFFICIAL:
-            from bench.data import default_data
+            from filelock import FileLock
 
-            self.data_dir, self.why_not_official = default_data()
+            from bench.data import cache_dir, default_data
+
+            cache_dir().mkdir(parents=True, exist_ok=True)
+            with FileLock(cache_dir() / ".default-data.lock"):  # xdist workers: one download, one synthetic set
+                self.data_dir, self.why_not_official = default_data()
         if not self.data or self.why_not_official:
             self.preset, preset = ("smoke", SMOKE) if not self.data else ("offline", OFFLINE)
         elif self.device == "cpu" or (self.device == "auto" and not _cuda_available()):
@@ -129,24 +133,23 @@ class RunConfig:
         self.validate()
 
     def validate(self):
-        for name in ("epochs", "batch_size", "concurrency_iters"):
-            if getattr(self, name) < 1:
-                _usage(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_limit", "test_limit", "threads", "workers", "latency_iters", "warmup_steps"):
-            if (getattr(self, name) or 0) < 0:
-                _usage(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if not self.lr > 0:
-            _usage(f"--lr must be > 0, got {self.lr}")
-        if self.device not in DEVICES:
-            _usage(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        # The options the suite passes on to both trainers get the trainers' own checks (bench/vocab.py FLAGS):
+        # a value a trainer would refuse is a usage error here, before anything runs.
+        from bench.flags import UsageError, parse_value
+
+        for flag in FLAGS:
+            value = getattr(self, flag.dest, None)
+            if value is not None and flag.kind != "switch" and flag.dest not in ("inference_paths", "data"):
+                try:
+                    parse_value(flag, value if isinstance(value, str) else repr(value))
+                except UsageError as err:
+                    _usage(str(err))
         for option, values, known in [("models", self.models, tuple(MODELS)), ("langs", self.langs, LANGUAGES),
                                       ("modes", self.modes, tuple(MODES)),
                                       ("inference-paths", self.inference_paths, INFERENCE_PATHS)]:
             bad = [v for v in values if v not in known]
             if bad or not values or len(set(values)) != len(values):
                 _usage(f"--{option}: unknown, repeated or no value(s) {bad or values}; choose from {', '.join(known)}")
-        _positive_ints("latency-batch-sizes", self.latency_batch_sizes)
-        _positive_ints("concurrency", self.concurrency, allow_empty=True)
         if self.data and self.data != OFFICIAL and not Path(self.data).is_dir():
             _usage(f"--data folder not found: {self.data}")
         if self.device == "cuda" and not _cuda_available():
@@ -195,12 +198,13 @@ class RunConfig:
 
     def aoti_packages(self, model, mode):
         """The folder of AOTInductor packages a run of `mode` loads, one per latency batch size, built on first
-        use (cached across sessions): compiled here, once, so that no trainer's time includes a compile."""
-        from suite import aoti
-
+        use (cached across sessions) in a process of its own, so that no trainer's time includes a compile."""
         device = self.device if self.device != "auto" else ("cuda" if _cuda_available() else "cpu")
         precision, channels_last = H.mode_precision_and_layout(mode)
-        return aoti.package_dir(model, device, precision, channels_last, self.latency_sizes)
+        try:
+            return H.aoti_packages(model, device, precision, channels_last, self.latency_sizes)
+        except H.BuildError as err:
+            pytest.fail(str(err), pytrace=False)
 
 
 def pytest_configure(config):

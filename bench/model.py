@@ -66,14 +66,6 @@ def make_model(name):
     return ResNet(MODELS[name])
 
 
-def resnet18():
-    return make_model("resnet18")
-
-
-def resnet34():
-    return make_model("resnet34")
-
-
 @torch.no_grad()
 def init_weights(model, generator):
     """PyTorch's default init distribution, drawn by us so both languages draw the same numbers in order."""

@@ -70,7 +70,7 @@ def run_config(args):
             "warmup_steps": args.warmup_steps, "optimizer_impl": args.optimizer_impl, "eval_only": args.eval_only,
             "load_weights": args.load_weights, "precision": args.precision, "channels_last": args.channels_last,
             "cudnn_benchmark": args.cudnn_benchmark, "data_pipeline": args.data_pipeline, "workers": args.workers,
-            "inference_paths": args.inference_paths, "concurrency": args.concurrency,
+            "inference_paths": args.inference_paths, "aoti_dir": args.aoti_dir, "concurrency": args.concurrency,
             "concurrency_iters": args.concurrency_iters}
 
 

@@ -34,7 +34,7 @@ from bench.runtime import (
     run_facts,
     seconds_since,
 )
-from bench.vocab import PROGRAMS, WARMUP_STEPS  # noqa: F401  (tests/test_trainers.py reads WARMUP_STEPS here)
+from bench.vocab import PROGRAMS
 
 PROG = PROGRAMS["python"]
 MAX_HOOK_SLEEP_MS = 3_600_000  # an hour per step: far above any test's slowdown
@@ -63,7 +63,9 @@ def read_test_hooks():
     """The hooks set in the environment; a malformed value is a usage error, as a bad flag is."""
     sleep, nan, crash = (os.environ.get(name) for name in
                          ("BENCH_SLEEP_PER_STEP_MS", "BENCH_NAN_AT_STEP", "BENCH_CRASH_AT_STEP"))
-    return TestHooks(parse_float("BENCH_SLEEP_PER_STEP_MS", sleep, 0, MAX_HOOK_SLEEP_MS) if sleep else 0.0,
+    # Unset, empty or "0": no sleep (a sleep's own limit excludes 0, as --lr's does).
+    return TestHooks(parse_float("BENCH_SLEEP_PER_STEP_MS", sleep, 0, MAX_HOOK_SLEEP_MS) if sleep not in (None, "", "0")
+                     else 0.0,
                      parse_int("BENCH_NAN_AT_STEP", nan, 0, INT64_MAX) if nan else -1,
                      parse_int("BENCH_CRASH_AT_STEP", crash, 0, INT64_MAX) if crash else -1)
 
@@ -304,15 +306,17 @@ def train(model, optimizer, sources, data, device, args, hooks):
     window (time and peak memory) opens here: warm-up, data loading and the model's creation excluded."""
     steps_per_epoch = math.ceil(data.train_x.shape[0] / args.batch_size)
 
-    def dump_batch(x, y):
-        save_tensor_dict({"images": x, "labels": y, "test_images": data.test_x}, args.dump_batch)
+    dump_batch = None  # None without --dump-batch; built here, outside every timed window
+    if args.dump_batch:
+        def dump_batch(x, y):
+            save_tensor_dict({"images": x, "labels": y, "test_images": data.test_x}, args.dump_batch)
     epochs, step_losses = [], []
     reset_peak_memory(device)
     start = now_ns(device)
     for epoch in range(1, 0 if args.eval_only else args.epochs + 1):
         t0 = now_ns(device)
         result = train_epoch(model, optimizer, sources.train(), device, (epoch - 1) * steps_per_epoch,
-                             args.epochs * steps_per_epoch, args, hooks, dump_batch if args.dump_batch else None)
+                             args.epochs * steps_per_epoch, args, hooks, dump_batch)
         train_seconds = seconds_since(t0, device)
         step_losses += check_step_losses(result.step_losses, epoch, steps_per_epoch)
         t0 = now_ns(device)

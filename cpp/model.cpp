@@ -142,8 +142,6 @@ ResNet make_model(const std::string& name) {
   throw std::invalid_argument("unknown model '" + name + "'");
 }
 
-ResNet resnet18() { return make_model("resnet18"); }
-ResNet resnet34() { return make_model("resnet34"); }
 
 void init_weights(ResNet& model, at::Generator& gen) {
   torch::NoGradGuard no_grad;

@@ -29,8 +29,6 @@ struct ResNetImpl : torch::nn::Module {
 };
 TORCH_MODULE(ResNet);
 
-ResNet resnet18();
-ResNet resnet34();
 // A model of kModels (cpp/vocab.h).
 ResNet make_model(const std::string& name);
 

@@ -88,6 +88,7 @@ Json run_config(const Args& args) {
                        {"data_pipeline", args.data_pipeline},
                        {"workers", args.workers},
                        {"inference_paths", args.inference_paths},
+                       {"aoti_dir", args.aoti_dir.empty() ? Json() : Json(args.aoti_dir)},
                        {"concurrency", args.concurrency},
                        {"concurrency_iters", args.concurrency_iters}});
 }

@@ -15,6 +15,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -47,7 +48,8 @@ struct TestHooks {
 TestHooks read_test_hooks() {
   constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
   TestHooks hooks;
-  if (const char* v = std::getenv("BENCH_SLEEP_PER_STEP_MS"); v && *v) {
+  // Unset, empty or "0": no sleep (a sleep's own limit excludes 0, as --lr's does).
+  if (const char* v = std::getenv("BENCH_SLEEP_PER_STEP_MS"); v && *v && std::string_view(v) != "0") {
     hooks.sleep_per_step_ms = parse_float("BENCH_SLEEP_PER_STEP_MS", v, 0, kMaxHookSleepMs);
   }
   if (const char* v = std::getenv("BENCH_NAN_AT_STEP"); v && *v) {
@@ -326,9 +328,12 @@ void print_progress(int64_t epoch, int64_t epochs, const EpochRecord& rec, doubl
 Training train(ResNet& model, torch::optim::SGD& optimizer, const BatchSources& sources, const Data& data,
                const torch::Device& device, const Args& args, const TestHooks& hooks) {
   const int64_t steps_per_epoch = (data.train_x.size(0) + args.batch_size - 1) / args.batch_size;
-  const DumpBatch dump_batch = [&](const torch::Tensor& x, const torch::Tensor& y) {
-    save_tensor_dict({{"images", x}, {"labels", y}, {"test_images", data.test_x}}, args.dump_batch);
-  };
+  DumpBatch dump_batch;  // empty without --dump-batch; built here, outside every timed window
+  if (!args.dump_batch.empty()) {
+    dump_batch = [&](const torch::Tensor& x, const torch::Tensor& y) {
+      save_tensor_dict({{"images", x}, {"labels", y}, {"test_images", data.test_x}}, args.dump_batch);
+    };
+  }
   Training training;
   reset_peak_memory(device);
   const int64_t start = now_ns(device);
@@ -337,7 +342,7 @@ Training train(ResNet& model, torch::optim::SGD& optimizer, const BatchSources& 
     auto batches = sources.train();
     const auto result =
         train_epoch(model, optimizer, *batches, device, (epoch - 1) * steps_per_epoch, args.epochs * steps_per_epoch,
-                    args, hooks, args.dump_batch.empty() ? nullptr : dump_batch);
+                    args, hooks, dump_batch);
     const double train_seconds = seconds_since(t0, device);
     const auto losses = check_step_losses(result.step_losses, epoch, steps_per_epoch);
     training.step_losses.insert(training.step_losses.end(), losses.begin(), losses.end());

@@ -109,14 +109,12 @@ class Ctx:
 # ---------------------------------------------------------------------------------------------------------
 
 BUILD = """import sys
-from bench.vocab import INFERENCE_PATHS, MODELS
 from suite import harness as H
 try:
     print(H.build_cpp(sys.argv[1]))  # all cores
 except H.BuildError as err:
     sys.exit(str(err))"""
 SYNTH = """import sys
-from bench.vocab import INFERENCE_PATHS, MODELS
 from suite import harness as H
 print(H.ensure_synthetic(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))  # kept when already there"""
 CHECK_SUMS = """import hashlib, pathlib, sys
@@ -152,8 +150,7 @@ def aoti_configs(plan):
 
 def aoti(c, model, precision, channels_last):
     """One folder of packages, one per latency batch size: the folder the suite passes as --aoti-dir."""
-    return [[PY, "-m", "suite.aoti", "package", "--model", model, "--device", c.plan.device, "--precision", precision,
-             *(["--channels-last"] if channels_last else []), "--batch-sizes", c.plan.latency_sizes]]
+    return [H.aoti_package_command(model, c.plan.device, precision, channels_last, c.plan.latency_sizes.split(","))]
 
 
 def suite(c, name, models, data, **opts):
@@ -405,7 +402,7 @@ def parse_args(argv):
     return args, p
 
 
-def missing_modules(names=("jsonschema", "pytest", "pytest_benchmark", "xdist", "torchvision")):
+def missing_modules(names=("jsonschema", "pytest", "pytest_benchmark", "xdist", "torchvision", "yaml")):
     """The suite's Python dependencies this interpreter cannot import."""
     import importlib.util
 

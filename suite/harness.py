@@ -22,6 +22,25 @@ class BuildError(Exception):
     """The C++ build failed; the message holds the tail of CMake's or the compiler's output."""
 
 
+def aoti_package_command(model, device, precision, channels_last, batch_sizes):
+    """The command that builds (first use) one configuration's AOTInductor packages and prints their folder."""
+    layout = ["--channels-last"] if channels_last else []
+    return [sys.executable, "-m", "suite.aoti", "package", "--model", model, "--device", device, "--precision",
+            precision, *layout, "--batch-sizes", ",".join(map(str, batch_sizes))]
+
+
+def aoti_packages(model, device, precision, channels_last, batch_sizes):
+    """The folder of that configuration's packages (a trainer's --aoti-dir), built in a process of its own: the
+    suite's long-lived process never compiles nor touches the GPU, so no trainer is timed beside its state."""
+    proc = subprocess.run(aoti_package_command(model, device, precision, channels_last, batch_sizes), cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode or not lines:
+        raise BuildError(f"AOTInductor packages for {model} {precision} could not be built (exit {proc.returncode}): "
+                         f"{proc.stderr.strip()[-2000:]}")
+    return Path(lines[-1])
+
+
 def mode_precision_and_layout(mode):
     """(precision, channels_last) of a suite mode (bench.vocab.MODES): what its AOTInductor packages are built for."""
     flags = MODES[mode]

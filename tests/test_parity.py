@@ -197,6 +197,9 @@ def test_results_documents_have_the_same_shape(tmp_path, cpp_exe, tiny_data):
     py, cpp = docs["python"], docs["cpp"]
     assert py["torch_version"] == cpp["torch_version"] and py["device"] == cpp["device"]
     assert py["config"] == cpp["config"] and py["dataset"] == cpp["dataset"]
+    from bench.results import SCHEMA_VERSION  # C++'s kSchemaVersion has no other tie to it
+
+    assert py["schema_version"] == cpp["schema_version"] == SCHEMA_VERSION
 
 
 def test_timed_intervals_cover_what_they_claim(tmp_path, cpp_exe, tiny_data):

@@ -36,12 +36,13 @@ def test_offline_official_falls_back_loudly_to_a_configuration_with_thresholds(t
                                                            ("channels-last", "fp32", True)])
 def test_a_run_with_the_aoti_path_gets_the_package_folder_of_its_mode(run_config, tmp_path, monkeypatch, mode,
                                                                       precision, channels_last):
-    """With aoti among the inference paths, the suite builds (suite.aoti.package_dir) the packages of the mode's
-    precision and layout at every latency batch size before the trainer starts, and passes their folder."""
-    from suite import aoti
+    """With aoti among the inference paths, the suite builds (suite.harness.aoti_packages, a process of its own)
+    the packages of the mode's precision and layout at every latency batch size before the trainer starts, and
+    passes their folder."""
+    from suite import harness
 
     calls = []
-    monkeypatch.setattr(aoti, "package_dir", lambda *args: calls.append(args) or tmp_path, raising=False)
+    monkeypatch.setattr(harness, "aoti_packages", lambda *args: calls.append(args) or tmp_path)
     cfg = copy.copy(run_config)
     cfg.device, cfg.inference_paths = "cpu", ["eager"]
     assert "--aoti-dir" not in cfg.trainer_args("resnet18", tmp_path, mode) and not calls

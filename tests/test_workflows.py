@@ -321,7 +321,6 @@ def test_torch_floor_is_what_ci_tests():
                 f"[{section}] pins {name}=={versions[name]}, outside pyproject's range")
 
 
-
 def where_things_are_paths():
     """Every repository path README's "Where things are" names, `{h,cpp}` expanded."""
     section = (ROOT / "README.md").read_text().split("## Where things are", 1)[1].split("\n## ", 1)[0]
