@@ -142,7 +142,6 @@ ResNet make_model(const std::string& name) {
   throw std::invalid_argument("unknown model '" + name + "'");
 }
 
-
 void init_weights(ResNet& model, at::Generator& gen) {
   torch::NoGradGuard no_grad;
   for (const auto& module : model->modules()) {

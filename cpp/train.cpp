@@ -340,9 +340,8 @@ Training train(ResNet& model, torch::optim::SGD& optimizer, const BatchSources& 
   for (int64_t epoch = 1; epoch <= (args.eval_only ? 0 : args.epochs); ++epoch) {
     int64_t t0 = now_ns(device);
     auto batches = sources.train();
-    const auto result =
-        train_epoch(model, optimizer, *batches, device, (epoch - 1) * steps_per_epoch, args.epochs * steps_per_epoch,
-                    args, hooks, dump_batch);
+    const auto result = train_epoch(model, optimizer, *batches, device, (epoch - 1) * steps_per_epoch,
+                                    args.epochs * steps_per_epoch, args, hooks, dump_batch);
     const double train_seconds = seconds_since(t0, device);
     const auto losses = check_step_losses(result.step_losses, epoch, steps_per_epoch);
     training.step_losses.insert(training.step_losses.end(), losses.begin(), losses.end());
