@@ -56,7 +56,7 @@ def cpp_executable(build_dir):
 
 def build_cpp(build_dir=ROOT / "build", jobs=None):
     """Configure (first time) and build bench_train incrementally with the running Python's torch."""
-    build_dir = Path(build_dir)
+    build_dir = Path(build_dir).resolve()  # absolute: tests run the executable from other folders
     for tool in ("cmake", "c++"):
         if shutil.which(tool) is None:
             raise BuildError(f"{tool} not found on PATH: install CMake >= 3.18 and a C++20 compiler")
