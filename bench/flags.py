@@ -144,6 +144,7 @@ class Args:
     test_limit: int
     device: str
     seed: int
+    repeat: int
     threads: int
     results: str | None
     latency_batch_sizes: list

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
 SCHEDULE = "linear-warmup-linear-decay"
@@ -64,24 +64,28 @@ def run_config(args):
     """The run's configuration: its flags that change what is measured, and the recipe's constants."""
     return {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
             "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "nesterov": True, "schedule": SCHEDULE,
-            "seed": args.seed, "train_limit": args.train_limit, "test_limit": args.test_limit,
-            "device": args.device, "threads": args.threads, "latency_batch_sizes": args.latency_batch_sizes,
-            "latency_iters": args.latency_iters, "latency_warmup": args.latency_warmup,
-            "warmup_steps": args.warmup_steps, "optimizer_impl": args.optimizer_impl, "eval_only": args.eval_only,
+            "seed": args.seed, "repeat": args.repeat, "train_limit": args.train_limit,
+            "test_limit": args.test_limit, "device": args.device, "threads": args.threads,
+            "latency_batch_sizes": args.latency_batch_sizes, "latency_iters": args.latency_iters,
+            "latency_warmup": args.latency_warmup, "warmup_steps": args.warmup_steps,
+            "optimizer_impl": args.optimizer_impl, "eval_only": args.eval_only,
             "load_weights": args.load_weights, "precision": args.precision, "channels_last": args.channels_last,
             "cudnn_benchmark": args.cudnn_benchmark, "data_pipeline": args.data_pipeline, "workers": args.workers,
             "inference_paths": args.inference_paths, "aoti_dir": args.aoti_dir, "concurrency": args.concurrency,
             "concurrency_iters": args.concurrency_iters}
 
 
-def results_document(args, facts, param_count, dataset, warmup_seconds, empty_samples, training, final, inference):
-    """The whole document, in the schema's order. `facts` is runtime.run_facts(); `final` the FINAL_KEYS."""
+def results_document(args, facts, param_count, dataset, startup_seconds, warmup_seconds, empty_samples, training,
+                     final, inference):
+    """The whole document, in the schema's order. `facts` is runtime.run_facts(); `startup_seconds` is
+    runtime.seconds_since_process_start() before the first training step; `final` the FINAL_KEYS."""
     doc = {
         "schema_version": SCHEMA_VERSION, "complete": True, "language": "python", "model": args.model,
         "param_count": param_count, "torch_version": facts["torch_version"], "cuda_version": facts["cuda_version"],
         "cudnn_version": facts["cudnn_version"], "device": facts["device"], "backend": facts["backend"],
         "dataset": dataset, "config": run_config(args), "precision_label": facts["precision_label"],
-        "warmup_seconds": warmup_seconds, "empty_sample_us": empty_sample_entry(empty_samples),
+        "startup_seconds": startup_seconds, "warmup_seconds": warmup_seconds,
+        "empty_sample_us": empty_sample_entry(empty_samples),
         "epochs": training.epochs, "total_seconds": training.total_seconds, "final": final,
         "latency": inference.latency, "concurrency": inference.concurrency, "unavailable": inference.unavailable,
         "peak_memory_bytes": training.peak_memory_bytes,

@@ -1,6 +1,7 @@
 """The clock, precision and layout helpers shared by training and inference, and the facts about the run's
 machine and torch that the results record. Twin of cpp/runtime.cpp."""
 
+import os
 import re
 import time
 
@@ -27,6 +28,22 @@ def now_ns(device):
 
 def seconds_since(t0, device):
     return (now_ns(device) - t0) / 1e9
+
+
+def seconds_since_process_start(device):
+    """Seconds from the OS's start of this process to now, after the device's queued work, or None where
+    /proc/self/stat cannot be read (not Linux). Both languages read the same two clocks: the kernel's start
+    time (field 22 of /proc/self/stat, clock ticks since boot) and CLOCK_BOOTTIME, so the interpreter's or the
+    loader's start-up counts, which no clock read inside the program can see."""
+    synchronize(device)
+    try:
+        with open("/proc/self/stat") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(")") + 1:].split()  # the name may hold spaces and ')'
+        start_ticks = int(fields[22 - 3])  # fields 3 (state) to 22 (starttime)
+    except (OSError, ValueError, IndexError):
+        return None
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
 def empty_samples_us(device):

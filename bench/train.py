@@ -33,6 +33,7 @@ from bench.runtime import (
     reset_peak_memory,
     run_facts,
     seconds_since,
+    seconds_since_process_start,
 )
 from bench.vocab import PROGRAMS
 
@@ -379,6 +380,7 @@ def run(args):
     model = build_model(args, device, generator)
     optimizer = make_optimizer(model, args)
     sources = batch_sources(args, data, device, generator)
+    startup_seconds = None if args.eval_only else seconds_since_process_start(device)  # before the first step
     warmup_seconds = warm_up(model, data, device, args) if args.warmup_steps and not args.eval_only else None
     empty_samples = empty_samples_us(device)
     training = train(model, optimizer, sources, data, device, args, hooks)
@@ -387,7 +389,7 @@ def run(args):
     inference = measure_inference(model, data.test_x, device, infer_options(args), outputs)
     save_outputs(args, model, inference, outputs)
     doc = results_document(args, run_facts(device, args.precision), param_count(model), data.dataset,
-                           warmup_seconds, empty_samples, training, final, inference)
+                           startup_seconds, warmup_seconds, empty_samples, training, final, inference)
     if args.results:
         results.write_results_atomic(doc, args.results)
     return doc

@@ -75,6 +75,8 @@ FLAGS = (
     Flag("--test-limit", "int", 0, "use the first N test records, 0 = all", 0, MAX_COUNT),
     Flag("--device", "choice", "auto", "auto = cuda when available, else cpu", choices=DEVICES),
     Flag("--seed", "int", 0, "seed of the one random generator", 0, MAX_SEED),
+    Flag("--repeat", "int", 1, "which repeat of this configuration this run is (the suite's --repeats numbers "
+         "them; recorded, changes nothing)", 1, MAX_COUNT),
     Flag("--threads", "int", 0, "CPU intra-op threads, 0 = torch default", 0, MAX_THREADS),
     Flag("--results", "text", None, "write the results JSON here"),
     Flag("--latency-batch-sizes", "ints", (1, 32, 128), "comma-separated inference batch sizes", 1, MAX_BATCH),

@@ -92,6 +92,7 @@ const std::map<std::string_view, Field> kFields = {
     {"--test-limit", &Args::test_limit},
     {"--device", &Args::device},
     {"--seed", &Args::seed},
+    {"--repeat", &Args::repeat},
     {"--threads", &Args::threads},
     {"--results", &Args::results},
     {"--latency-batch-sizes", &Args::latency_batch_sizes},

@@ -24,6 +24,7 @@ struct Args {
   int64_t test_limit = 0;
   std::string device;
   int64_t seed = 0;
+  int64_t repeat = 0;
   int64_t threads = 0;
   std::string results;
   std::vector<int64_t> latency_batch_sizes;

@@ -13,7 +13,7 @@
 
 namespace {
 
-constexpr int64_t kSchemaVersion = 3;
+constexpr int64_t kSchemaVersion = 4;
 
 Json epoch_json(const EpochRecord& e) {
   return Json::object({{"epoch", e.epoch},
@@ -71,6 +71,7 @@ Json run_config(const Args& args) {
                        {"nesterov", true},
                        {"schedule", "linear-warmup-linear-decay"},
                        {"seed", args.seed},
+                       {"repeat", args.repeat},
                        {"train_limit", args.train_limit},
                        {"test_limit", args.test_limit},
                        {"device", args.device},
@@ -94,8 +95,8 @@ Json run_config(const Args& args) {
 }
 
 Json results_document(const Args& args, const Json& facts, int64_t param_count, const DatasetIdentity& dataset,
-                      const Json& warmup_seconds, const std::vector<double>& empty_samples, const Training& training,
-                      const Json& final_metrics, const Inference& inference) {
+                      const Json& startup_seconds, const Json& warmup_seconds, const std::vector<double>& empty_samples,
+                      const Training& training, const Json& final_metrics, const Inference& inference) {
   Json::Array epochs;
   for (const auto& record : training.epochs) epochs.push_back(epoch_json(record));
   Json doc = Json::object({{"schema_version", kSchemaVersion},
@@ -111,6 +112,7 @@ Json results_document(const Args& args, const Json& facts, int64_t param_count, 
                            {"dataset", dataset_json(dataset)},
                            {"config", run_config(args)},
                            {"precision_label", facts.get("precision_label")},
+                           {"startup_seconds", startup_seconds},
                            {"warmup_seconds", warmup_seconds},
                            {"empty_sample_us", empty_sample_entry(empty_samples)},
                            {"epochs", epochs},

@@ -8,8 +8,14 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#include <time.h>
+#include <unistd.h>
+
+#include <charconv>
 #include <chrono>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 
 void synchronize(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
@@ -22,6 +28,28 @@ int64_t now_ns(const torch::Device& device) {
 }
 
 double seconds_since(int64_t t0_ns, const torch::Device& device) { return double(now_ns(device) - t0_ns) / 1e9; }
+
+Json seconds_since_process_start(const torch::Device& device) {
+  synchronize(device);
+#ifdef __linux__
+  std::ifstream in("/proc/self/stat");
+  const std::string stat{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const size_t name_end = stat.rfind(')');  // the name may hold spaces and ')'
+  if (name_end == std::string::npos) return nullptr;
+  std::istringstream fields(stat.substr(name_end + 1));
+  std::string field;
+  for (int i = 3; i <= 22; ++i) fields >> field;  // fields 3 (state) to 22 (starttime)
+  int64_t start_ticks = 0;
+  if (!fields || std::from_chars(field.data(), field.data() + field.size(), start_ticks).ec != std::errc()) {
+    return nullptr;
+  }
+  timespec now{};
+  ::clock_gettime(CLOCK_BOOTTIME, &now);
+  return double(now.tv_sec) + double(now.tv_nsec) / 1e9 - double(start_ticks) / double(::sysconf(_SC_CLK_TCK));
+#else
+  return nullptr;
+#endif
+}
 
 namespace {
 constexpr int kEmptySamples = 100;  // empty samples recorded per run (after kEmptySamplesWarmup untimed ones)

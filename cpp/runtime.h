@@ -18,6 +18,12 @@ int64_t now_ns(const torch::Device& device);
 
 double seconds_since(int64_t t0_ns, const torch::Device& device);
 
+// Seconds from the OS's start of this process to now, after the device's queued work, or null where
+// /proc/self/stat cannot be read (not Linux). Both languages read the same two clocks: the kernel's start time
+// (field 22 of /proc/self/stat, clock ticks since boot) and CLOCK_BOOTTIME, so the interpreter's or the
+// loader's start-up counts, which no clock read inside the program can see.
+Json seconds_since_process_start(const torch::Device& device);
+
 // What a timed sample costs with no work in it (synchronize, read the clock, twice), in µs: the floor under
 // every latency sample, recorded so that the two languages' clocks can be compared.
 std::vector<double> empty_samples_us(const torch::Device& device);

@@ -416,6 +416,7 @@ void run(const Args& args) {
   ResNet model = build_model(args, device, generator);
   const auto optimizer = make_optimizer(model, args);
   const BatchSources sources = batch_sources(args, data, device, generator);
+  const Json startup_seconds = args.eval_only ? Json() : seconds_since_process_start(device);  // before the first step
   const Json warmup_seconds =
       args.warmup_steps > 0 && !args.eval_only ? Json(warm_up(model, data, device, args)) : Json();
   const auto empty_samples = empty_samples_us(device);
@@ -426,7 +427,7 @@ void run(const Args& args) {
   const Inference inference = measure_inference(model, data.test_x, device, infer_options(args), dump);
   save_outputs(args, model, inference, dump);
   const Json doc = results_document(args, run_facts(device, args.precision), param_count(model), data.dataset,
-                                    warmup_seconds, empty_samples, training, final, inference);
+                                    startup_seconds, warmup_seconds, empty_samples, training, final, inference);
   if (!args.results.empty()) write_results_atomic(doc, args.results);
 }
 

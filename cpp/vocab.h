@@ -90,6 +90,10 @@ inline constexpr std::array kFlags = {
     Flag{"--test-limit", FlagKind::kInt, "0", "use the first N test records, 0 = all", 0, kMaxCount},
     Flag{"--device", FlagKind::kChoice, "auto", "auto = cuda when available, else cpu", 0, 0, kDevices},
     Flag{"--seed", FlagKind::kInt, "0", "seed of the one random generator", 0, kMaxSeed},
+    Flag{"--repeat", FlagKind::kInt, "1",
+         "which repeat of this configuration this run is (the suite's --repeats numbers them; recorded, changes "
+         "nothing)",
+         1, kMaxCount},
     Flag{"--threads", FlagKind::kInt, "0", "CPU intra-op threads, 0 = torch default", 0, kMaxThreads},
     Flag{"--results", FlagKind::kText, "", "write the results JSON here"},
     Flag{"--latency-batch-sizes", FlagKind::kInts, "1,32,128", "comma-separated inference batch sizes", 1, kMaxBatch},

@@ -118,6 +118,7 @@ BAD_FLAGS = [
     (["--lr", "1e999"], "--lr must be a number", True),
     (["--train-limit", "-5"], "--train-limit must be", True),
     (["--seed", str(2**63)], "--seed must be an integer in [0, 9223372036854775807]", True),
+    (["--repeat", "0"], "--repeat must be an integer in [1, 1000000], got '0'", True),
     (["--latency-batch-sizes", "1,0"], "--latency-batch-sizes must be comma-separated integers", True),
     (["--latency-batch-sizes", ""], "--latency-batch-sizes must be", True),
     (["--precision", "fp8"], "--precision must be one of {fp32,bf16}", True),

@@ -20,6 +20,24 @@ V2 = ROOT / "docs" / "report-example" / "results" / "python-resnet18-default.jso
 COMMITTED = sorted(p for p in (ROOT / "docs").rglob("*.json") if p.name != "report.json")  # report.json: the report's
 
 
+def v4():
+    """The V3 document as the trainers write it now (no version 4 document is committed): schema version 4, the
+    start-up time and the repeat's number."""
+    doc = json.loads(V3.read_text())
+    doc.update(schema_version=4, startup_seconds=2.5)
+    doc["config"]["repeat"] = 1
+    return doc
+
+
+def v4_eval_only():
+    """v4() as an --eval-only run: no epochs, no training metrics, no warm-up, no start-up time."""
+    doc = v4()
+    doc["config"]["eval_only"] = True
+    doc.update(epochs=[], startup_seconds=None, warmup_seconds=None, peak_memory_bytes=None)
+    doc["final"].update(train_loss=None, train_accuracy=None)
+    return doc
+
+
 def enums(node, pointer="#"):
     """{JSON pointer: enum} of every enum in the schema."""
     found = {pointer: node["enum"]} if isinstance(node, dict) and "enum" in node else {}
@@ -63,12 +81,20 @@ def test_committed_results_validate(path):
     load_results(path)
 
 
+@pytest.mark.parametrize("make", [v4, v4_eval_only])
+def test_version_4_documents_validate(make):
+    """The bases of the version 4 breakages below are valid: each breakage fails for its own reason."""
+    assert make()["schema_version"] == SCHEMA_VERSION
+    validate_results(make())
+
+
 DROP = object()  # remove the key
 
 
 def mutated(base, keys, change):
-    """A copy of the document at `base` with the value at `keys` dropped, replaced, or passed through `change`."""
-    doc = json.loads(base.read_text())
+    """A copy of the document at `base` (a path, or a function that makes it) with the value at `keys` dropped,
+    replaced, or passed through `change`."""
+    doc = base() if callable(base) else json.loads(base.read_text())
     parent = doc
     for key in keys[:-1]:
         parent = parent[key]
@@ -87,7 +113,14 @@ MUTATIONS = {
     "v3 without warmup_steps": (V3, ["config", "warmup_steps"], DROP, "$.config: 'warmup_steps' is a required"),
     "v3 latency without peak memory": (V3, ["latency"], lambda _: json.loads(V2.read_text())["latency"][:1],
                                        "$.latency[0]: 'peak_memory_bytes' is a required property"),
-    "unknown schema version": (V3, ["schema_version"], 4, "$.schema_version: 4 is not one of"),
+    "unknown schema version": (v4, ["schema_version"], 5, "$.schema_version: 5 is not one of"),
+    "v4 without startup_seconds": (v4, ["startup_seconds"], DROP, "$: 'startup_seconds' is a required property"),
+    "v4 without repeat": (v4, ["config", "repeat"], DROP, "$.config: 'repeat' is a required property"),
+    "v4 without precision_label": (v4, ["precision_label"], DROP, "$: 'precision_label' is a required property"),
+    "negative startup time": (v4, ["startup_seconds"], -1.0, "$.startup_seconds: -1.0 is less than the minimum"),
+    "startup time as text": (v4, ["startup_seconds"], "2s", "$.startup_seconds: '2s' is not of type"),
+    "repeat 0": (v4, ["config", "repeat"], 0, "$.config.repeat: 0 is less than the minimum of 1"),
+    "repeat as a number": (v4, ["config", "repeat"], 1.5, "$.config.repeat: 1.5 is not of type 'integer'"),
     "incomplete": (V3, ["complete"], False, "$.complete: "),
     "unknown language": (V3, ["language"], "java", "$.language: 'java' is not one of"),
     "unknown precision": (V3, ["config", "precision"], "fp16", "$.config.precision: 'fp16' is not one of"),
@@ -124,6 +157,7 @@ MUTATIONS = {
     "warm-up time although none ran": (V3, ["config", "warmup_steps"], 0, "$.warmup_seconds: must be a time when"),
     "label of another precision": (V3, ["precision_label"], "bf16 autocast", "$.precision_label: 'bf16 autocast'"),
     "wrong empty-sample median": (V3, ["empty_sample_us", "median_us"], 99.0, "$.empty_sample_us.median_us: is 99"),
+    "startup time with --eval-only": (v4_eval_only, ["startup_seconds"], 2.5, "$.startup_seconds: must be null"),
 }
 
 

@@ -1,0 +1,44 @@
+"""Schema version 4 in both trainers: `startup_seconds` (from the OS's start of the process to just before the
+first training step) and `config.repeat` (--repeat, recorded, changes nothing).
+
+The start-up time is checked against what the test itself sees, so the checks hold on any machine: the trainer
+starts after the test's clock starts and its training window follows the start-up, so both fit in the wall time.
+"""
+
+import time
+
+import pytest
+
+from bench.vocab import LANGUAGES
+from suite import harness as H
+from suite.schema import load_results
+
+QUICK = ["--device", "cpu", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32", "--latency-iters",
+         "0", "--threads", "1"]
+# An interpreter importing torch, or a program loading LibTorch, takes longer than this on any machine.
+MIN_STARTUP_SECONDS = 0.05
+
+
+def timed_run(lang, cpp_exe, args, results):
+    """(the run's validated results, seconds from before the process started to after it exited)."""
+    t0 = time.monotonic()
+    proc = H.run_trainer(lang, [*args, "--results", str(results)], cpp_exe if lang == "cpp" else None)
+    wall = time.monotonic() - t0
+    assert proc.returncode == 0, f"{lang} trainer failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    return load_results(results), wall
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_startup_precedes_training_within_the_wall_time(lang, cpp_exe, tiny_data, tmp_path):
+    doc, wall = timed_run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--repeat", "3"], tmp_path / "r.json")
+    startup = doc["startup_seconds"]
+    assert isinstance(startup, float) and MIN_STARTUP_SECONDS < startup < wall, (startup, wall)
+    assert startup + doc["total_seconds"] < wall, (startup, doc["total_seconds"], wall)
+    assert doc["config"]["repeat"] == 3
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_eval_only_has_no_startup_and_repeat_defaults_to_1(lang, cpp_exe, tiny_data, tmp_path):
+    doc, _ = timed_run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--eval-only"], tmp_path / "r.json")
+    assert doc["startup_seconds"] is None
+    assert doc["config"]["repeat"] == 1
