@@ -12,7 +12,6 @@ Presets, chosen by --data and the device:
 Every explicit option overrides its preset value. README.md documents every option and marker.
 """
 
-import json
 import os
 import platform
 import subprocess
@@ -69,6 +68,14 @@ def pytest_addoption(parser):
     g.addoption("--results-dir", default=None, help="keep each trainer's results JSON here")
     g.addoption("--report", default=None, help="write the report (suite.report) for this run's results here")
     g.addoption("--build-dir", default=str(H.ROOT / "build"), help="C++ build folder (default build/)")
+    g.addoption("--repeats", type=int, default=1,
+                help="trainer runs per (model, mode) and language, languages alternating, each a fresh process "
+                     "(default 1)")
+    g.addoption("--gate", action="store_true",
+                help="at the end, the regression gate (suite/gate.py) against the newest stored baseline of this "
+                     "machine and configuration; none: this run is saved as the first")
+    g.addoption("--gate-baseline", default=None, help="the gate's baseline: this pytest-benchmark file")
+    g.addoption("--gate-thresholds", default=None, help="the gate's thresholds (default suite/gate.toml)")
 
 
 def _split(text):
@@ -126,6 +133,7 @@ class RunConfig:
         self.concurrency, self.concurrency_iters = opt("concurrency"), opt("concurrency_iters")
         self.threads, self.workers, self.seed = opt("threads"), opt("workers"), opt("seed")
         self.warmup_steps = opt("warmup_steps")
+        self.repeats = opt("repeats")
         # Smoke-sized runs on CUDA: deterministic algorithms, so the two languages' 32 steps stay in lockstep
         # as on CPU; without, atomics and autotuned algorithms drift the runs apart by more than noise.
         self.deterministic = preset is not FULL_CPU and preset is not FULL and self.device != "cpu" and \
@@ -154,6 +162,8 @@ class RunConfig:
             _usage(f"--data folder not found: {self.data}")
         if self.device == "cuda" and not _cuda_available():
             _usage("--device cuda was requested but CUDA is not available on this machine")
+        if self.repeats < 1:
+            _usage(f"--repeats must be 1 or more, got {self.repeats}")
 
     def data_line(self):
         """What data the trainers read; offline, one loud line that the synthetic set replaced the official."""
@@ -180,9 +190,20 @@ class RunConfig:
     def concurrency_counts(self):
         return _positive_ints("concurrency", self.concurrency, allow_empty=True)
 
-    def trainer_args(self, model, data_dir, mode="default"):
-        args = ["--model", model, "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
-                "--lr", repr(self.lr), "--data", str(data_dir), "--train-limit", str(self.train_limit),
+    def identity(self):
+        """What a benchmark's numbers depend on besides its name (model, language, mode, path, batch size): a
+        comparison pairs a benchmark only with a baseline of the same identity. JSON values, as stored."""
+        data = {None: "synthetic smoke set", OFFICIAL: "official"}.get(self.data, str(self.data_dir))
+        return {"preset": self.preset, "data": data + (" (synthetic fallback)" if self.why_not_official else ""),
+                "train_limit": self.train_limit, "test_limit": self.test_limit, "batch_size": self.batch_size,
+                "lr": self.lr, "epochs": self.epochs, "device": self.device, "threads": self.threads,
+                "workers": self.workers, "seed": self.seed, "warmup_steps": self.warmup_steps,
+                "latency_iters": self.latency_iters, "deterministic": self.deterministic}
+
+    def trainer_args(self, model, data_dir, mode="default", repeat=1):
+        args = ["--model", model, "--repeat", str(repeat), "--epochs", str(self.epochs),
+                "--batch-size", str(self.batch_size), "--lr", repr(self.lr), "--data", str(data_dir),
+                "--train-limit", str(self.train_limit),
                 "--test-limit", str(self.test_limit), "--device", self.device, "--seed", str(self.seed),
                 "--threads", str(self.threads), "--workers", str(self.workers),
                 "--latency-iters", str(self.latency_iters), "--latency-batch-sizes", self.latency_batch_sizes,
@@ -207,6 +228,7 @@ class RunConfig:
             pytest.fail(str(err), pytrace=False)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's, which compares stored runs with this configuration
 def pytest_configure(config):
     from importlib.metadata import version
 
@@ -216,7 +238,23 @@ def pytest_configure(config):
                f"(it turns itself off under xdist correctly), found {version('pytest-benchmark')}")
     _pin_xdist_worker_to_gpu()  # before anything asks torch about CUDA, which reads the variable once
     config.bench_run = RunConfig(config.getoption)
+    if config.getoption("gate"):
+        _check_gate_options(config)
     config.bench_result_files = []
+
+
+def _check_gate_options(config):
+    from suite import gate
+
+    try:
+        limits = gate.load_thresholds(config.getoption("gate_thresholds") or gate.THRESHOLDS)
+    except gate.GateError as err:
+        _usage(str(err))
+    if config.bench_run.repeats < limits["min_runs"]:
+        _usage(f"--gate needs --repeats {limits['min_runs']} or more (a verdict rests on runs, not on the samples "
+               f"of one process; suite/gate.toml min_runs), got --repeats {config.bench_run.repeats}")
+    if config.getoption("gate_baseline") and not Path(config.getoption("gate_baseline")).is_file():
+        _usage(f"--gate-baseline file not found: {config.getoption('gate_baseline')}")
 
 
 def pytest_report_header(config):
@@ -397,21 +435,42 @@ def live_line(config, label):
 
 
 @pytest.fixture(scope="session")
-def trainer_results(request, run_config, bench_data, results_dir, exe_for):
-    """trainer_results(model, lang, mode): run that trainer once per session with the suite's config and
-    share its validated results document; a failed run fails every test that reads it, with its stderr."""
+def trainer_runs(request, run_config, bench_data, results_dir, exe_for):
+    """trainer_runs(model, mode): {language: its --repeats validated results documents, or why its run failed},
+    run once per session. The languages alternate (python, cpp, python, cpp, ...), each run a fresh process, so
+    that a drift of the machine's speed falls on both alike; a language whose run fails runs no more repeats."""
     done = {}
 
-    def run(model, lang, mode):
-        out = results_dir / f"{lang}-{model}-{mode}.json"
-        echo = live_line(request.config, f"{lang} {model} {mode}")
+    def run_one(model, lang, mode, repeat):
+        out = results_dir / f"{lang}-{model}-{mode}-r{repeat}.json"
+        echo = live_line(request.config, f"{lang} {model} {mode} repeat {repeat}/{run_config.repeats}")
         echo("starting the trainer")
-        doc, _ = run_for_results(lang, run_config.trainer_args(model, bench_data, mode), exe_for(lang), out,
-                                 echo=echo)
+        doc, _ = run_for_results(lang, run_config.trainer_args(model, bench_data, mode, repeat), exe_for(lang),
+                                 out, echo=echo)
         if not isinstance(doc, str):
             request.config.bench_result_files.append(out)  # for --report
         return doc
-    return lambda model, lang, mode="default": run_once(done, (model, lang, mode), lambda: run(model, lang, mode))
+
+    def run_all(model, mode):
+        runs = {lang: [] for lang in run_config.langs}
+        for repeat in range(1, run_config.repeats + 1):
+            for lang in [lang for lang in run_config.langs if isinstance(runs[lang], list)]:
+                doc = run_one(model, lang, mode, repeat)
+                runs[lang] = doc if isinstance(doc, str) else runs[lang] + [doc]
+        return runs
+    return lambda model, mode="default": run_once(done, (model, mode), lambda: run_all(model, mode))
+
+
+@pytest.fixture(scope="session")
+def trainer_results(trainer_runs):
+    """trainer_results(model, lang, mode): that language's results documents, one per repeat; a failed run fails
+    every test that reads it, with its stderr."""
+    def get(model, lang, mode="default"):
+        docs = trainer_runs(model, mode)[lang]
+        if isinstance(docs, str):
+            pytest.fail(docs, pytrace=False)
+        return docs
+    return get
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -439,26 +498,50 @@ def pytest_sessionstart(session):
 def pytest_terminal_summary(terminalreporter, config):
     """pytest-benchmark signals a failed --benchmark-compare-fail gate by raising out of the terminal summary,
     which prints a traceback. Its own "Performance has regressed" lines are already shown: end with one line
-    and exit status 1 instead."""
+    and exit status 1 instead. Then --gate, our own gate."""
     if config.bench_run.why_not_official:  # said at the start (header) and again where a reader looks last
         terminalreporter.write_line(f"torch-api-bench: {config.bench_run.data_line()}", yellow=True, bold=True)
     try:
-        return (yield)
+        result = yield
     except Exception as err:
         if not benchmark_compat.is_performance_regression(err):
             raise
         terminalreporter.write_line("torch-api-bench: benchmark gate failed: performance has regressed against "
                                     "the baseline (the lines above name each benchmark)", red=True, bold=True)
-        if config.bench_session.exitstatus == pytest.ExitCode.OK:
-            config.bench_session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        _fail_session(config, pytest.ExitCode.TESTS_FAILED)
+        result = None
+    if config.getoption("gate"):
+        _run_gate(terminalreporter, config)
+    return result
 
 
-def _git_commit():
+def _fail_session(config, code):
+    if config.bench_session.exitstatus == pytest.ExitCode.OK:
+        config.bench_session.exitstatus = code
+
+
+def _run_gate(terminalreporter, config):
+    from suite import gate
+
+    def write(line):
+        terminalreporter.write_line(line, red=line.startswith("torch-api-bench gate: REGRESSION"))
+    if config.bench_session.exitstatus != pytest.ExitCode.OK:
+        write("torch-api-bench gate: not run: the session failed (a gate compares complete runs only)")
+        return
+    run = benchmark_compat.session_run(config)
+    if run is None:
+        write("torch-api-bench gate: error: pytest-benchmark recorded nothing (disabled, e.g. under pytest-xdist: "
+              "run with -p no:xdist)")
+        return _fail_session(config, pytest.ExitCode.USAGE_ERROR)
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=H.ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+        code = gate.run_gate(run, benchmark_compat.storage_folder(config), config.getoption("gate_baseline"),
+                             config.getoption("gate_thresholds") or gate.THRESHOLDS,
+                             benchmark_compat.machine_id(config), write)
+    except gate.GateError as err:
+        write(f"torch-api-bench gate: error: {err}")
+        return _fail_session(config, pytest.ExitCode.USAGE_ERROR)
+    if code:
+        _fail_session(config, pytest.ExitCode.TESTS_FAILED)
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
@@ -481,18 +564,26 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         "driver": driver, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if gpus else None,
         "torch": torch.__version__, "torchvision": torchvision.__version__, "cpu_model": cpu_name(),
         "cpu_threads": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-        "git_commit": _git_commit(), "suite": json.dumps(vars(config.bench_run), default=str),
-    }
+    }  # the commit is in pytest-benchmark's commit_info; the suite's configuration in each benchmark's extra_info
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's own, which would dump both machine_infos whole
 def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info, compared_benchmark):
-    """A baseline from other hardware says little about this machine: say so, naming both."""
-    ours = machine_info.get("torch_api_bench", {})
-    theirs = compared_benchmark.get("machine_info", {}).get("torch_api_bench", {})
-    for what, key in (("GPU", "gpu"), ("CPU", "cpu_model")):
-        if ours.get(key) != theirs.get(key):
-            benchmark_compat.log_warning(benchmarksession, (
-                f"torch-api-bench: comparing against a baseline measured on a different {what}: "
-                f"this run: {ours.get(key)!r}, baseline: {theirs.get(key)!r}. "
-                "Timing differences mostly reflect the hardware."))
-            return
+    """One line naming only the machine fields that differ; and like with like: the stored benchmarks of another
+    configuration are taken out of the comparison, with one line saying what differs."""
+    from suite import gate
+
+    line = gate.machine_line({"machine_info": machine_info}, compared_benchmark)
+    if line:
+        benchmark_compat.log_warning(benchmarksession, f"torch-api-bench: {line}")
+    compared_benchmark["machine_info"] = machine_info  # said above: pytest-benchmark's check need not repeat it
+    ours = config.bench_run.identity()
+    stored = compared_benchmark["benchmarks"]
+    kept = [b for b in stored if b.get("extra_info", {}).get("suite_config") == ours]
+    if len(kept) < len(stored):
+        theirs = next(b.get("extra_info", {}).get("suite_config") for b in stored if b not in kept)
+        what = "; ".join(gate.differences(ours, theirs)) if theirs else "stored without its configuration"
+        benchmark_compat.log_warning(benchmarksession, (
+            f"torch-api-bench: {len(stored) - len(kept)} of {len(stored)} stored benchmark(s) not compared, "
+            f"no verdict: their configuration differs (this run vs stored): {what}"))
+    stored[:] = kept

@@ -2,10 +2,13 @@
 
 pytest-benchmark has no public API for these: its session (to keep a failed session from being saved as a
 baseline, and its logger), the exception a failed --benchmark-compare-fail raises out of the terminal summary,
-and the rounds a benchmark recorded. Nothing else in the suite touches pytest_benchmark's internals; pyproject
-bounds pytest-benchmark below 6, and tests/test_benchmark_compat.py names the internal that moved when one does.
+the rounds a benchmark recorded, this session's benchmarks as a stored run, and where runs are stored. Nothing
+else in the suite touches pytest_benchmark's internals; pyproject bounds pytest-benchmark below 6, and
+tests/test_benchmark_compat.py names the internal that moved when one does.
 Imports are inside the functions: a moved internal fails the test that uses it, not the whole suite's start.
 """
+
+import json
 
 
 def benchmark_session(config):
@@ -42,3 +45,28 @@ def raw_samples(benchmark):
     if benchmark.disabled:
         return None
     return list(benchmark.stats.stats.data)
+
+
+def session_run(config):
+    """This session's benchmarks as pytest-benchmark would save them with --benchmark-save-data (machine_info,
+    commit_info, every benchmark with its raw samples), through its JSON hooks; None when it recorded nothing."""
+    session = benchmark_session(config)
+    if session is None or not session.benchmarks:
+        return None
+    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
+    config.hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
+    run = config.hook.pytest_benchmark_generate_json(config=config, benchmarks=session.benchmarks, include_data=True,
+                                                     machine_info=session.get_machine_info(), commit_info=commit_info)
+    return json.loads(json.dumps(run, default=str))  # what a reader of the saved file would see
+
+
+def storage_folder(config):
+    """The folder of --benchmark-storage (file storage only: the gate reads and writes files)."""
+    return benchmark_session(config).storage.path
+
+
+def machine_id(config):
+    """The sub-folder pytest-benchmark saves this machine's runs in (e.g. Linux-CPython-3.11-64bit)."""
+    from pytest_benchmark.utils import get_machine_id
+
+    return benchmark_session(config).storage.default_machine_id or get_machine_id()

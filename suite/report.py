@@ -5,7 +5,8 @@
 Writes DIR/report.md (tables, linked PNGs), DIR/report.json and the tables as CSV (results_table, ratios,
 latency, concurrency).
 Runs of the same configuration are aggregated (median, p10-p90 spread); runs that are not comparable
-(other dataset, config or hardware) go to separate sections that say what differs.
+(other dataset, config or hardware) go to separate sections that say what differs. Every Python / C++ ratio
+carries a 95% interval from suite.stats (over runs when there are repeats), and a verdict only where it excludes 1.
 """
 
 import argparse
@@ -23,6 +24,7 @@ import matplotlib.ticker  # noqa: E402
 
 from bench.results import percentile  # noqa: E402
 from bench.vocab import FLAGS, INFERENCE_PATHS, LANGUAGES, MODES  # noqa: E402
+from suite import stats  # noqa: E402
 from suite.schema import ResultsError, load_results  # noqa: E402
 
 PROG = "suite.report"
@@ -41,8 +43,9 @@ MODE_DEFAULTS = {flag.dest: flag.default for flag in FLAGS
 # Config keys that do not change what was measured: the requested device ("auto" vs "cuda") is replaced by
 # the device the run actually used, the model is a row of the tables, a weights path is reduced to
 # whether weights were loaded (the same file may live in two places), and the inference paths and
-# concurrency measured after training do not change the training numbers (their rows say what ran).
-NOISE_KEYS = {"device", "model", "load_weights", "inference_paths", "concurrency", "concurrency_iters"}
+# concurrency measured after training do not change the training numbers (their rows say what ran), and
+# a run's repeat number only tells repeats apart (they are the runs a comparison's interval rests on).
+NOISE_KEYS = {"device", "model", "load_weights", "inference_paths", "concurrency", "concurrency_iters", "repeat"}
 
 # Vendor dense peaks in TFLOP/s (no sparsity). First matching substring of the device name wins, so the
 # more specific names come first. "tf32" applies when cuDNN may use TF32 (PyTorch's default for convs).
@@ -71,6 +74,22 @@ def spread_stat(values):
         return None
     return {"median": percentile(values, 50), "p10": percentile(values, 10), "p90": percentile(values, 90),
             "p99": percentile(values, 99), "n": len(values)}
+
+
+def steady_epochs(doc):
+    """Epochs 2..N: epoch 1 carries one-off costs (lazy initialization, autotuning, allocator growth), so it
+    is a metric of its own and stays out of the steady state. A 1-epoch run has no steady state."""
+    return doc["epochs"][1:]
+
+
+def table_epochs(doc):
+    """What the results table shows per run: the steady state, or epoch 1 when that is all the run has."""
+    return steady_epochs(doc) or doc["epochs"][:1]
+
+
+def startup_samples(doc):
+    """Process start to first training step (schema 4); older documents have none."""
+    return [] if doc.get("startup_seconds") is None else [doc["startup_seconds"]]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -175,7 +194,7 @@ def aggregate_concurrency(docs, threads):
 
 def aggregate_runs(docs):
     """Pool epochs and latency samples of repeated runs; per-run scalars become median and spread."""
-    epochs = [ep for doc in docs for ep in doc["epochs"]]
+    epochs = [ep for doc in docs for ep in table_epochs(doc)]
     finals = [doc["final"] for doc in docs]
     return {
         "runs": len(docs),
@@ -189,13 +208,14 @@ def aggregate_runs(docs):
         "latency_ms": {point: spread_stat(latency_samples(docs, *point)) for point in latency_points(docs)},
         "concurrency": {n: aggregate_concurrency(docs, n) for n in concurrency_counts(docs)},
         "unavailable": sorted({f"{u['feature']}: {u['reason']}" for doc in docs for u in doc["unavailable"]}),
-        # Run facts (schema 3; None for older documents): what "fp32" was, the warm-up, epoch 1 apart from the
-        # later epochs, the clock's own cost and the training window's peak memory.
+        # Run facts (schema 3, start-up schema 4; None for older documents): what "fp32" was, start-up, the
+        # warm-up, epoch 1 apart from the later epochs, the clock's own cost and the training window's peak memory.
+        "startup_seconds": spread_stat([s for doc in docs for s in startup_samples(doc)]),
         "precision_label": " / ".join(sorted({doc.get("precision_label", doc["config"]["precision"])
                                               for doc in docs})),
         "warmup_seconds": spread_stat([doc.get("warmup_seconds") for doc in docs]),
-        "epoch1_seconds": spread_stat([doc["epochs"][0]["train_seconds"] for doc in docs if doc["epochs"]]),
-        "later_epoch_seconds": spread_stat([ep["train_seconds"] for doc in docs for ep in doc["epochs"][1:]]),
+        "epoch1_seconds": spread_stat([s for doc in docs for s in epoch1_seconds(doc)]),
+        "later_epoch_seconds": spread_stat([s for doc in docs for s in steady_epoch_seconds(doc)]),
         "empty_sample_us": spread_stat([doc.get("empty_sample_us", {}).get("median_us") for doc in docs]),
         "peak_memory_mib": spread_stat([doc["peak_memory_bytes"] / 2**20 for doc in docs
                                         if doc.get("peak_memory_bytes") is not None]),
@@ -206,37 +226,74 @@ def aggregate_runs(docs):
 # Ratios Python / C++
 # ---------------------------------------------------------------------------------------------------------
 
-# Fewer samples than this on either side: no spread worth the name, so no verdict either.
-MIN_SAMPLES_FOR_VERDICT = 3
+NO_DIFFERENCE = "no difference shown (CI includes 1)"
 
 
-def compare(metric, py, cpp, lower_is_better):
-    """Ratio of medians; a difference smaller than the wider p10-p90 spread is reported as noise."""
+def verdict(comparison, lower_is_better):
+    """The faster language, only where the interval excludes 1 (every metric here is a speed: a time, lower
+    is faster, or a rate, higher is faster)."""
+    if comparison.low is None:
+        return "n/a: too few samples for an interval"
+    if not comparison.excludes_one():
+        return NO_DIFFERENCE
+    python_smaller = comparison.high < 1
+    return f"{'Python' if python_smaller == lower_is_better else 'C++'} faster"
+
+
+def compare(metric, py_runs, cpp_runs, lower_is_better):
+    """One row: each language's runs (a list of samples per results document), compared by suite.stats;
+    None when a language has no sample of this metric."""
+    py, cpp = [s for r in py_runs for s in r], [s for r in cpp_runs for s in r]
     if not py or not cpp:
         return None
-    diff = py["median"] - cpp["median"]
-    spread = max(py["p90"] - py["p10"], cpp["p90"] - cpp["p10"])
-    if min(py["n"], cpp["n"]) < MIN_SAMPLES_FOR_VERDICT:
-        verdict = f"too few samples (n < {MIN_SAMPLES_FOR_VERDICT}): repeat the runs"
-    elif abs(diff) <= spread:
-        verdict = "within spread"
-    elif (diff < 0) == lower_is_better:
-        verdict = "Python better"
-    else:
-        verdict = "C++ better"
-    return {"metric": metric, "python": py, "cpp": cpp, "ratio": py["median"] / cpp["median"],
-            "spread": spread, "verdict": verdict}
+    c = stats.compare_runs(py_runs, cpp_runs)
+    return {"metric": metric, "python": spread_stat(py), "cpp": spread_stat(cpp), "ratio": c.ratio,
+            "ratio_low": c.low, "ratio_high": c.high, "interval": c.interval_text(3), "p_greater": c.p_greater,
+            "p_less": c.p_less, "unit": c.unit, "n_python": c.n_a, "n_cpp": c.n_b,
+            "verdict": verdict(c, lower_is_better),
+            "python_iqr_over_median": stats.iqr_over_median(py), "python_noisy": stats.is_noisy(py),
+            "cpp_iqr_over_median": stats.iqr_over_median(cpp), "cpp_noisy": stats.is_noisy(cpp)}
 
 
-def ratio_rows(py, cpp):
-    rows = [compare("time per epoch (s)", py["epoch_seconds"], cpp["epoch_seconds"], True),
-            compare("images/s (train)", py["images_per_second"], cpp["images_per_second"], False)]
-    for path, bs in [p for p in py["latency_ms"] if p in cpp["latency_ms"]]:
-        rows.append(compare(f"latency {path} bs={bs} (ms/batch)", py["latency_ms"][(path, bs)],
-                            cpp["latency_ms"][(path, bs)], True))
-    for n in [n for n in py["concurrency"] if n in cpp["concurrency"]]:
-        rows.append(compare(f"images/s, {n} threads x bs 1", py["concurrency"][n]["images_per_second"],
-                            cpp["concurrency"][n]["images_per_second"], False))
+def ratio_metrics(py_docs, cpp_docs):
+    """(metric, samples of one run, lower is better) for everything both languages measured."""
+    metrics = [("time per epoch (s)", steady_epoch_seconds, True),
+               ("images/s (train)", steady_images_per_second, False),
+               ("epoch 1 (s)", epoch1_seconds, True), ("start-up (s)", startup_samples, True)]
+    cpp_points, cpp_counts = set(latency_points(cpp_docs)), set(concurrency_counts(cpp_docs))
+    for path, bs in [p for p in latency_points(py_docs) if p in cpp_points]:
+        metrics.append((f"latency {path} bs={bs} (ms/batch)", functools.partial(run_latency, path, bs), True))
+    for n in [n for n in concurrency_counts(py_docs) if n in cpp_counts]:
+        metrics.append((f"images/s, {n} threads x bs 1", functools.partial(run_concurrency, n), False))
+    return metrics
+
+
+# The samples of one run, per metric.
+
+def steady_epoch_seconds(doc):
+    return [ep["train_seconds"] for ep in steady_epochs(doc)]
+
+
+def steady_images_per_second(doc):
+    return [ep["images_per_second"] for ep in steady_epochs(doc)]
+
+
+def epoch1_seconds(doc):
+    return [ep["train_seconds"] for ep in doc["epochs"][:1]]
+
+
+def run_latency(path, batch_size, doc):
+    return latency_samples([doc], path, batch_size)
+
+
+def run_concurrency(threads, doc):
+    return [c["images_per_second"] for c in doc["concurrency"] if c["threads"] == threads]
+
+
+def ratio_rows(py_docs, cpp_docs):
+    """Python / C++ for every shared metric; the documents of each language are repeats (one run each)."""
+    rows = [compare(metric, [samples(d) for d in py_docs], [samples(d) for d in cpp_docs], lower_is_better)
+            for metric, samples, lower_is_better in ratio_metrics(py_docs, cpp_docs)]
     return [r for r in rows if r]
 
 
@@ -340,10 +397,10 @@ def build_section(key, docs, fields, peak_tflops):
         rows.append({"mode": mode, "language": language, "model": model, **agg})
         floors.append({"mode": mode, "language": language, "model": model,
                        **floor_row(run_docs, agg, peak_tflops)})
-    for (mode, model, language), (_, py) in aggregated.items():
+    for (mode, model, language), (py_docs, _) in aggregated.items():
         if language == "python" and (mode, model, "cpp") in aggregated:
-            cpp = aggregated[(mode, model, "cpp")][1]
-            ratios += [{"mode": mode, "model": model, **r} for r in ratio_rows(py, cpp)]
+            cpp_docs = aggregated[(mode, model, "cpp")][0]
+            ratios += [{"mode": mode, "model": model, **r} for r in ratio_rows(py_docs, cpp_docs)]
     return {"key": key, "why_apart": why_apart(key, fields), "header": hardware_line(docs),
             "files": [d["_path"] for d in docs], "rows": rows, "ratios": ratios, "floor": floors,
             "runs": aggregated}
@@ -358,7 +415,8 @@ def row_label(model, mode):
 
 
 def plot_epoch_times(section, path):
-    """Grouped bars: one group per model (and mode), one bar per language, whiskers p10-p90 of epochs."""
+    """Grouped bars: one group per model (and mode), one bar per language, whiskers p10-p90 of the results
+    table's epochs (steady state)."""
     labels = list(dict.fromkeys(row_label(r["model"], r["mode"]) for r in section["rows"]))
     fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(labels) + 2), 4))
     width = 0.38
@@ -377,7 +435,7 @@ def plot_epoch_times(section, path):
                    color=LANGUAGE_COLORS[language])
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("training time per epoch (s)")
-    ax.set_title("Time per epoch (median, whiskers p10–p90 of epochs)")
+    ax.set_title("Time per epoch, steady state (median, p10–p90)")
     ax.legend(title="language")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -541,7 +599,7 @@ def row_stat(row, field):
 
 
 FACTS_COLUMNS = [  # (header, field, digits)
-    ("Warm-up (s)", "warmup_seconds", 2), ("Epoch 1 (s)", "epoch1_seconds", 2),
+    ("Start-up (s)", "startup_seconds", 2), ("Warm-up (s)", "warmup_seconds", 2), ("Epoch 1 (s)", "epoch1_seconds", 2),
     ("Later epochs (s)", "later_epoch_seconds", 2), ("Empty sample (µs)", "empty_sample_us", 3),
     ("Training peak memory (MiB)", "peak_memory_mib", 0)]
 
@@ -566,11 +624,49 @@ def results_table_md(section):
     return markdown_table(header, rows)
 
 
+NOISY_MARK = "⚠ noisy"
+ONE_RUN_MARK = "¹"
+
+
+def ratio_cell(row, language):
+    """A language's median (p10–p90) of the metric, marked when its IQR/median passes the noise threshold."""
+    return fmt_stat(row[language], 3, 2) + (f" {NOISY_MARK}" if row[f"{language}_noisy"] else "")
+
+
+def interval_cell(row):
+    """The interval, marked when it rests on the samples of one run (run-to-run noise not in it)."""
+    one_run = row["unit"] == stats.UNIT_SAMPLES and row["ratio_low"] is not None
+    return row["interval"] + (f" {ONE_RUN_MARK}" if one_run else "")
+
+
 def ratio_table_md(section, model):
-    header = ["Mode", "Metric", "Python median (p10–p90)", "C++ median (p10–p90)", "Python / C++", "Verdict"]
-    rows = [[r["mode"], r["metric"], fmt_stat(r["python"], 3, 2), fmt_stat(r["cpp"], 3, 2), fmt(r["ratio"], 3),
-             r["verdict"]] for r in section["ratios"] if r["model"] == model]
+    header = ["Mode", "Metric", "Python median (p10–p90)", "C++ median (p10–p90)", "Python / C++", "95% CI",
+              "Verdict"]
+    rows = [[r["mode"], r["metric"], ratio_cell(r, "python"), ratio_cell(r, "cpp"), fmt(r["ratio"], 3),
+             interval_cell(r), r["verdict"]] for r in section["ratios"] if r["model"] == model]
     return markdown_table(header, rows)
+
+
+def noisy_line(section, model):
+    """One line naming every noisy cell of a model's ratio table; None when there is none."""
+    cells = [f"{LANGUAGE_NAMES[language]} {model} {r['mode']} {r['metric']} {r[f'{language}_iqr_over_median']:.0%}"
+             for r in section["ratios"] if r["model"] == model for language in LANGUAGES if r[f"{language}_noisy"]]
+    if not cells:
+        return None
+    return f"Noisy (IQR/median > {stats.NOISY_IQR_OVER_MEDIAN:.0%}): " + ", ".join(cells) + "."
+
+
+ONE_RUN_NOTE = (f"{ONE_RUN_MARK} Fewer than {stats.MIN_RUNS} runs on a side: the interval is over the samples of "
+                "one run, so run-to-run noise is not included (one run per language: repeat with the suite's "
+                f"--repeats {stats.MIN_RUNS} or more for an interval over runs).")
+
+
+def ratio_notes(section, model):
+    """The paragraphs under a model's ratio table: its noisy cells, and the one-run footnote where it applies."""
+    notes = [noisy_line(section, model)]
+    if any(ONE_RUN_MARK in interval_cell(r) for r in section["ratios"] if r["model"] == model):
+        notes.append(ONE_RUN_NOTE)
+    return [line for note in notes if note for line in (note, "")]
 
 
 def latency_table_md(section):
@@ -581,10 +677,10 @@ def latency_table_md(section):
     rows = []
     for r in section["rows"]:
         for path in dict.fromkeys(p for p, _ in points):
-            stats = [r["latency_ms"].get((path, bs)) for bs in batch_sizes]
-            if any(stats):
+            cells = [r["latency_ms"].get((path, bs)) for bs in batch_sizes]
+            if any(cells):
                 rows.append([LANGUAGE_NAMES[r["language"]], r["model"], r["mode"], path]
-                            + [f"{fmt(s['median'], 3)} ({fmt(s['p99'], 3)})" if s else "n/a" for s in stats])
+                            + [f"{fmt(s['median'], 3)} ({fmt(s['p99'], 3)})" if s else "n/a" for s in cells])
     return markdown_table(header, rows)
 
 
@@ -614,17 +710,34 @@ def floor_table_md(section):
     return markdown_table(header, rows)
 
 
+RATIO_EXPLANATION = [
+    "Python / C++: the ratio of the medians (> 1: Python's number is larger); the median columns pool the samples "
+    "of a language's runs. Time per epoch and images/s (train) use the steady-state epochs (2 and later of each "
+    "run); epoch 1 and start-up (process start to the first training step) are rows of their own, one sample per "
+    "run.",
+    "",
+    f"{stats.CONFIDENCE:.0%} CI: a percentile bootstrap (scipy.stats.bootstrap, {stats.BOOTSTRAP_RESAMPLES} "
+    f"resamples) of that ratio, over the per-run medians when both languages have {stats.MIN_RUNS} or more runs "
+    "(each run a fresh process), else over the samples of the single run. A verdict names the faster language only "
+    f"where the interval excludes 1; otherwise: {NO_DIFFERENCE}. {NOISY_MARK}: the cell's IQR/median passes "
+    f"{stats.NOISY_IQR_OVER_MEDIAN:.0%} (the level at which torch.utils.benchmark warns).",
+    "",
+]
+
+
 def section_md(number, section, total_sections):
     lines = [f"## {'Section ' + str(number) + ': ' if total_sections > 1 else ''}Results", ""]
     if section["why_apart"]:
         lines += [section["why_apart"], ""]
     lines += [section["header"], "", "Files: " + ", ".join(f"`{p}`" for p in section["files"]), ""]
     lines += results_table_md(section)
-    lines += ["", "Time/epoch and images/s are medians over all epochs (training only, evaluation excluded); "
-              "with repeated runs every cell shows the median and, in brackets, p10–p90.", ""]
+    lines += ["", "Time/epoch and images/s are medians over the steady-state epochs (epochs 2 and later of each "
+              "run; a run of one epoch gives its epoch 1), training only, evaluation excluded; with repeated runs "
+              "every cell shows the median and, in brackets, p10–p90.", ""]
     lines += ["### Run facts", ""] + facts_table_md(section)
     lines += ["", "Precision: what the run computed (on CUDA, PyTorch's default \"fp32\" runs convolutions in TF32, "
-              "in both languages). Warm-up: untimed steps at every shape before the first clock read. Epoch 1 "
+              "in both languages). Start-up: process start to the first training step (n/a for documents "
+              "before schema version 4). Warm-up: untimed steps at every shape before the first clock read. Epoch 1 "
               "and the later epochs' median, apart. Empty sample: a synchronize and a clock read with no work "
               "(median), the floor under every latency sample. Peak memory: the training window on CUDA "
               "(n/a on CPU).", ""]
@@ -633,10 +746,9 @@ def section_md(number, section, total_sections):
     if not models:
         lines += ["No model has runs of both languages in this section.", ""]
     for model in models:
-        lines += [f"**{model}**", ""] + ratio_table_md(section, model) + [""]
-    lines += ["Spread = p10–p90 across epochs (time, images/s) or latency samples. *within spread*: the two "
-              "medians differ by less than the wider spread, so the difference is not distinguishable from "
-              "noise. Ratio > 1 means Python's number is larger.", ""]
+        lines += [f"**{model}**", ""] + ratio_table_md(section, model) + [""] + ratio_notes(section, model)
+    if models:
+        lines += RATIO_EXPLANATION
     lines += ["### Inference paths", ""] + latency_table_md(section)
     lines += ["", "Latency per forward (ms): median, and p99 in brackets, of every sample (pooled over repeated "
               "runs); each sample is one forward followed by a device synchronize.", ""]
@@ -685,15 +797,18 @@ def results_csv_rows(sections):
     return out
 
 
+# A ratio row's values that the CSV takes as they are. p_greater / p_less: one-sided Mann-Whitney p-values that
+# Python's values (per-run medians, or samples: unit) are larger / smaller than C++'s.
+RATIO_VALUES = ["ratio", "ratio_low", "ratio_high", "p_greater", "p_less", "unit", "n_python", "n_cpp", "verdict",
+                "python_iqr_over_median", "python_noisy", "cpp_iqr_over_median", "cpp_noisy"]
+RATIOS_FIELDS = ["section", "model", "mode", "metric", "python", "python_p10", "python_p90", "cpp", "cpp_p10",
+                 "cpp_p90"] + RATIO_VALUES
+
+
 def ratios_csv_rows(sections):
     return [{"section": i, "model": r["model"], "mode": r["mode"], "metric": r["metric"],
-             **stat_columns("python", r["python"]), **stat_columns("cpp", r["cpp"]),
-             "ratio": r["ratio"], "spread": r["spread"], "verdict": r["verdict"]}
+             **stat_columns("python", r["python"]), **stat_columns("cpp", r["cpp"]), **{f: r[f] for f in RATIO_VALUES}}
             for i, section in enumerate(sections, 1) for r in section["ratios"]]
-
-
-RATIOS_FIELDS = ["section", "model", "mode", "metric", "python", "python_p10", "python_p90", "cpp", "cpp_p10",
-                 "cpp_p90", "ratio", "spread", "verdict"]
 
 
 LATENCY_FIELDS = ["section", "language", "model", "mode", "path", "batch_size", "median_ms", "p10_ms", "p90_ms",

@@ -4,7 +4,9 @@ The trainers time themselves (device-synchronized epochs, per-sample latencies);
 subprocess wall time would include interpreter start-up, data loading and the C++ binary's load. So each
 test replays the trainer's own samples through pytest-benchmark's public `pedantic` API with a replay
 timer: round i lasts exactly sample i. Compare, save and the regression gate then work on those numbers.
-Groups are one per (model, metric[, mode]) so that Python and C++ sit side by side in each table.
+Groups are one per (model, metric[, mode]) so that Python and C++ sit side by side in each table. With
+--repeats N every run's samples are stored, each with the run it came from (extra_info.sample_runs), and the
+suite's configuration (extra_info.suite_config): the gate (suite/gate.py) and --benchmark-compare pair on it.
 """
 
 import pytest
@@ -45,45 +47,87 @@ def group(model, metric, mode):
     return f"{model} {metric}" + ("" if mode == "default" else f" [{mode}]")
 
 
-def common_info(doc):
+def common_info(docs, run_config):
+    """What the stored benchmark says about its runs: their configuration (which the gate and --benchmark-compare
+    pair on), and per run the results that give the numbers meaning."""
+    doc = docs[0]
     return {"language": doc["language"], "model": doc["model"], "device": doc["device"]["name"],
-            "dataset": doc["dataset"], "config": doc["config"], "backend": doc["backend"], "final": doc["final"],
-            "torch_version": doc["torch_version"]}
+            "dataset": doc["dataset"], "config": doc["config"], "backend": doc["backend"],
+            "torch_version": doc["torch_version"], "suite_config": run_config.identity(),
+            "final": [d["final"] for d in docs]}
+
+
+def replay_runs(benchmark, per_run_samples):
+    """Store every run's samples, and which run (repeat) each came from: the gate's statistics are over runs."""
+    benchmark.extra_info["sample_runs"] = [d for d, samples in enumerate(per_run_samples, 1) for _ in samples]
+    replay(benchmark, [s for samples in per_run_samples for s in samples])
+
+
+def steady_epochs(doc):
+    """Epochs after the first: epoch 1 also pays for what only happens once (allocator growth, workers' start,
+    autotuning after the warm-up), so it is a metric of its own (test_first_epoch)."""
+    return doc["epochs"][1:]
 
 
 @pytest.mark.benchmark(timer=REPLAY, disable_gc=False, warmup=False)
-def test_epoch_time(benchmark, trainer_results, model, lang, mode):
-    """One round per epoch: its device-synchronized training time."""
-    doc = trainer_results(model, lang, mode)
-    benchmark.group = group(model, "train epoch", mode)
-    benchmark.extra_info.update(common_info(doc))
+def test_epoch_time(benchmark, trainer_results, run_config, model, lang, mode):
+    """One round per steady-state epoch (epoch 2 on) of every run: its device-synchronized training time."""
+    docs = trainer_results(model, lang, mode)
+    if run_config.epochs < 2:
+        pytest.skip("no steady-state epoch with --epochs 1 (epoch 1 is test_first_epoch); use --epochs 2 or more")
+    benchmark.group = group(model, "train epoch (steady state)", mode)
+    benchmark.extra_info.update(common_info(docs, run_config))
     for key in ("images_per_second", "train_loss", "train_accuracy", "test_loss", "test_accuracy"):
-        benchmark.extra_info[key] = [e[key] for e in doc["epochs"]]
-    replay(benchmark, [e["train_seconds"] for e in doc["epochs"]])
+        benchmark.extra_info[key] = [e[key] for doc in docs for e in steady_epochs(doc)]
+    replay_runs(benchmark, [[e["train_seconds"] for e in steady_epochs(doc)] for doc in docs])
 
 
 @pytest.mark.benchmark(timer=REPLAY, disable_gc=False, warmup=False)
-def test_latency(benchmark, trainer_results, model, lang, mode, latency_path, latency_bs):
-    """One round per latency sample (forward + sync) of this inference path at this batch size."""
-    doc = trainer_results(model, lang, mode)
-    why = next((u["reason"] for u in doc["unavailable"] if u["feature"] == f"inference path {latency_path}"), None)
+def test_first_epoch(benchmark, trainer_results, run_config, model, lang, mode):
+    """One round per run: epoch 1's training time."""
+    docs = trainer_results(model, lang, mode)
+    benchmark.group = group(model, "train epoch 1", mode)
+    benchmark.extra_info.update(common_info(docs, run_config))
+    replay_runs(benchmark, [[doc["epochs"][0]["train_seconds"]] for doc in docs])
+
+
+@pytest.mark.benchmark(timer=REPLAY, disable_gc=False, warmup=False)
+def test_startup(benchmark, trainer_results, run_config, model, lang, mode):
+    """One round per run: process start to the first training step (interpreter or library load, imports, data,
+    model and optimizer built)."""
+    docs = trainer_results(model, lang, mode)
+    if any(doc["startup_seconds"] is None for doc in docs):
+        pytest.skip(f"{lang}: start-up not measured (no /proc/self/stat on this system)")
+    benchmark.group = group(model, "start-up", mode)
+    benchmark.extra_info.update(common_info(docs, run_config))
+    replay_runs(benchmark, [[doc["startup_seconds"]] for doc in docs])
+
+
+@pytest.mark.benchmark(timer=REPLAY, disable_gc=False, warmup=False)
+def test_latency(benchmark, trainer_results, run_config, model, lang, mode, latency_path, latency_bs):
+    """One round per latency sample (forward + sync) of this inference path at this batch size, every run."""
+    docs = trainer_results(model, lang, mode)
+    why = next((u["reason"] for u in docs[0]["unavailable"] if u["feature"] == f"inference path {latency_path}"),
+               None)
     if why:
         pytest.skip(f"{lang}: inference path {latency_path} unavailable: {why}")
-    lat = next(x for x in doc["latency"] if x["path"] == latency_path and x["batch_size"] == latency_bs)
+    lats = [next(x for x in doc["latency"] if x["path"] == latency_path and x["batch_size"] == latency_bs)
+            for doc in docs]
     benchmark.group = group(model, f"latency {latency_path} bs={latency_bs}", mode)
-    benchmark.extra_info.update(common_info(doc))
-    benchmark.extra_info.update({k: lat[k] for k in ("median_ms", "p90_ms", "p99_ms", "mean_ms")})
-    replay(benchmark, [ms / 1000 for ms in lat["samples_ms"]])
+    benchmark.extra_info.update(common_info(docs, run_config))
+    benchmark.extra_info.update({k: [lat[k] for lat in lats] for k in ("median_ms", "p90_ms", "p99_ms", "mean_ms")})
+    replay_runs(benchmark, [[ms / 1000 for ms in lat["samples_ms"]] for lat in lats])
 
 
 @pytest.mark.benchmark(timer=REPLAY, disable_gc=False, warmup=False)
-def test_concurrency(benchmark, trainer_results, model, lang, mode, concurrency_n):
-    """One round per batch-1 request made while `concurrency_n` threads share the model."""
+def test_concurrency(benchmark, trainer_results, run_config, model, lang, mode, concurrency_n):
+    """One round per batch-1 request made while `concurrency_n` threads share the model, every run."""
     if concurrency_n is None:
         pytest.skip("no --concurrency thread counts requested")
-    doc = trainer_results(model, lang, mode)
-    conc = next(c for c in doc["concurrency"] if c["threads"] == concurrency_n)
+    docs = trainer_results(model, lang, mode)
+    concs = [next(c for c in doc["concurrency"] if c["threads"] == concurrency_n) for doc in docs]
     benchmark.group = group(model, f"concurrent bs=1 x{concurrency_n} threads", mode)
-    benchmark.extra_info.update(common_info(doc))
-    benchmark.extra_info.update({k: conc[k] for k in ("threads", "requests", "seconds", "images_per_second")})
-    replay(benchmark, [ms / 1000 for ms in conc["samples_ms"]])
+    benchmark.extra_info.update(common_info(docs, run_config))
+    benchmark.extra_info.update({k: [c[k] for c in concs]
+                                 for k in ("threads", "requests", "seconds", "images_per_second")})
+    replay_runs(benchmark, [[ms / 1000 for ms in c["samples_ms"]] for c in concs])

@@ -51,7 +51,7 @@ def test_dry_run_runs_every_stage_resumes_and_redoes(tmp_path, cpp_exe, env):
         assert marker["commands"] and (out / "logs" / f"{name}.log").is_file()
     for name in suite_stages:  # each stage's results in its own folder, both languages, valid documents
         for lang in LANGUAGES:
-            doc = load_results(out / "results" / name / f"{lang}-resnet18-default.json")
+            doc = load_results(out / "results" / name / f"{lang}-resnet18-default-r1.json")
             assert doc["device"]["type"] == "cpu"
         saved = list((out / "benchmarks").glob(f"*/[0-9][0-9][0-9][0-9]_{name}.json"))
         assert len(saved) == 1, saved

@@ -1,7 +1,7 @@
 """suite.report: table numbers against the documents, aggregation, separation, errors, plots.
 
 Fast: no training. Each document is a committed real results file (schema/results.schema.json, version 3) with
-the epoch times, latency samples and config a test needs, validated and written to tmp_path.
+the epoch times, latency samples, config and (schema 4's) start-up a test needs, validated and written to tmp_path.
 """
 
 import copy
@@ -11,7 +11,7 @@ import json
 import pytest
 
 from bench.results import percentile, summarize_ms
-from suite import report
+from suite import report, stats
 from suite.harness import ROOT
 from suite.schema import validate_results
 
@@ -20,10 +20,12 @@ REAL = ROOT / "docs" / "results" / "warmup-cpu"
 
 
 def make_doc(language="python", model="resnet18", train_seconds=(2.0, 1.0, 1.5), latency=None, concurrency=None,
-             **config):
+             startup_seconds=None, **config):
     """A real results document with the given epoch times, eager latency samples ({bs: [ms]} or
-    {(path, bs): [ms]}), concurrency ({threads: (seconds, [ms per request])}) and config values."""
+    {(path, bs): [ms]}), concurrency ({threads: (seconds, [ms per request])}), start-up and config values."""
     doc = json.loads((REAL / f"{language}-resnet18-warmup3.json").read_text())
+    if startup_seconds is not None:
+        doc["startup_seconds"] = startup_seconds
     latency = latency or {1: [3.0, 1.0, 2.0, 4.0], 32: [20.0, 22.0, 21.0]}
     latency = {(k if isinstance(k, tuple) else ("eager", k)): v for k, v in latency.items()}
     concurrency = concurrency or {}
@@ -43,6 +45,15 @@ def make_doc(language="python", model="resnet18", train_seconds=(2.0, 1.0, 1.5),
     doc["concurrency"] = [{"threads": n, "requests": len(s), "seconds": sec, "images_per_second": len(s) / sec,
                            "samples_ms": s, **summarize_ms(s)} for n, (sec, s) in sorted(concurrency.items())]
     return validate_results(doc)
+
+
+def repeats(language, runs, **kwargs):
+    """One document per entry of `runs` (its epoch times), numbered as the suite's --repeats numbers them."""
+    return [make_doc(language, train_seconds=times, repeat=i, **kwargs) for i, times in enumerate(runs, 1)]
+
+
+def ratio_row(rows, metric):
+    return next(r for r in rows if r["metric"] == metric)
 
 
 def write_docs(tmp_path, docs):
@@ -70,37 +81,105 @@ def test_tables_match_the_documents(tmp_path):
     rows = {r["language"]: r for r in read_csv(tmp_path / "out" / "results_table.csv")}
     for lang, doc in (("python", py), ("cpp", cpp)):
         row = rows[lang]
-        assert float(row["epoch_seconds"]) == pytest.approx(median([e["train_seconds"] for e in doc["epochs"]]))
+        steady = doc["epochs"][1:]  # epoch 1 is a row of its own
+        assert float(row["epoch_seconds"]) == pytest.approx(median([e["train_seconds"] for e in steady]))
         assert float(row["latency_bs1"]) == pytest.approx(doc["latency"][0]["median_ms"])
         assert float(row["total_seconds"]) == pytest.approx(doc["total_seconds"])
         assert float(row["test_accuracy"]) == pytest.approx(doc["final"]["test_accuracy"])
         assert float(row["train_loss"]) == pytest.approx(doc["final"]["train_loss"])
-        assert float(row["images_per_second"]) == pytest.approx(
-            median([e["images_per_second"] for e in doc["epochs"]]))
+        assert float(row["images_per_second"]) == pytest.approx(median([e["images_per_second"] for e in steady]))
     ratios = {r["metric"]: r for r in read_csv(tmp_path / "out" / "ratios.csv")}
-    assert float(ratios["time per epoch (s)"]["ratio"]) == pytest.approx(1.5 / 0.9)
+    assert float(ratios["time per epoch (s)"]["ratio"]) == pytest.approx(1.25 / 0.85)
+    assert float(ratios["epoch 1 (s)"]["ratio"]) == pytest.approx(2.0 / 1.0)
     assert float(ratios["latency eager bs=1 (ms/batch)"]["ratio"]) == pytest.approx(2.5 / 1.5)
     assert float(ratios["latency eager bs=32 (ms/batch)"]["ratio"]) == pytest.approx(21.0 / 10.5)
     text = md.read_text()
-    assert "| Python | resnet18 | default | 1 | 5.0 | 1.50 | 2.50 |" in text
+    assert "| Python | resnet18 | default | 1 | 5.0 | 1.25 | 2.50 |" in text
     assert "no peak known (pass --peak-tflops)" in text
 
 
-def test_small_difference_is_marked_within_spread():
-    py = report.aggregate_runs([make_doc("python", train_seconds=(1.0, 2.0, 3.0))])
-    cpp = report.aggregate_runs([make_doc("cpp", train_seconds=(1.1, 2.1, 3.1))])
-    far = report.aggregate_runs([make_doc("cpp", train_seconds=(10.0, 10.1, 10.2))])
-    assert report.ratio_rows(py, cpp)[0]["verdict"] == "within spread"
-    assert report.ratio_rows(py, far)[0]["verdict"] == "Python better"
+def test_python_slower_over_five_repeats_names_cpp_faster(tmp_path):
+    """Python's steady-state epochs 1.5x C++'s in every one of 5 runs: the interval over runs excludes 1."""
+    jitter = (0.0, 0.02, -0.01, 0.03, -0.02)
+    py = repeats("python", [(3.0, 1.50 + d, 1.52 + d, 1.48 + d) for d in jitter])
+    cpp = repeats("cpp", [(2.0, 1.00 - d, 1.02 - d, 0.98 - d) for d in jitter])
+    md = report.build_report(write_docs(tmp_path, py + cpp), tmp_path / "out").read_text()
+    ratios = {r["metric"]: r for r in read_csv(tmp_path / "out" / "ratios.csv")}
+    for metric in ("time per epoch (s)", "images/s (train)"):  # a longer time and a lower rate: both C++ faster
+        row = ratios[metric]
+        assert (row["unit"], row["n_python"], row["n_cpp"]) == (stats.UNIT_RUNS, "5", "5")
+        assert float(row["ratio_low"]) < float(row["ratio"]) < float(row["ratio_high"])
+        assert row["verdict"] == "C++ faster"
+    assert float(ratios["time per epoch (s)"]["ratio_low"]) > 1 > float(ratios["images/s (train)"]["ratio_high"])
+    assert float(ratios["time per epoch (s)"]["ratio"]) == pytest.approx(1.50 / 1.00)
+    assert float(ratios["time per epoch (s)"]["p_greater"]) < 0.05
+    assert ratios["epoch 1 (s)"]["verdict"] == "C++ faster"  # 3.0 vs 2.0 in every run: one sample per run
+    assert "repeat" not in report.comparability_key(py[0]), "repeats of one configuration share a section"
+    assert "## Section" not in md and "¹" not in md
+    row_md = next(line for line in md.splitlines() if line.startswith("| default | time per epoch (s) |"))
+    assert f"| {float(ratios['time per epoch (s)']['ratio_low']):.3f}–" in row_md and "| C++ faster |" in row_md
 
 
-def test_no_verdict_from_fewer_than_three_samples():
-    """One epoch each (a smoke run) cannot tell a difference from noise: the report says so."""
-    py = report.aggregate_runs([make_doc("python", train_seconds=(1.0,))])
-    cpp = report.aggregate_runs([make_doc("cpp", train_seconds=(5.0,))])
-    row = report.ratio_rows(py, cpp)[0]
-    assert row["ratio"] == pytest.approx(0.2)
-    assert row["verdict"].startswith("too few samples")
+def test_same_distribution_gives_no_verdict():
+    """The same per-run epoch times in both languages, in another order: no difference shown."""
+    runs = [(2.0, t, t) for t in (1.00, 1.10, 0.90, 1.05, 0.95)]
+    rows = report.ratio_rows(repeats("python", runs), repeats("cpp", runs[::-1]))
+    row = ratio_row(rows, "time per epoch (s)")
+    assert row["unit"] == stats.UNIT_RUNS and row["ratio"] == pytest.approx(1.0)
+    assert row["ratio_low"] < 1 < row["ratio_high"]
+    assert row["verdict"] == report.NO_DIFFERENCE == "no difference shown (CI includes 1)"
+
+
+def test_noisy_cell_is_named(tmp_path):
+    py = make_doc("python", train_seconds=(3.0, 1.0, 1.2, 1.4, 1.6))  # steady IQR 0.3 / median 1.3 = 23 %
+    cpp = make_doc("cpp", train_seconds=(3.0, 1.0, 1.01, 1.02, 1.03))  # 1.5 %: quiet
+    md = report.build_report(write_docs(tmp_path, [py, cpp]), tmp_path / "out").read_text()
+    row_md = next(line for line in md.splitlines() if line.startswith("| default | time per epoch (s) |"))
+    assert row_md.count("⚠ noisy") == 1 and "1.300 (1.060–1.540) ⚠ noisy" in row_md
+    noisy = next(line for line in md.splitlines() if line.startswith("Noisy (IQR/median > 10%): "))
+    assert "Python resnet18 default time per epoch (s) 23%" in noisy
+    assert "C++ resnet18 default time per epoch (s)" not in noisy
+
+
+def test_one_run_per_language_compares_samples_and_says_so(tmp_path):
+    py = make_doc("python", train_seconds=(3.0, 2.0, 2.1, 2.2, 2.05))
+    cpp = make_doc("cpp", train_seconds=(2.0, 1.0, 1.1, 1.2, 1.05))
+    md = report.build_report(write_docs(tmp_path, [py, cpp]), tmp_path / "out").read_text()
+    ratios = {r["metric"]: r for r in json.loads((tmp_path / "out" / "report.json").read_text())
+              ["sections"][0]["ratios"]}
+    epochs = ratios["time per epoch (s)"]
+    assert (epochs["unit"], epochs["n_python"], epochs["n_cpp"]) == (stats.UNIT_SAMPLES, 4, 4)
+    assert epochs["ratio_low"] > 1 and epochs["verdict"] == "C++ faster"
+    assert ratios["epoch 1 (s)"]["ratio_low"] is None  # one sample per run: no interval
+    assert ratios["epoch 1 (s)"]["verdict"] == "n/a: too few samples for an interval"
+    assert f"{epochs['ratio_low']:.3f}–{epochs['ratio_high']:.3f} ¹ | C++ faster |" in md
+    assert "¹ Fewer than 2 runs on a side" in md and "run-to-run noise is not included" in md
+
+
+def test_one_epoch_runs_have_no_steady_state():
+    """A smoke run of one epoch: no time-per-epoch row, but epoch 1 compared and shown in the results table."""
+    py, cpp = make_doc("python", train_seconds=(1.0,)), make_doc("cpp", train_seconds=(5.0,))
+    rows = report.ratio_rows([py], [cpp])
+    assert "time per epoch (s)" not in [r["metric"] for r in rows]
+    assert ratio_row(rows, "epoch 1 (s)")["ratio"] == pytest.approx(0.2)
+    assert report.aggregate_runs([py])["epoch_seconds"]["median"] == 1.0
+
+
+def test_epoch1_and_startup_rows(tmp_path):
+    py = repeats("python", [(2.0 + i / 100, 1.0, 1.0) for i in range(5)], startup_seconds=3.0)
+    cpp = repeats("cpp", [(1.0 + i / 100, 1.0, 1.0) for i in range(5)], startup_seconds=0.5)
+    for i, doc in enumerate(py + cpp):
+        doc["startup_seconds"] += i / 100  # no two alike
+    md = report.build_report(write_docs(tmp_path, py + cpp), tmp_path / "out").read_text()
+    ratios = {r["metric"]: r for r in read_csv(tmp_path / "out" / "ratios.csv")}
+    assert float(ratios["start-up (s)"]["ratio"]) == pytest.approx(3.02 / 0.57)
+    assert ratios["start-up (s)"]["verdict"] == ratios["epoch 1 (s)"]["verdict"] == "C++ faster"
+    assert float(ratios["epoch 1 (s)"]["ratio"]) == pytest.approx(2.02 / 1.02)
+    assert "| Python | resnet18 | default | fp32 | 3.02 (3.00–3.04) |" in md  # Run facts: Start-up (s)
+
+    old = report.ratio_rows([make_doc("python")], [make_doc("cpp")])  # documents before schema 4
+    assert "start-up (s)" not in [r["metric"] for r in old] and "epoch 1 (s)" in [r["metric"] for r in old]
+    assert report.aggregate_runs([make_doc("python")])["startup_seconds"] is None
 
 
 def test_inference_paths_and_concurrency_tables(tmp_path):
@@ -134,7 +213,7 @@ def test_repeated_runs_are_aggregated(tmp_path):
     report.build_report(write_docs(tmp_path, [first, second]), tmp_path / "out")
     rows = read_csv(tmp_path / "out" / "results_table.csv")
     assert len(rows) == 1 and rows[0]["runs"] == "2"
-    assert float(rows[0]["epoch_seconds"]) == pytest.approx(2.5)  # median of the pooled epochs 1,2,3,4
+    assert float(rows[0]["epoch_seconds"]) == pytest.approx(3.0)  # median of the pooled steady epochs 2 and 4
     assert float(rows[0]["total_seconds"]) == pytest.approx(median([3.5, 7.5]))
     assert float(rows[0]["latency_bs1"]) == pytest.approx(median([3.0, 1.0, 2.0, 4.0, 10.0, 11.0]))
 

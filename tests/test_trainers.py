@@ -1,6 +1,8 @@
 """Both trainers, both models, every requested mode, with the suite's config: schema, accuracy thresholds,
 languages agree. The [model x lang x mode] matrix comes from conftest.pytest_generate_tests."""
 
+import statistics
+
 import pytest
 
 from bench.vocab import LANGUAGES, MODES, WARMUP_STEPS
@@ -9,7 +11,13 @@ from suite.schema import validate_results
 
 
 def test_results_follow_schema(trainer_results, run_config, expected_params, model, lang, mode):
-    doc = trainer_results(model, lang, mode)
+    docs = trainer_results(model, lang, mode)
+    assert [doc["config"]["repeat"] for doc in docs] == list(range(1, run_config.repeats + 1))
+    for doc in docs:
+        check_results(doc, run_config, expected_params, model, lang, mode)
+
+
+def check_results(doc, run_config, expected_params, model, lang, mode):
     validate_results(doc)
     assert doc["language"] == lang and doc["model"] == model
     assert doc["param_count"] == expected_params[model]
@@ -33,21 +41,23 @@ def test_results_follow_schema(trainer_results, run_config, expected_params, mod
 
 
 def test_accuracy_threshold(trainer_results, model, lang, mode):
-    doc = trainer_results(model, lang, mode)
-    entry = T.lookup(*T.key_of(doc))
-    acc = doc["final"]["test_accuracy"]
+    docs = trainer_results(model, lang, mode)
+    entry = T.lookup(*T.key_of(docs[0]))
+    accs = [doc["final"]["test_accuracy"] for doc in docs]
     if entry is None:
-        pytest.skip(f"no threshold for {T.key_of(doc)} in suite/thresholds.py; measured {acc:.2f}%")
+        pytest.skip(f"no threshold for {T.key_of(docs[0])} in suite/thresholds.py; measured {accs}%")
     provisional = " PROVISIONAL: " + entry["source"] if entry.get("provisional") else ""
-    print(f"{lang} {model} {mode}: test accuracy {acc:.2f}% (floor {entry['min_test_accuracy']}%){provisional}")
-    assert acc >= entry["min_test_accuracy"], f"{acc:.2f}% < {entry['min_test_accuracy']}% ({entry['source']})"
-    assert acc < 100.0, "100% on this data means the task or the evaluation is broken"
+    print(f"{lang} {model} {mode}: test accuracy {accs}% (floor {entry['min_test_accuracy']}%){provisional}")
+    for acc in accs:  # every repeat: the same seed and config, so each must reach the floor
+        assert acc >= entry["min_test_accuracy"], f"{acc:.2f}% < {entry['min_test_accuracy']}% ({entry['source']})"
+        assert acc < 100.0, "100% on this data means the task or the evaluation is broken"
 
 
 def test_languages_agree(trainer_results, run_config, model, mode):
     if set(run_config.langs) != set(LANGUAGES):
         pytest.skip("needs --langs python,cpp")
-    py, cpp = trainer_results(model, "python", mode), trainer_results(model, "cpp", mode)
+    # Repeat 1 of each: repeats of one language share seed and config, so they add nothing to the gap.
+    py, cpp = trainer_results(model, "python", mode)[0], trainer_results(model, "cpp", mode)[0]
     assert py["dataset"] == cpp["dataset"], "the two trainers read different data"
     entry = T.lookup(*T.key_of(py))
     if entry is None:
@@ -66,7 +76,8 @@ MAX_CLOCK_GAP_US = 2.0
 def test_clock_costs_the_same_in_both_languages(trainer_results, run_config, model, mode):
     if set(run_config.langs) != set(LANGUAGES):
         pytest.skip("needs --langs python,cpp")
-    py, cpp = (trainer_results(model, lang, mode)["empty_sample_us"]["median_us"] for lang in LANGUAGES)
+    py, cpp = (statistics.median(doc["empty_sample_us"]["median_us"] for doc in trainer_results(model, lang, mode))
+               for lang in LANGUAGES)
     print(f"{model} {mode}: empty sample median python {py:.3f} µs, c++ {cpp:.3f} µs")
     assert py <= cpp + MAX_CLOCK_GAP_US
 
@@ -74,7 +85,11 @@ def test_clock_costs_the_same_in_both_languages(trainer_results, run_config, mod
 def test_warmup_and_memory_are_recorded(trainer_results, run_config, model, lang, mode):
     """The warm-up ran before the clock and took time; "fp32" names TF32 where CUDA uses it; peak memory
     is the device's (CUDA) or unknown (CPU), for training and each inference path apart."""
-    doc = trainer_results(model, lang, mode)
+    for doc in trainer_results(model, lang, mode):
+        check_warmup_and_memory(doc, run_config)
+
+
+def check_warmup_and_memory(doc, run_config):
     steps = doc["config"]["warmup_steps"]
     assert steps == (run_config.warmup_steps if run_config.warmup_steps is not None else WARMUP_STEPS)
     assert (doc["warmup_seconds"] > 0) if steps else doc["warmup_seconds"] is None
