@@ -75,6 +75,9 @@ def pytest_addoption(parser):
                 help="at the end, the regression gate (suite/gate.py) against the newest stored baseline of this "
                      "machine and configuration; none: this run is saved as the first")
     g.addoption("--gate-baseline", default=None, help="the gate's baseline: this pytest-benchmark file")
+    g.addoption("--gate-ab", default=None, metavar="REV",
+                help="the interleaved A/B gate: run git revision REV's trainers alternately with this tree's (A B B A "
+                     "...), same flags, and gate this tree against them (no stored baseline)")
     g.addoption("--gate-thresholds", default=None, help="the gate's thresholds (default suite/gate.toml)")
 
 
@@ -108,7 +111,9 @@ class RunConfig:
     def __init__(self, opt):
         self.device = opt("device")
         self.data = opt("data")
-        self.data_dir, self.why_not_official = (Path(self.data) if self.data and self.data != OFFICIAL else None), None
+        # Absolute: the A/B gate's baseline side runs its trainers from another folder.
+        self.data_dir = Path(self.data).resolve() if self.data and self.data != OFFICIAL else None
+        self.why_not_official = None
         if self.data == OFFICIAL:
             from filelock import FileLock
 
@@ -190,11 +195,25 @@ class RunConfig:
     def concurrency_counts(self):
         return _positive_ints("concurrency", self.concurrency, allow_empty=True)
 
+    def data_identity(self):
+        """The data by content (kind and SHA-256 of its files, bench.data.dataset_identity), not by path: a baseline
+        made from the same files in another folder, or on another runner, pairs with this run. Computed once."""
+        if self.data_dir is None:
+            return "synthetic smoke set"
+        if not hasattr(self, "_data_identity"):
+            from bench.data import dataset_identity
+
+            try:
+                found = dataset_identity(self.data_dir, self.train_limit, self.test_limit)
+                self._data_identity = f"{found['kind']} sha256:{found['sha256'][:16]}"
+            except OSError:  # an incomplete folder: the trainers say what is missing; name it by its path here
+                self._data_identity = str(self.data_dir)
+        return self._data_identity
+
     def identity(self):
         """What a benchmark's numbers depend on besides its name (model, language, mode, path, batch size): a
         comparison pairs a benchmark only with a baseline of the same identity. JSON values, as stored."""
-        data = {None: "synthetic smoke set", OFFICIAL: "official"}.get(self.data, str(self.data_dir))
-        return {"preset": self.preset, "data": data + (" (synthetic fallback)" if self.why_not_official else ""),
+        return {"preset": self.preset, "data": self.data_identity(),
                 "train_limit": self.train_limit, "test_limit": self.test_limit, "batch_size": self.batch_size,
                 "lr": self.lr, "epochs": self.epochs, "device": self.device, "threads": self.threads,
                 "workers": self.workers, "seed": self.seed, "warmup_steps": self.warmup_steps,
@@ -238,23 +257,41 @@ def pytest_configure(config):
                f"(it turns itself off under xdist correctly), found {version('pytest-benchmark')}")
     _pin_xdist_worker_to_gpu()  # before anything asks torch about CUDA, which reads the variable once
     config.bench_run = RunConfig(config.getoption)
-    if config.getoption("gate"):
+    config.bench_ab_commit = None
+    if config.getoption("gate") or config.getoption("gate_ab"):
         _check_gate_options(config)
+    elif config.getoption("gate_baseline") or config.getoption("gate_thresholds"):
+        _usage("--gate-baseline and --gate-thresholds are options of the gate: add --gate (or --gate-ab REV)")
     config.bench_result_files = []
+    config.bench_ab_docs = {}  # (model, mode, lang) -> the A/B baseline commit's documents, or why they failed
 
 
 def _check_gate_options(config):
     from suite import gate
 
+    rev = config.getoption("gate_ab")
+    if rev is not None and (config.getoption("gate") or config.getoption("gate_baseline")):
+        _usage("--gate-ab REV compares with REV's trainers run in this session: leave out --gate and "
+               "--gate-baseline, which compare with a stored baseline")
     try:
         limits = gate.load_thresholds(config.getoption("gate_thresholds") or gate.THRESHOLDS)
     except gate.GateError as err:
         _usage(str(err))
-    if config.bench_run.repeats < limits["min_runs"]:
-        _usage(f"--gate needs --repeats {limits['min_runs']} or more (a verdict rests on runs, not on the samples "
-               f"of one process; suite/gate.toml min_runs), got --repeats {config.bench_run.repeats}")
+    repeats, option = config.bench_run.repeats, "--gate-ab" if rev is not None else "--gate"
+    if repeats < limits["min_runs"]:
+        _usage(f"{option} needs --repeats {limits['min_runs']} or more (a verdict rests on runs, not on the samples "
+               f"of one process; suite/gate.toml min_runs), got --repeats {repeats}")
+    # The A/B sides have as many runs as each other: too few, and no p-value can reach alpha (no verdict ever).
+    needed = next(r for r in range(limits["min_runs"], 1000) if gate.smallest_p(r, r) <= limits["alpha"])
+    if rev is not None and repeats < needed:
+        _usage(f"--gate-ab needs --repeats {needed} or more: with {repeats} runs a side the smallest possible p is "
+               f"{gate.smallest_p(repeats, repeats):.3g}, above alpha {limits['alpha']} (suite/gate.toml)")
     if config.getoption("gate_baseline") and not Path(config.getoption("gate_baseline")).is_file():
         _usage(f"--gate-baseline file not found: {config.getoption('gate_baseline')}")
+    if rev is not None:
+        config.bench_ab_commit = H.resolve_commit(rev)
+        if config.bench_ab_commit is None:
+            _usage(f"--gate-ab: git does not know the revision {rev!r} in {H.ROOT}")
 
 
 def pytest_report_header(config):
@@ -416,8 +453,8 @@ def results_dir(request, tmp_path_factory):
     path = request.config.getoption("results_dir")
     if path:
         Path(path).mkdir(parents=True, exist_ok=True)
-        return Path(path)
-    return tmp_path_factory.mktemp("results")
+    request.config.bench_results_dir = Path(path).resolve() if path else tmp_path_factory.mktemp("results")
+    return request.config.bench_results_dir
 
 
 def live_line(config, label):
@@ -434,30 +471,76 @@ def live_line(config, label):
     return write
 
 
+# The trainers' test hooks act on this tree's trainers only: the A/B gate's baseline side runs as committed.
+TEST_HOOKS_OFF = {"BENCH_SLEEP_PER_STEP_MS": None, "BENCH_NAN_AT_STEP": None, "BENCH_CRASH_AT_STEP": None}
+THIS, BASELINE = "this tree", "baseline"
+
+
 @pytest.fixture(scope="session")
-def trainer_runs(request, run_config, bench_data, results_dir, exe_for):
+def ab_tree(request, cache_dir):
+    """--gate-ab: the baseline commit's source tree (exported once into the cache) and, on first use, its C++
+    trainer, built with this Python's torch; None without --gate-ab."""
+    commit = request.config.bench_ab_commit
+    if commit is None:
+        return None
+    tree = H.export_commit(commit, cache_dir / "gate-ab" / commit)
+    built = {}
+
+    def exe(lang):
+        if lang != "cpp":
+            return None
+        if "cpp" not in built:
+            try:
+                built["cpp"] = H.build_cpp(tree / "build", source=tree)
+            except H.BuildError as err:
+                built["cpp"] = err
+        return built["cpp"]
+    return tree, exe
+
+
+@pytest.fixture(scope="session")
+def trainer_runs(request, run_config, bench_data, results_dir, exe_for, ab_tree):
     """trainer_runs(model, mode): {language: its --repeats validated results documents, or why its run failed},
     run once per session. The languages alternate (python, cpp, python, cpp, ...), each run a fresh process, so
-    that a drift of the machine's speed falls on both alike; a language whose run fails runs no more repeats."""
+    that a drift of the machine's speed falls on both alike; a language whose run fails runs no more repeats.
+    With --gate-ab each run of this tree is paired with one of the baseline commit's, in A B, B A order on odd
+    and even repeats (a linear drift falls on both sides alike); those documents go to config.bench_ab_docs."""
     done = {}
+    sides = [BASELINE, THIS] if ab_tree else [THIS]
 
-    def run_one(model, lang, mode, repeat):
-        out = results_dir / f"{lang}-{model}-{mode}-r{repeat}.json"
-        echo = live_line(request.config, f"{lang} {model} {mode} repeat {repeat}/{run_config.repeats}")
+    def run_one(model, lang, mode, repeat, side):
+        name = f"{lang}-{model}-{mode}-r{repeat}.json"
+        label = f"{lang} {model} {mode} repeat {repeat}/{run_config.repeats}"
+        if side == BASELINE:
+            tree, exe = ab_tree[0], ab_tree[1](lang)
+            if isinstance(exe, H.BuildError):
+                return f"baseline commit's {exe}"
+            out, label, kw = results_dir / f"gate-ab-{tree.name[:12]}" / name, f"{label} baseline", \
+                {"root": tree, "env": TEST_HOOKS_OFF}
+            out.parent.mkdir(exist_ok=True)
+        else:
+            exe, out, kw = exe_for(lang), results_dir / name, {}
+        echo = live_line(request.config, label)
         echo("starting the trainer")
-        doc, _ = run_for_results(lang, run_config.trainer_args(model, bench_data, mode, repeat), exe_for(lang),
-                                 out, echo=echo)
-        if not isinstance(doc, str):
+        doc, _ = run_for_results(lang, run_config.trainer_args(model, bench_data, mode, repeat), exe, out,
+                                 echo=echo, **kw)
+        if side == BASELINE and isinstance(doc, str):
+            doc = f"baseline commit {tree.name[:12]}: {doc}"
+        if side == THIS and not isinstance(doc, str):
             request.config.bench_result_files.append(out)  # for --report
         return doc
 
     def run_all(model, mode):
-        runs = {lang: [] for lang in run_config.langs}
+        runs = {(side, lang): [] for side in sides for lang in run_config.langs}
         for repeat in range(1, run_config.repeats + 1):
-            for lang in [lang for lang in run_config.langs if isinstance(runs[lang], list)]:
-                doc = run_one(model, lang, mode, repeat)
-                runs[lang] = doc if isinstance(doc, str) else runs[lang] + [doc]
-        return runs
+            for lang in run_config.langs:
+                for side in sides if repeat % 2 else sides[::-1]:
+                    if isinstance(runs[side, lang], list):
+                        doc = run_one(model, lang, mode, repeat, side)
+                        runs[side, lang] = doc if isinstance(doc, str) else runs[side, lang] + [doc]
+        for lang in run_config.langs if ab_tree else ():
+            request.config.bench_ab_docs[model, mode, lang] = runs[BASELINE, lang]
+        return {lang: runs[THIS, lang] for lang in run_config.langs}
     return lambda model, mode="default": run_once(done, (model, mode), lambda: run_all(model, mode))
 
 
@@ -492,6 +575,10 @@ def pytest_sessionfinish(session, exitstatus):
 
 def pytest_sessionstart(session):
     session.config.bench_session = session
+    if session.config.getoption("gate"):  # what is stored before this session: a save of its own is no baseline
+        from suite import gate
+
+        session.config.bench_stored_before = set(gate.baseline_files(benchmark_compat.storage_folder(session.config)))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -510,7 +597,7 @@ def pytest_terminal_summary(terminalreporter, config):
                                     "the baseline (the lines above name each benchmark)", red=True, bold=True)
         _fail_session(config, pytest.ExitCode.TESTS_FAILED)
         result = None
-    if config.getoption("gate"):
+    if config.getoption("gate") or config.getoption("gate_ab"):
         _run_gate(terminalreporter, config)
     return result
 
@@ -534,14 +621,36 @@ def _run_gate(terminalreporter, config):
               "run with -p no:xdist)")
         return _fail_session(config, pytest.ExitCode.USAGE_ERROR)
     try:
-        code = gate.run_gate(run, benchmark_compat.storage_folder(config), config.getoption("gate_baseline"),
+        baseline, label = _interleaved_baseline(config, run) if config.bench_ab_commit else (None, None)
+        storage = benchmark_compat.storage_folder(config)
+        own_saves = set(gate.baseline_files(storage)) - getattr(config, "bench_stored_before", set())
+        code = gate.run_gate(run, storage, label or config.getoption("gate_baseline"),
                              config.getoption("gate_thresholds") or gate.THRESHOLDS,
-                             benchmark_compat.machine_id(config), write)
+                             benchmark_compat.machine_id(config), write, baseline=baseline, ignore=own_saves)
     except gate.GateError as err:
         write(f"torch-api-bench gate: error: {err}")
         return _fail_session(config, pytest.ExitCode.USAGE_ERROR)
     if code:
         _fail_session(config, pytest.ExitCode.TESTS_FAILED)
+
+
+def _interleaved_baseline(config, run):
+    """(the A/B gate's baseline document, its label): built from the baseline commit's runs of this session, and
+    kept beside its results documents."""
+    import json
+
+    from suite import gate
+
+    commit = config.bench_ab_commit
+    baseline = gate.interleaved_baseline(
+        run, lambda model, mode, lang: config.bench_ab_docs.get((model, mode, lang), "not run"), commit)
+    folder = getattr(config, "bench_results_dir", None)
+    saved = ""
+    if folder is not None and (folder / f"gate-ab-{commit[:12]}").is_dir():
+        path = folder / f"gate-ab-{commit[:12]}" / "benchmarks.json"
+        path.write_text(json.dumps(baseline, indent=1))
+        saved = f" (samples: {path})"
+    return baseline, f"commit {commit[:12]}'s trainers, run alternately with this tree's in this session{saved}"
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

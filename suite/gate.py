@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suite import stats
+from suite.metrics import METRICS, test_function
 
 PROG = "suite.gate"
 THRESHOLDS = Path(__file__).with_name("gate.toml")
 STORAGE = Path(__file__).resolve().parent.parent / "baselines"  # pytest.ini's --benchmark-storage
 FIRST_BASELINE_NAME = "gate-baseline"
 # tests/test_benchmarks.py's test functions -> the metric group whose threshold applies
-GROUPS = {"test_epoch_time": "epoch_time", "test_first_epoch": "first_epoch", "test_startup": "startup",
-          "test_latency": "latency", "test_concurrency": "throughput"}
+GROUPS = {test: metric.group for test, metric in METRICS.items()}
 # What makes a baseline "this machine's": hardware. Software (torch, driver) may differ and is named.
 HARDWARE = ("cpu_model", "cpu_threads", "gpu_names")
 
@@ -40,7 +40,7 @@ class GateError(Exception):
 
 
 @dataclass(frozen=True)
-class Metric:
+class Benchmark:
     name: str
     group: str
     runs: list  # one list of samples (seconds) per run
@@ -73,9 +73,9 @@ def metrics_of(run):
     """{benchmark name: Metric} for the gated tests of a run document."""
     out = {}
     for bench in run["benchmarks"]:
-        test = bench["name"].split("[")[0]
+        test = test_function(bench["name"])
         if test in GROUPS:
-            out[bench["name"]] = Metric(bench["name"], GROUPS[test], runs_of(bench),
+            out[bench["name"]] = Benchmark(bench["name"], GROUPS[test], runs_of(bench),
                                         bench.get("extra_info", {}).get("suite_config", {}))
     return out
 
@@ -116,8 +116,9 @@ def differences(ours, theirs, skip=()):
             and k not in skip]
 
 
-# pytest-benchmark's own machine fields that change without the machine changing
-VOLATILE_MACHINE_FIELDS = ("node",)
+# pytest-benchmark's own machine fields that change without the machine changing (py-cpuinfo reads the clock
+# frequency live)
+VOLATILE_MACHINE_FIELDS = ("node", "cpu.hz_actual", "cpu.hz_actual_friendly")
 
 
 def machine_line(run, baseline):
@@ -137,12 +138,16 @@ def config_key(metric):
     return json.dumps(metric.config, sort_keys=True)
 
 
-def find_baseline(storage, run):
+def find_baseline(storage, run, ignore=()):
     """(path, baseline, None) of the newest stored run from this machine that shares a configuration with
-    `run`, or (None, None, why not)."""
+    `run`, or (None, None, why not). `ignore`: stored files that are this run itself (a session that also saves
+    with --benchmark-save / --benchmark-autosave has already written its own file when the gate runs)."""
     ours = {config_key(m) for m in metrics_of(run).values()}
+    ignore = {Path(p).resolve() for p in ignore}
     newest_other = None
     for path in reversed(baseline_files(storage)):
+        if path.resolve() in ignore:
+            continue
         try:
             candidate = load_run(path)
             theirs = metrics_of(candidate)
@@ -152,7 +157,8 @@ def find_baseline(storage, run):
             continue
         if any(config_key(m) in ours for m in theirs.values()):
             return path, candidate, None
-        newest_other = newest_other or (path, theirs)
+        if theirs:
+            newest_other = newest_other or (path, theirs)
     if newest_other is None:
         return None, None, f"no baseline for this machine in {storage}"
     path, theirs = newest_other
@@ -192,7 +198,7 @@ def judge(metric, base, limits):
     if min(n_now, n_base) < limits["min_runs"] or smallest_p(n_now, n_base) > alpha:
         return False, (f"NO VERDICT {head}: {n_now} run(s) now, {n_base} in the baseline; a verdict needs "
                        f"{limits['min_runs']}+ on each side and a possible p <= {alpha} (use --repeats)")
-    cmp = stats.compare_runs(metric.runs, base.runs)
+    cmp = stats.compare_runs(metric.runs, base.runs, min_runs=1)  # over per-run medians, always
     change = cmp.ratio - 1
     regressed = change > threshold and cmp.p_greater <= alpha
     interval = f"[{cmp.low - 1:+.1%}, {cmp.high - 1:+.1%}]" if cmp.low is not None else "[n/a]"
@@ -215,23 +221,58 @@ def compare(run, baseline, limits):
         lines.append(line)
         if regressed:
             regressions.append(line)
+    lines += [f"NO VERDICT {name}: in the baseline, not in this run (skipped, failed or not requested)"
+              for name in base if name not in now]
     return regressions, lines
 
 
+def interleaved_baseline(run, docs_for, commit):
+    """The interleaved A/B gate's baseline: `run`'s benchmarks (this tree's trainers, B) with the samples that the
+    baseline commit's trainers (A) measured in the same session, alternating with B's, computed by the same
+    functions (suite/metrics.py). docs_for(model, mode, lang): A's results documents, or why A's runs failed. A
+    benchmark A did not measure (e.g. an inference path it lacks) is left out: no verdict for it."""
+    benches = []
+    for bench in run["benchmarks"]:
+        test, params = test_function(bench["name"]), bench.get("params") or {}
+        if test not in METRICS:
+            continue
+        docs = docs_for(params["model"], params["mode"], params["lang"])
+        if isinstance(docs, str):
+            raise GateError(f"the baseline commit's run failed: {docs}")
+        try:
+            runs = METRICS[test].runs(docs, params)
+        except (KeyError, StopIteration, IndexError):
+            continue
+        if any(s is None for r in runs for s in r):
+            continue
+        benches.append({"name": bench["name"], "fullname": bench["fullname"], "group": bench.get("group"),
+                        "params": params, "stats": {"data": [s for r in runs for s in r]},
+                        "extra_info": {"sample_runs": [i for i, r in enumerate(runs, 1) for _ in r],
+                                       "suite_config": bench.get("extra_info", {}).get("suite_config", {})}})
+    return {"machine_info": run["machine_info"], "commit_info": {"id": commit, "interleaved_baseline": True},
+            "benchmarks": benches}
+
+
 def run_gate(run, storage=STORAGE, baseline_path=None, thresholds=THRESHOLDS, machine_id=None, write=print,
-             verbose=False):
-    """The gate; returns its exit status (0 pass or first baseline saved, 1 regression). Raises GateError."""
+             verbose=False, baseline=None, ignore=()):
+    """The gate; returns its exit status (0 pass, no verdict or first baseline saved, 1 regression). Raises
+    GateError. `baseline`: a baseline document already in hand (the interleaved A/B gate's), named by
+    `baseline_path`; `ignore`: stored files find_baseline must pass over (this run's own saves)."""
     limits = load_thresholds(thresholds)
     if not metrics_of(run):
         raise GateError("the run has no benchmark of tests/test_benchmarks.py to gate")
-    if baseline_path:
+    if baseline is not None:
+        pass
+    elif baseline_path:
         baseline = load_run(baseline_path)
     else:
-        baseline_path, baseline, why = find_baseline(storage, run)
+        baseline_path, baseline, why = find_baseline(storage, run, ignore)
         if baseline is None:
             from pytest_benchmark.utils import get_machine_id
 
-            saved = save_first_baseline(storage, run, machine_id or get_machine_id())
+            stored = {p.resolve() for p in baseline_files(storage)}
+            saved = next((p for p in ignore if Path(p).resolve() in stored), None)  # saved by the session itself
+            saved = saved or save_first_baseline(storage, run, machine_id or get_machine_id())
             write(f"torch-api-bench gate: {why}; saved this run as the first: {saved}. Nothing to compare: pass.")
             return 0
     write(f"torch-api-bench gate: baseline {baseline_path}")
@@ -243,8 +284,9 @@ def run_gate(run, storage=STORAGE, baseline_path=None, thresholds=THRESHOLDS, ma
         if verbose or not line.startswith(("ok ", "faster ")):
             write(f"torch-api-bench gate: {line}")
     compared = sum(not x.startswith("NO VERDICT") for x in lines)
+    outcome = "" if regressions else (": pass" if compared else ": NO VERDICT (nothing could be judged)")
     write(f"torch-api-bench gate: {len(regressions)} regression(s) in {compared} compared benchmark(s), "
-          f"{len(lines) - compared} without a verdict" + ("" if regressions else ": pass"))
+          f"{len(lines) - compared} without a verdict{outcome}")
     return 1 if regressions else 0
 
 
@@ -262,7 +304,8 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        return run_gate(load_run(args.run), args.storage, args.baseline, args.thresholds, verbose=args.verbose)
+        return run_gate(load_run(args.run), args.storage, args.baseline, args.thresholds, verbose=args.verbose,
+                        ignore=[args.run])
     except GateError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2

@@ -54,18 +54,19 @@ def cpp_executable(build_dir):
     return Path(build_dir) / PROGRAMS["cpp"]
 
 
-def build_cpp(build_dir=ROOT / "build", jobs=None):
-    """Configure (first time) and build bench_train incrementally with the running Python's torch."""
+def build_cpp(build_dir=ROOT / "build", jobs=None, source=ROOT):
+    """Configure (first time) and build bench_train incrementally with the running Python's torch, from the
+    sources in `source` (this checkout; the interleaved A/B gate builds another commit's tree)."""
     build_dir = Path(build_dir).resolve()  # absolute: tests run the executable from other folders
     for tool in ("cmake", "c++"):
         if shutil.which(tool) is None:
             raise BuildError(f"{tool} not found on PATH: install CMake >= 3.18 and a C++20 compiler")
-    steps = [["cmake", "-S", str(ROOT), "-B", str(build_dir), f"-DPython3_EXECUTABLE={sys.executable}"],
+    steps = [["cmake", "-S", str(source), "-B", str(build_dir), f"-DPython3_EXECUTABLE={sys.executable}"],
              ["cmake", "--build", str(build_dir), "-j", str(jobs or os.cpu_count() or 2)]]
     build_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(build_dir.parent / f".{build_dir.name}.lock"):  # one build at a time (pytest-xdist workers)
         for cmd in steps:
-            proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            proc = subprocess.run(cmd, cwd=source, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             if proc.returncode:
                 tail = "\n".join(proc.stdout.splitlines()[-BUILD_TAIL_LINES:])
                 raise BuildError(f"C++ build failed ({' '.join(cmd[:2])} exit {proc.returncode}):\n{tail}")
@@ -84,18 +85,19 @@ def trainer_command(lang, args, cpp_exe=None):
     raise ValueError(f"unknown language {lang!r}")
 
 
-def run_trainer(lang, args, cpp_exe=None, env=None, echo=None):
-    """Run a trainer; returns the CompletedProcess (stdout/stderr captured as text).
+def run_trainer(lang, args, cpp_exe=None, env=None, echo=None, root=ROOT):
+    """Run a trainer; returns the CompletedProcess (stdout/stderr captured as text). `env` adds variables (a
+    value of None removes one); `root` is the source tree whose Python trainer runs (this checkout by default).
 
     With `echo`, each stderr line (the per-epoch progress, with elapsed time and ETA) is passed on as it
     arrives: to echo(line) when it is a function (the suite's live terminal lines), else to our stderr
     behind the label `echo`.
     """
     cmd = trainer_command(lang, args, cpp_exe)
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env = {k: v for k, v in {**os.environ, "PYTHONPATH": str(root), **(env or {})}.items() if v is not None}
     if echo is None:
-        return subprocess.run(cmd, cwd=ROOT, env=full_env, text=True, capture_output=True)
-    with subprocess.Popen(cmd, cwd=ROOT, env=full_env, text=True, stdout=subprocess.PIPE,
+        return subprocess.run(cmd, cwd=root, env=full_env, text=True, capture_output=True)
+    with subprocess.Popen(cmd, cwd=root, env=full_env, text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE) as proc:
         stdout = []
         drain = threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True)
@@ -131,4 +133,29 @@ def ensure_synthetic(folder, train, test, seed=0):
     with FileLock(folder.parent / f".{folder.name}.lock"):  # one generator per set (pytest-xdist workers)
         if not (folder / D.SYNTH_MARKER).exists():
             D.synth(folder, train, test, seed)
+    return folder
+
+
+def resolve_commit(rev):
+    """The full hash of git revision `rev` in this checkout, or None when git does not know it."""
+    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=ROOT,
+                          capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def export_commit(commit, folder):
+    """The tree of `commit`, written once into `folder` (git archive: no worktree bookkeeping in .git) and
+    reused; returns the folder."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    done = folder / ".exported"
+    with FileLock(folder.parent / f".{folder.name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=ROOT, capture_output=True)
+            if archive.returncode:
+                raise BuildError(f"git archive {commit} failed: {archive.stderr.decode(errors='replace').strip()}")
+            subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+            done.write_text(commit)
     return folder

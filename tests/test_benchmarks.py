@@ -7,11 +7,13 @@ timer: round i lasts exactly sample i. Compare, save and the regression gate the
 Groups are one per (model, metric[, mode]) so that Python and C++ sit side by side in each table. With
 --repeats N every run's samples are stored, each with the run it came from (extra_info.sample_runs), and the
 suite's configuration (extra_info.suite_config): the gate (suite/gate.py) and --benchmark-compare pair on it.
+What each test stores per run is defined once, in suite/metrics.py.
 """
 
 import pytest
 
 from suite.benchmark_compat import raw_samples
+from suite.metrics import METRICS, concurrency_entries, latency_entries, steady_epochs
 
 
 class ReplayTimer:
@@ -57,16 +59,12 @@ def common_info(docs, run_config):
             "final": [d["final"] for d in docs]}
 
 
-def replay_runs(benchmark, per_run_samples):
-    """Store every run's samples, and which run (repeat) each came from: the gate's statistics are over runs."""
+def replay_runs(benchmark, test, docs, params):
+    """Store every run's samples of this test's metric (suite/metrics.py), and which run (repeat) each came from:
+    the gate's statistics are over runs."""
+    per_run_samples = METRICS[test].runs(docs, params)
     benchmark.extra_info["sample_runs"] = [d for d, samples in enumerate(per_run_samples, 1) for _ in samples]
     replay(benchmark, [s for samples in per_run_samples for s in samples])
-
-
-def steady_epochs(doc):
-    """Epochs after the first: epoch 1 also pays for what only happens once (allocator growth, workers' start,
-    autotuning after the warm-up), so it is a metric of its own (test_first_epoch)."""
-    return doc["epochs"][1:]
 
 
 @pytest.mark.benchmark(timer=REPLAY, disable_gc=False, warmup=False)
@@ -79,7 +77,7 @@ def test_epoch_time(benchmark, trainer_results, run_config, model, lang, mode):
     benchmark.extra_info.update(common_info(docs, run_config))
     for key in ("images_per_second", "train_loss", "train_accuracy", "test_loss", "test_accuracy"):
         benchmark.extra_info[key] = [e[key] for doc in docs for e in steady_epochs(doc)]
-    replay_runs(benchmark, [[e["train_seconds"] for e in steady_epochs(doc)] for doc in docs])
+    replay_runs(benchmark, "test_epoch_time", docs, {})
 
 
 @pytest.mark.benchmark(timer=REPLAY, disable_gc=False, warmup=False)
@@ -88,7 +86,7 @@ def test_first_epoch(benchmark, trainer_results, run_config, model, lang, mode):
     docs = trainer_results(model, lang, mode)
     benchmark.group = group(model, "train epoch 1", mode)
     benchmark.extra_info.update(common_info(docs, run_config))
-    replay_runs(benchmark, [[doc["epochs"][0]["train_seconds"]] for doc in docs])
+    replay_runs(benchmark, "test_first_epoch", docs, {})
 
 
 @pytest.mark.benchmark(timer=REPLAY, disable_gc=False, warmup=False)
@@ -100,7 +98,7 @@ def test_startup(benchmark, trainer_results, run_config, model, lang, mode):
         pytest.skip(f"{lang}: start-up not measured (no /proc/self/stat on this system)")
     benchmark.group = group(model, "start-up", mode)
     benchmark.extra_info.update(common_info(docs, run_config))
-    replay_runs(benchmark, [[doc["startup_seconds"]] for doc in docs])
+    replay_runs(benchmark, "test_startup", docs, {})
 
 
 @pytest.mark.benchmark(timer=REPLAY, disable_gc=False, warmup=False)
@@ -111,12 +109,11 @@ def test_latency(benchmark, trainer_results, run_config, model, lang, mode, late
                None)
     if why:
         pytest.skip(f"{lang}: inference path {latency_path} unavailable: {why}")
-    lats = [next(x for x in doc["latency"] if x["path"] == latency_path and x["batch_size"] == latency_bs)
-            for doc in docs]
+    lats = latency_entries(docs, latency_path, latency_bs)
     benchmark.group = group(model, f"latency {latency_path} bs={latency_bs}", mode)
     benchmark.extra_info.update(common_info(docs, run_config))
     benchmark.extra_info.update({k: [lat[k] for lat in lats] for k in ("median_ms", "p90_ms", "p99_ms", "mean_ms")})
-    replay_runs(benchmark, [[ms / 1000 for ms in lat["samples_ms"]] for lat in lats])
+    replay_runs(benchmark, "test_latency", docs, {"latency_path": latency_path, "latency_bs": latency_bs})
 
 
 @pytest.mark.benchmark(timer=REPLAY, disable_gc=False, warmup=False)
@@ -125,9 +122,9 @@ def test_concurrency(benchmark, trainer_results, run_config, model, lang, mode, 
     if concurrency_n is None:
         pytest.skip("no --concurrency thread counts requested")
     docs = trainer_results(model, lang, mode)
-    concs = [next(c for c in doc["concurrency"] if c["threads"] == concurrency_n) for doc in docs]
+    concs = concurrency_entries(docs, concurrency_n)
     benchmark.group = group(model, f"concurrent bs=1 x{concurrency_n} threads", mode)
     benchmark.extra_info.update(common_info(docs, run_config))
     benchmark.extra_info.update({k: [c[k] for c in concs]
                                  for k in ("threads", "requests", "seconds", "images_per_second")})
-    replay_runs(benchmark, [[ms / 1000 for ms in c["samples_ms"]] for c in concs])
+    replay_runs(benchmark, "test_concurrency", docs, {"concurrency_n": concurrency_n})

@@ -20,6 +20,7 @@ from suite import harness as H
 CONFIG = {"preset": "smoke", "batch_size": 32, "epochs": 3}
 MACHINE = {"node": "a", "torch_api_bench": {"cpu_model": "cpu", "cpu_threads": 2, "gpu_names": [], "torch": "2.14"}}
 EPOCH = "test_epoch_time[resnet18-python-default]"
+LATENCY = "test_latency[resnet18-python-default-eager-bs{}]"
 LIMITS = {"groups": {g: 0.03 for g in gate.GROUPS.values()}, "alpha": 0.01, "min_runs": 3}
 
 
@@ -56,16 +57,20 @@ def test_unchanged_runs_pass():
     assert not regressed and line.startswith("ok ")
 
 
+def p_of(line):
+    return float(line.split("p=")[1].split(",")[0])
+
+
 def test_a_change_beyond_the_threshold_but_within_noise_is_not_a_regression():
-    noisy = [[1.0 * f] * 3 for f in (0.8, 1.3, 1.1, 0.9, 1.2)]  # runs spread +-25%: a 5% shift is not evidence
+    noisy = [[1.0 * f] * 3 for f in (0.8, 1.3, 1.1, 0.9, 1.2)]  # runs spread +-25%: a 10% shift is not evidence
     base = [[1.0 * f] * 3 for f in (0.85, 1.25, 1.0, 0.95, 1.05)]
     regressed, line = verdict(run_doc(noisy), run_doc(base))
-    assert not regressed and "p=" in line
+    assert not regressed and "change +10.0%" in line and p_of(line) > LIMITS["alpha"]  # beyond 3%, not significant
 
 
 def test_a_significant_change_below_the_threshold_is_not_a_regression():
     regressed, line = verdict(run_doc(steady(1.01, 5, jitter=0.0005)), run_doc(steady(1.0, 10, jitter=0.0005)))
-    assert not regressed and "change +1.0%" in line
+    assert not regressed and "change +1.0%" in line and p_of(line) <= LIMITS["alpha"]  # significant, below 3%
 
 
 def test_another_configuration_gets_one_line_and_no_verdict():
@@ -100,6 +105,30 @@ def test_no_baseline_saves_the_first_and_never_overwrites(tmp_path):
     assert code == 1 and any(line.startswith("torch-api-bench gate: REGRESSION") for line in out)
 
 
+def test_a_benchmark_missing_from_this_run_is_named():
+    base = run_doc(steady(1.0, 10))
+    base["benchmarks"].append(bench(LATENCY.format(1), steady(0.01, 10)))
+    regressions, lines = gate.compare(run_doc(steady(1.0, 5)), base, LIMITS)
+    assert not regressions and f"NO VERDICT {LATENCY.format(1)}: in the baseline, not in this run" in lines[-1]
+
+
+def test_this_runs_own_save_is_not_its_baseline(tmp_path):
+    """--gate with --benchmark-save: pytest-benchmark has written this run's file when the gate runs. The gate
+    passes over it (no comparison of a run with itself) and names it as the first baseline instead of saving a
+    copy; a stored run of this machine without gated benchmarks is no baseline either."""
+    run = run_doc(steady(1.0, 5))
+    own = tmp_path / "m" / "0002_mine.json"
+    own.parent.mkdir()
+    (tmp_path / "m" / "0001_other-tests.json").write_text(json.dumps({**run, "benchmarks": []}))
+    own.write_text(json.dumps(run))
+    out = []
+    assert gate.run_gate(run, tmp_path, machine_id="m", write=out.append, ignore=[own]) == 0
+    assert "no baseline for this machine" in out[-1] and f"saved this run as the first: {own}" in out[-1]
+    assert sorted(p.name for p in own.parent.iterdir()) == ["0001_other-tests.json", "0002_mine.json"]
+    out.clear()
+    assert gate.main([str(own), "--storage", str(tmp_path)]) == 0  # the CLI, on a file inside the storage
+
+
 def test_a_baseline_of_other_hardware_is_not_this_machines(tmp_path):
     other = {**MACHINE, "torch_api_bench": {**MACHINE["torch_api_bench"], "cpu_model": "another cpu"}}
     gate.save_first_baseline(tmp_path, run_doc(steady(1.0, 5), machine=other), "m")
@@ -124,6 +153,29 @@ def test_unusable_input_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("[]")
     assert gate.main([str(tmp_path / "bad.json")]) == 2
     assert "not a pytest-benchmark file" in capsys.readouterr().err
+
+
+def test_the_interleaved_baseline_holds_the_other_trees_samples_under_the_same_names():
+    """The A/B gate's baseline: for each of this run's benchmarks, the same metric (suite/metrics.py) from the
+    baseline commit's documents; what the baseline did not measure is left out (no verdict), not invented."""
+    def doc(epochs, startup, latency_ms):
+        return {"epochs": [{"train_seconds": s} for s in epochs], "startup_seconds": startup,
+                "latency": [{"path": "eager", "batch_size": 1, "samples_ms": latency_ms}]}
+    params = {"model": "resnet18", "lang": "python", "mode": "default"}
+    run = run_doc(steady(1.0, 3))
+    run["benchmarks"][0]["params"] = params
+    for name, extra in [("test_startup[resnet18-python-default]", {}),
+                        (LATENCY.format(1), {"latency_path": "eager", "latency_bs": 1}),
+                        (LATENCY.format(8), {"latency_path": "eager", "latency_bs": 8})]:
+        run["benchmarks"].append({**bench(name, [[1.0]] * 3), "params": {**params, **extra}})
+    docs = [doc([3.0, 2.0, 2.2], 1.5, [10.0, 12.0]), doc([3.1, 2.1, 2.3], None, [11.0, 13.0])]
+    base = gate.interleaved_baseline(run, lambda model, mode, lang: docs, "abc")
+    got = {b["name"]: (b["stats"]["data"], b["extra_info"]["sample_runs"]) for b in base["benchmarks"]}
+    assert got == {EPOCH: ([2.0, 2.2, 2.1, 2.3], [1, 1, 2, 2]),
+                   LATENCY.format(1): ([0.010, 0.012, 0.011, 0.013], [1, 1, 2, 2])}
+    assert all(b["extra_info"]["suite_config"] == CONFIG for b in base["benchmarks"])
+    with pytest.raises(gate.GateError, match="baseline commit's run failed: python trainer failed"):
+        gate.interleaved_baseline(run, lambda *key: "python trainer failed (exit 2)", "abc")
 
 
 def test_the_thresholds_file_covers_every_group():
@@ -233,9 +285,41 @@ def test_compare_pairs_like_with_like_and_names_machine_differences(tmp_path, cp
                                        "python-resnet18-default-r2.json", "cpp-resnet18-default-r2.json"]
 
 
+def test_interleaved_ab_gate_alternates_the_trees_and_fails_the_slowed_one(tmp_path, cpp_exe):
+    """--gate-ab HEAD: HEAD's trainers (A, exported from git) and this tree's (B) alternate A B, B A, A B; the test
+    hook slows B only (A runs as committed), and the gate, comparing B with A from the same session, fails."""
+    if H.resolve_commit("HEAD") is None:
+        pytest.skip("not a git checkout with a commit: nothing to export as the baseline side")
+    (tmp_path / "loose.toml").write_text(LOOSE)
+    results = tmp_path / "results"
+    proc, out = run_pytest(tmp_path, "--build-dir", str(cpp_exe.parent), "--langs", "python", "--repeats", "3",
+                           "--gate-ab", "HEAD", "--gate-thresholds", str(tmp_path / "loose.toml"),
+                           "--results-dir", str(results), env={"BENCH_SLEEP_PER_STEP_MS": SLOWDOWN_MS})
+    print(out[-2000:])
+    assert proc.returncode == 1, out[-3000:]
+    [line] = [x for x in out.splitlines() if "REGRESSION" in x and "test_epoch_time" in x]
+    assert "change +" in line and "(3 vs 3 runs)" in line
+    [a_dir] = results.glob("gate-ab-*")
+    assert f"baseline commit {H.resolve_commit('HEAD')[:12]}'s trainers, run alternately with this tree's" in out
+    files = sorted([*results.glob("*.json"), *a_dir.glob("python-*.json")], key=lambda p: p.stat().st_mtime_ns)
+    order = [("A" if p.parent == a_dir else "B") + p.stem[-1] for p in files]
+    assert order == ["A1", "B1", "B2", "A2", "A3", "B3"]
+    a_epochs = [e["train_seconds"] for p in a_dir.glob("python-*.json") for e in json.loads(p.read_text())["epochs"]]
+    b_epochs = [e["train_seconds"] for p in results.glob("python-*.json") for e in json.loads(p.read_text())["epochs"]]
+    assert max(a_epochs) < min(b_epochs)  # 2 steps x 1 s of sleep in every B epoch, none in A's
+    saved = json.loads((a_dir / "benchmarks.json").read_text())
+    assert {b["name"] for b in saved["benchmarks"]} >= {"test_epoch_time[resnet18-python-default]"}
+
+
 @pytest.mark.parametrize("args, message", [
     (["--repeats", "0"], "--repeats must be 1 or more, got 0"),
     (["--gate", "--repeats", "2"], "--gate needs --repeats 3 or more"),
+    (["--gate-ab", "HEAD", "--repeats", "2"], "--gate-ab needs --repeats 3 or more"),
+    (["--gate-ab", "HEAD", "--repeats", "4"], "--gate-ab needs --repeats 5 or more: with 4 runs a side the smallest "
+                                              "possible p is 0.0143, above alpha 0.01"),
+    (["--gate-ab", "no-such-revision-xyz", "--repeats", "5"], "--gate-ab: git does not know the revision"),
+    (["--gate-ab", "HEAD", "--gate", "--repeats", "5"], "--gate-ab REV compares with REV's trainers"),
+    (["--gate-baseline", "x.json"], "--gate-baseline and --gate-thresholds are options of the gate: add --gate"),
 ])
 def test_bad_gate_options_are_usage_errors(tmp_path, args, message):
     proc, out = run_pytest(tmp_path, *args)
