@@ -229,14 +229,22 @@ def aggregate_runs(docs):
 NO_DIFFERENCE = "no difference shown (CI includes 1)"
 
 
+# Over runs, a verdict also needs the two-sided Mann-Whitney p of the direction the interval shows at or below this:
+# with few runs a percentile bootstrap is narrower than its nominal 95%.
+VERDICT_P = 0.05
+
+
 def verdict(comparison, lower_is_better):
-    """The faster language, only where the interval excludes 1 (every metric here is a speed: a time, lower
-    is faster, or a rate, higher is faster)."""
+    """The faster language, only where the interval excludes 1 (and, over runs, the test agrees); every metric
+    here is a speed: a time, lower is faster, or a rate, higher is faster."""
     if comparison.low is None:
         return "n/a: too few samples for an interval"
     if not comparison.excludes_one():
         return NO_DIFFERENCE
     python_smaller = comparison.high < 1
+    p_two_sided = 2 * (comparison.p_less if python_smaller else comparison.p_greater)
+    if comparison.unit == stats.UNIT_RUNS and p_two_sided > VERDICT_P:
+        return f"no difference shown (Mann-Whitney p = {min(p_two_sided, 1):.2g} over runs)"
     return f"{'Python' if python_smaller == lower_is_better else 'C++'} faster"
 
 
@@ -247,7 +255,9 @@ def compare(metric, py_runs, cpp_runs, lower_is_better):
     if not py or not cpp:
         return None
     c = stats.compare_runs(py_runs, cpp_runs)
-    return {"metric": metric, "python": spread_stat(py), "cpp": spread_stat(cpp), "ratio": c.ratio,
+    py_stat, cpp_stat = spread_stat(py), spread_stat(cpp)
+    spread = max(py_stat["p90"] - py_stat["p10"], cpp_stat["p90"] - cpp_stat["p10"])  # the wider p10-p90
+    return {"metric": metric, "python": py_stat, "cpp": cpp_stat, "ratio": c.ratio, "spread": spread,
             "ratio_low": c.low, "ratio_high": c.high, "interval": c.interval_text(3), "p_greater": c.p_greater,
             "p_less": c.p_less, "unit": c.unit, "n_python": c.n_a, "n_cpp": c.n_b,
             "verdict": verdict(c, lower_is_better),
@@ -656,8 +666,8 @@ def noisy_line(section, model):
     return f"Noisy (IQR/median > {stats.NOISY_IQR_OVER_MEDIAN:.0%}): " + ", ".join(cells) + "."
 
 
-ONE_RUN_NOTE = (f"{ONE_RUN_MARK} Fewer than {stats.MIN_RUNS} runs on a side: the interval is over the samples of "
-                "one run, so run-to-run noise is not included (one run per language: repeat with the suite's "
+ONE_RUN_NOTE = (f"{ONE_RUN_MARK} Fewer than {stats.MIN_RUNS} runs on a side: the interval is over the pooled "
+                "samples of the run(s), so run-to-run noise is not included (repeat with the suite's "
                 f"--repeats {stats.MIN_RUNS} or more for an interval over runs).")
 
 
@@ -711,16 +721,20 @@ def floor_table_md(section):
 
 
 RATIO_EXPLANATION = [
-    "Python / C++: the ratio of the medians (> 1: Python's number is larger); the median columns pool the samples "
-    "of a language's runs. Time per epoch and images/s (train) use the steady-state epochs (2 and later of each "
-    "run); epoch 1 and start-up (process start to the first training step) are rows of their own, one sample per "
-    "run.",
+    "Python / C++ (> 1: Python's number is larger): with "
+    f"{stats.MIN_RUNS} or more runs per language, the ratio of the medians of the per-run medians; with fewer, of "
+    "the medians of the pooled samples, which the median columns show for every row (so with repeats the ratio "
+    "need not equal one column over the other). Time per epoch and images/s (train) use the steady-state epochs "
+    "(2 and later of each run); epoch 1 and start-up (process start to the first training step) are rows of "
+    "their own, one sample per run.",
     "",
     f"{stats.CONFIDENCE:.0%} CI: a percentile bootstrap (scipy.stats.bootstrap, {stats.BOOTSTRAP_RESAMPLES} "
     f"resamples) of that ratio, over the per-run medians when both languages have {stats.MIN_RUNS} or more runs "
-    "(each run a fresh process), else over the samples of the single run. A verdict names the faster language only "
-    f"where the interval excludes 1; otherwise: {NO_DIFFERENCE}. {NOISY_MARK}: the cell's IQR/median passes "
-    f"{stats.NOISY_IQR_OVER_MEDIAN:.0%} (the level at which torch.utils.benchmark warns).",
+    "(each run a fresh process), else over the pooled samples. A verdict names the faster language only where the "
+    "interval excludes 1 and, over runs, the two-sided Mann-Whitney p over the per-run medians is at most "
+    f"{VERDICT_P} (with few runs a bootstrap interval is narrower than its nominal level); otherwise: "
+    f"{NO_DIFFERENCE}. {NOISY_MARK}: the cell's IQR/median passes {stats.NOISY_IQR_OVER_MEDIAN:.0%} (the level at "
+    "which torch.utils.benchmark warns).",
     "",
 ]
 
@@ -799,8 +813,8 @@ def results_csv_rows(sections):
 
 # A ratio row's values that the CSV takes as they are. p_greater / p_less: one-sided Mann-Whitney p-values that
 # Python's values (per-run medians, or samples: unit) are larger / smaller than C++'s.
-RATIO_VALUES = ["ratio", "ratio_low", "ratio_high", "p_greater", "p_less", "unit", "n_python", "n_cpp", "verdict",
-                "python_iqr_over_median", "python_noisy", "cpp_iqr_over_median", "cpp_noisy"]
+RATIO_VALUES = ["ratio", "spread", "ratio_low", "ratio_high", "p_greater", "p_less", "unit", "n_python", "n_cpp",
+                "verdict", "python_iqr_over_median", "python_noisy", "cpp_iqr_over_median", "cpp_noisy"]
 RATIOS_FIELDS = ["section", "model", "mode", "metric", "python", "python_p10", "python_p90", "cpp", "cpp_p10",
                  "cpp_p90"] + RATIO_VALUES
 

@@ -4,9 +4,10 @@ and noise flags. scipy does the statistics; this module only decides what the in
 Samples from one process share its state (allocator, caches, clock frequency, neighbours on a VM), so they are
 not independent: two processes of the same program differ by more than their samples' spread suggests. So a
 comparison rests on runs (processes): each run is summarized by its median, and the interval and the test are
-computed over those per-run medians. With fewer than MIN_RUNS runs on a side there is nothing to resample at
-that level; the comparison then uses the samples of the run(s) and says so (`unit`), because run-to-run noise
-is then not in the interval.
+computed over those per-run medians. With fewer than MIN_RUNS runs on a side a percentile bootstrap over runs
+is too narrow (2 runs a side: about 67% coverage), and no Mann-Whitney test over them can reach p <= 0.05; the
+comparison then uses the samples of the run(s) and says so (`unit`), because run-to-run noise is then not in
+the interval. The gate (suite/gate.py) always compares runs: it asks for enough of them itself.
 """
 
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from scipy import stats
 CONFIDENCE = 0.95
 # torch.utils.benchmark warns when IQR/median passes 10%; a cell noisier than this is flagged by name.
 NOISY_IQR_OVER_MEDIAN = 0.10
-MIN_RUNS = 2  # per side, for an interval over runs (below: over the samples of the run(s))
+# Per side, for an interval over runs (below: over the samples of the runs): 4 against 4 is the least with which
+# a two-sided Mann-Whitney over runs can reach 0.05 (2/70 at complete separation).
+MIN_RUNS = 4
 BOOTSTRAP_RESAMPLES = 9999
 SEED = 0  # the bootstrap's resampling: the same data give the same interval, run after run
 UNIT_RUNS = "runs"
@@ -57,10 +60,10 @@ def is_noisy(samples):
     return len(samples) >= 2 and iqr_over_median(samples) > NOISY_IQR_OVER_MEDIAN
 
 
-def units(runs):
-    """(values, unit): one median per run when there are MIN_RUNS runs or more, else the pooled samples."""
+def units(runs, min_runs=MIN_RUNS):
+    """(values, unit): one median per run when there are min_runs runs or more, else the pooled samples."""
     runs = [r for r in runs if len(r)]
-    if len(runs) >= MIN_RUNS:
+    if len(runs) >= min_runs:
         return np.array([np.median(r) for r in runs]), UNIT_RUNS
     return np.array([s for r in runs for s in r], dtype=float), UNIT_SAMPLES
 
@@ -75,8 +78,8 @@ def _ratio_of_medians(a, b, axis=-1):
 
 
 def ratio_interval(a, b):
-    """scipy's percentile bootstrap of median(a) / median(b), two independent samples; None with < 2 on a side
-    or when every resample gives the same ratio (nothing to spread)."""
+    """scipy's percentile bootstrap of median(a) / median(b), two independent samples; None with < 2 on a side.
+    Values without spread give an interval of no width (the ratio itself)."""
     if min(len(a), len(b)) < 2:
         return None
     result = stats.bootstrap((a, b), _ratio_of_medians, n_resamples=BOOTSTRAP_RESAMPLES, paired=False,
@@ -94,11 +97,11 @@ def one_sided_p(a, b, alternative):
     return float(stats.mannwhitneyu(a, b, alternative=alternative).pvalue)
 
 
-def compare_runs(a_runs, b_runs):
+def compare_runs(a_runs, b_runs, min_runs=MIN_RUNS):
     """Compare two sets of runs (each a list of samples): the ratio of medians a / b with its interval and
-    p-values, at the level of runs when both sides have MIN_RUNS or more, else of samples."""
-    (a, unit_a), (b, unit_b) = units(a_runs), units(b_runs)
-    if unit_a != unit_b:  # one side has runs, the other one run: compare samples on both sides
+    p-values, at the level of runs when both sides have min_runs or more, else of samples."""
+    (a, unit_a), (b, unit_b) = units(a_runs, min_runs), units(b_runs, min_runs)
+    if unit_a != unit_b:  # one side has enough runs, the other not: compare samples on both sides
         a, b = units([[s for r in a_runs for s in r]])[0], units([[s for r in b_runs for s in r]])[0]
         unit_a = UNIT_SAMPLES
     interval = ratio_interval(a, b)

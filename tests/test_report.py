@@ -153,7 +153,29 @@ def test_one_run_per_language_compares_samples_and_says_so(tmp_path):
     assert ratios["epoch 1 (s)"]["ratio_low"] is None  # one sample per run: no interval
     assert ratios["epoch 1 (s)"]["verdict"] == "n/a: too few samples for an interval"
     assert f"{epochs['ratio_low']:.3f}–{epochs['ratio_high']:.3f} ¹ | C++ faster |" in md
-    assert "¹ Fewer than 2 runs on a side" in md and "run-to-run noise is not included" in md
+    assert f"¹ Fewer than {stats.MIN_RUNS} runs on a side" in md and "run-to-run noise is not included" in md
+
+
+def test_three_runs_a_side_compare_pooled_samples_and_say_so():
+    """3 runs a side: a bootstrap over 3 per-run medians would be narrower than 95%, and no Mann-Whitney over them
+    can reach 0.05; so the row compares the pooled samples, marked as such."""
+    py = repeats("python", [(2.0, 1.5 + d, 1.5 + d) for d in (0.0, 0.01, 0.02)])
+    cpp = repeats("cpp", [(2.0, 1.0 + d, 1.0 + d) for d in (0.0, 0.01, 0.02)])
+    row = ratio_row(report.ratio_rows(py, cpp), "time per epoch (s)")
+    assert (row["unit"], row["n_python"], row["n_cpp"]) == (stats.UNIT_SAMPLES, 6, 6)
+
+
+def test_over_runs_a_verdict_needs_the_test_to_agree_with_the_interval():
+    """4 runs a side that overlap (one C++ run slower than one Python run): the percentile bootstrap of the ratio
+    of medians excludes 1, but the Mann-Whitney p over the runs is above 0.05: no verdict. Separate them: one."""
+    py = repeats("python", [(2.0, t, t) for t in (1.10, 1.12, 1.14, 1.13)])
+    cpp = repeats("cpp", [(2.0, t, t) for t in (1.00, 1.01, 1.02, 1.11)])
+    row = ratio_row(report.ratio_rows(py, cpp), "time per epoch (s)")
+    assert row["unit"] == stats.UNIT_RUNS and row["ratio_low"] > 1
+    assert 2 * row["p_greater"] > report.VERDICT_P and row["verdict"].startswith("no difference shown (Mann-Whitney")
+    cpp = repeats("cpp", [(2.0, t, t) for t in (1.00, 1.01, 1.02, 1.03)])
+    row = ratio_row(report.ratio_rows(py, cpp), "time per epoch (s)")
+    assert 2 * row["p_greater"] <= report.VERDICT_P and row["verdict"] == "C++ faster"
 
 
 def test_one_epoch_runs_have_no_steady_state():
