@@ -45,16 +45,18 @@ class Plan:
     latency_sizes: str    # the matrix's latency batch sizes
     batch_sizes: tuple    # the batch-size stages' training batch sizes (the matrix runs the preset's)
     epochs: int
+    repeats: int          # runs per language of the matrix and batch-size stages, interleaved (suite --repeats)
     real_epochs: int
     real_batch: int
     tiny: dict = field(default_factory=dict)  # suite options of every trainer run (a stage's own win)
 
 
 GPU = Plan("cuda", (50_000, 10_000), tuple(MODELS), ("default", "bf16-cl", "foreach", "cudnn-benchmark", "idiomatic"),
-           ",".join(INFERENCE_PATHS), "1,8,32,128", (64, 512), epochs=2, real_epochs=30, real_batch=128)
+           ",".join(INFERENCE_PATHS), "1,8,32,128", (64, 512), epochs=2, repeats=3, real_epochs=30,
+           real_batch=128)
 # Tiny: with --data and --device cpu the suite picks the full-cpu preset (5000/1000 images), so every size is
 # given explicitly. A few training steps per run: the whole dry run takes about 80 s on 2 idle cores.
-DRY = Plan("cpu", (128, 32), ("resnet18",), ("default",), "eager", "1", (16, 64), epochs=1, real_epochs=1,
+DRY = Plan("cpu", (128, 32), ("resnet18",), ("default",), "eager", "1", (16, 64), epochs=1, repeats=1, real_epochs=1,
            real_batch=32, tiny={"--train-limit": 64, "--test-limit": 32, "--batch-size": 32, "--latency-iters": 2,
                                 "--inference-paths": "eager", "--latency-batch-sizes": 1})
 
@@ -88,6 +90,7 @@ class Ctx:
         self.build_dir = Path(args.build_dir).resolve()
         self.epochs = args.epochs or self.plan.epochs
         self.real_epochs = args.real_epochs or self.plan.real_epochs
+        self.repeats = args.repeats or self.plan.repeats
         self.workers = max(1, min(8, (os.cpu_count() or 2) // 2))  # DataLoader workers / xdist processes
         train, test = self.plan.synth
         self.synthetic = cache_dir() / f"synthetic-{train}-{test}-0"  # suite.harness.ensure_synthetic's naming
@@ -218,11 +221,13 @@ def stages(c):
     # One stage per (model, mode): the whole matrix of one model would not fit in one 10-minute call.
     table += [Stage(f"matrix-{m}-{mode}", f"{m} {mode}, both languages, {c.epochs} epochs, latency {p.paths}",
                     lambda c, m=m, mode=mode: suite(c, f"matrix-{m}-{mode}", [m], c.synthetic, modes=mode,
-                                                    inference_paths=p.paths, latency_batch_sizes=p.latency_sizes),
+                                                    inference_paths=p.paths, latency_batch_sizes=p.latency_sizes,
+                                                    repeats=c.repeats),
                     needs=data, owns=suite_outputs(f"matrix-{m}-{mode}"))
               for m in p.models for mode in p.modes]
     table += [Stage(f"batch-{bs}", f"batch size {bs}, default mode, {','.join(p.models)}, {c.epochs} epochs",
-                    lambda c, bs=bs: suite(c, f"batch-{bs}", p.models, c.synthetic, batch_size=bs),
+                    lambda c, bs=bs: suite(c, f"batch-{bs}", p.models, c.synthetic, batch_size=bs,
+                                           repeats=c.repeats),
                     needs=data, owns=suite_outputs(f"batch-{bs}"))
               for bs in p.batch_sizes]
     table += [Stage(f"accuracy-real-{m}", f"{m} accuracy on the real subset, both languages, {c.real_epochs} epochs",
@@ -345,8 +350,9 @@ def write_session(c, table, facts, outcomes):
 
     write_json(c.out / "session.json", {
         "command": shlex.join([PY, "-m", PROG, *c.args.argv]), "dry_run": c.args.dry_run, "machine": facts,
-        "plan": vars(c.plan), "epochs": c.epochs, "real_epochs": c.real_epochs, "workers": c.workers,
-        "synthetic": str(c.synthetic), "real_subset": str(c.subset), "build_dir": str(c.build_dir),
+        "plan": vars(c.plan), "epochs": c.epochs, "repeats": c.repeats, "real_epochs": c.real_epochs,
+        "workers": c.workers, "synthetic": str(c.synthetic), "real_subset": str(c.subset),
+        "build_dir": str(c.build_dir),
         "stages": [{"name": st.name, "what": st.what, "needs": list(st.needs), "commands": commands(st),
                     "status": c.status(st.name), "this_run": outcomes[st.name].status if st.name in outcomes else None}
                    for st in table]})
@@ -392,10 +398,12 @@ def parse_args(argv):
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs of the matrix and batch-size runs (default 2; dry run 1)")
     p.add_argument("--real-epochs", type=int, default=None, help="epochs on the real subset (default 30; dry run 1)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="interleaved runs per language of the matrix and batch-size stages (default 3; dry run 1)")
     p.add_argument("--build-dir", default=str(H.ROOT / "build"), help="C++ build folder (default build/)")
     p.add_argument("--archive", default=None, help="also write DIR as this .tar.gz after every stage")
     args = p.parse_args(argv)
-    for name in ("epochs", "real_epochs"):
+    for name in ("epochs", "real_epochs", "repeats"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     args.argv = list(sys.argv[1:] if argv is None else argv)
