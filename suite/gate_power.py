@@ -126,6 +126,17 @@ def gate_lines(output):
     return [line for line in output.splitlines() if line.startswith("torch-api-bench gate:")]
 
 
+def absolute(records, out, ran_in=None):
+    """The records with their files' paths under `out`: stored relative to the experiment's folder, so that the
+    folder can move (an older file holds absolute paths under `ran_in`, the folder it was run in)."""
+    def fix(path):
+        path = Path(path)
+        if path.is_absolute() and ran_in and path.is_relative_to(ran_in):
+            path = path.relative_to(ran_in)
+        return str(out / path)
+    return [{**r, "json": fix(r["json"]), "ab_baseline_json": fix(r["ab_baseline_json"])} for r in records]
+
+
 def pairs(record, base):
     """{mode: (this run, its baseline)} for one session."""
     run = gate.load_run(record["json"])
@@ -201,6 +212,40 @@ def noise(records, base, langs):
             "session_iqr_over_median": spreads, "drift_from_baseline": drift}
 
 
+SIMULATED_REPEATS = (5, 10, 15, 20, 30, 40)
+SIMULATIONS = 2000
+
+
+def simulated_power(records, args, limits, langs):
+    """Beyond the measured repeats: the A/B gate's detection rate of each slowdown (and false-alarm rate at 0) on
+    the steady-state epoch benchmark alone, for more repeats per side, by resampling this machine's measured
+    run-to-run noise: the per-run medians of the unchanged sessions, each divided by its session's median. An
+    extrapolation from measured noise (independent runs assumed), not a measurement."""
+    import numpy as np
+
+    name = f"test_epoch_time[resnet18-{langs[0]}-default]"
+    noise_runs = []
+    for r in (r for r in records if r["slowdown_pct"] == "0"):
+        for path in (r["json"], r["ab_baseline_json"]):
+            medians = run_medians(gate.load_run(path), name)
+            noise_runs += [m / statistics.median(medians) for m in medians]
+    rng = np.random.default_rng(0)
+    threshold, alpha = limits["groups"]["epoch_time"], limits["alpha"]
+    rows = []
+    for pct in [0.0, *args.slowdowns]:
+        row = {"slowdown_pct": f"{pct:g}"}
+        for k in SIMULATED_REPEATS:
+            hits = 0
+            for _ in range(SIMULATIONS):
+                a = rng.choice(noise_runs, k)
+                b = rng.choice(noise_runs, k) * (1 + pct / 100)
+                # the gate's rule (gate.judge) without its interval, which the decision does not use
+                hits += np.median(b) / np.median(a) - 1 > threshold and stats.one_sided_p(b, a, "greater") <= alpha
+            row[k] = hits / SIMULATIONS
+        rows.append(row)
+    return {"noise_runs": len(noise_runs), "iqr_over_median": stats.iqr_over_median(noise_runs), "rows": rows}
+
+
 def session_outcome(mode, record, base, limits, langs):
     """What the gate says of one whole session: the failing benchmarks and the epoch change it measured."""
     run, baseline = pairs(record, base)[mode]
@@ -210,7 +255,7 @@ def session_outcome(mode, record, base, limits, langs):
     return f"{', '.join(changes.values()) or 'n/a'}; " + (f"FAILS: {', '.join(failed)}" if failed else "passes")
 
 
-def markdown(rows, sens, noise_facts, records, args, limits, base, langs, calib, elapsed):
+def markdown(rows, sens, noise_facts, simulated, records, args, limits, base, langs, calib, elapsed):
     ks = list(range(3, args.repeats + 1))
     lines = []
     for mode in MODES:
@@ -238,7 +283,17 @@ def markdown(rows, sens, noise_facts, records, args, limits, base, langs, calib,
               "side's median against the stored baseline's, session by session (the machine's drift, which a stored "
               "baseline cannot tell from a change): "
               + ", ".join(f"{d:+.1%}" for d in drift) + ".", "",
-              "### Every session (k = all repeats)", "",
+              f"### Beyond {args.repeats} repeats: simulated from the measured noise", "",
+              f"The interleaved gate on `{noise_facts['benchmark']}` alone, {SIMULATIONS} draws per cell from "
+              f"{simulated['noise_runs']} per-run medians of the unchanged sessions (each over its session's median; "
+              f"IQR/median {simulated['iqr_over_median']:.1%}), independent runs assumed: an extrapolation, not a "
+              "measurement.", "",
+              "| Injected slowdown | " + " | ".join(f"k={k}" for k in SIMULATED_REPEATS) + " |",
+              "|---|" + "---|" * len(SIMULATED_REPEATS)]
+    for row in simulated["rows"]:
+        what = "none: false alarms" if row["slowdown_pct"] == "0" else f"{row['slowdown_pct']}%: detections"
+        lines.append(f"| {what} | " + " | ".join(f"{row[k]:.0%}" for k in SIMULATED_REPEATS) + " |")
+    lines += ["", "### Every session (k = all repeats)", "",
               "| Round | Slowdown | Sleep per step (ms) | Stored: epoch change; verdict | A/B: epoch change; verdict |",
               "|---|---|---|---|---|"]
     for r in records:
@@ -254,16 +309,18 @@ def write_json(out, args, calib, records, **more):
                                                     "records": records, **more}, indent=1))
 
 
-def finish(out, args, limits, calib, records, base, commit, elapsed):
+def finish(out, args, limits, calib, records, base, commit, elapsed, ran_in=None):
     """The tables of the sessions so far, judged by this checkout's gate with `limits`."""
     langs = args.langs.split(",")
-    rows = summarize(records, args, limits, base, langs)
-    sens = sensitivity(records, args, limits, base, langs)
-    noise_facts = noise(records, base, langs)
-    write_json(out, args, calib, records, summary=rows, sensitivity=sens, noise=noise_facts, elapsed_seconds=elapsed,
-               commit=commit)
-    (out / "gate-power.md").write_text(markdown(rows, sens, noise_facts, records, args, limits, base, langs, calib,
-                                                elapsed))
+    found = absolute(records, out, ran_in)
+    rows = summarize(found, args, limits, base, langs)
+    sens = sensitivity(found, args, limits, base, langs)
+    noise_facts = noise(found, base, langs)
+    simulated = simulated_power(found, args, limits, langs)
+    write_json(out, args, calib, records, summary=rows, sensitivity=sens, noise=noise_facts, simulated=simulated,
+               elapsed_seconds=elapsed, commit=commit)
+    (out / "gate-power.md").write_text(markdown(rows, sens, noise_facts, simulated, found, args, limits, base, langs,
+                                                calib, elapsed))
     print((out / "gate-power.md").read_text())
 
 
@@ -274,9 +331,9 @@ def summarize_only(args):
     saved = json.loads((out / "gate-power.json").read_text())
     for key in ("reruns", "slowdowns", "repeats", "baseline_repeats", "langs", "train_limit", "batch_size", "epochs"):
         setattr(args, key, saved["args"][key])
-    records = saved["records"]
-    finish(out, args, gate.load_thresholds(args.thresholds), saved["calibrated_step_ms"], records,
-           gate.load_run(out / "baseline.json"), saved.get("commit"), saved.get("elapsed_seconds", 0.0))
+    finish(out, args, gate.load_thresholds(args.thresholds), saved["calibrated_step_ms"], saved["records"],
+           gate.load_run(out / "baseline.json"), saved.get("commit"), saved.get("elapsed_seconds", 0.0),
+           ran_in=Path(saved["args"]["out"]))
     return 0
 
 
@@ -311,10 +368,11 @@ def main(argv=None):
             code, output = run_session(args, args.repeats, out / f"{name}.json", sleep,
                                        ["--gate-ab", commit, "--gate-thresholds", args.thresholds,
                                         "--results-dir", str(results)])
-            record = {"round": rnd, "slowdown_pct": f"{pct:g}", "sleep_ms": sleep, "json": str(out / f"{name}.json"),
-                      "ab_baseline_json": str(results / f"gate-ab-{commit[:12]}" / "benchmarks.json"),
+            record = {"round": rnd, "slowdown_pct": f"{pct:g}", "sleep_ms": sleep, "json": f"{name}.json",
+                      "ab_baseline_json": f"{results.name}/gate-ab-{commit[:12]}/benchmarks.json",
                       "ab_exit": code, "ab_output": gate_lines(output)}
-            record["stored_exit"], record["stored_output"] = stored_gate(record["json"], base_path, args.thresholds)
+            record["stored_exit"], record["stored_output"] = stored_gate(out / record["json"], base_path,
+                                                                         args.thresholds)
             records.append(record)
             print(f"{PROG}: round {rnd} slowdown {pct:g}%: stored gate exit {record['stored_exit']}, "
                   f"A/B gate exit {code}", flush=True)
