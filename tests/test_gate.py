@@ -325,3 +325,33 @@ def test_bad_gate_options_are_usage_errors(tmp_path, args, message):
     proc, out = run_pytest(tmp_path, *args)
     assert proc.returncode == 4, out[-2000:]
     assert message in out
+
+
+def test_gate_power_tables_count_false_alarms_and_detections(tmp_path, monkeypatch):
+    """suite.gate_power --summarize on a constructed experiment (one round: unchanged, and 20% slower): both
+    modes fail the slowed session and pass the unchanged one, from 5 repeats a side (alpha 0.01), and say so."""
+    from suite import gate_power
+
+    monkeypatch.setattr(gate_power, "SIMULATIONS", 50)
+    (tmp_path / "baseline.json").write_text(json.dumps(run_doc(steady(1.0, 10))))
+    records = []
+    for pct, level in (("0", 1.0), ("20", 1.2)):
+        name = f"round01-slow{pct}"
+        (tmp_path / f"{name}.json").write_text(json.dumps(run_doc(steady(level, 5))))
+        a = tmp_path / f"{name}-results" / "gate-ab-x" / "benchmarks.json"
+        a.parent.mkdir(parents=True)
+        a.write_text(json.dumps(run_doc(steady(1.0, 5))))
+        records.append({"round": 1, "slowdown_pct": pct, "sleep_ms": 0.0, "json": f"{name}.json",
+                        "ab_baseline_json": str(a.relative_to(tmp_path))})
+    args = {"reruns": 1, "slowdowns": [20.0], "repeats": 5, "baseline_repeats": 10, "langs": "python",
+            "train_limit": 256, "batch_size": 32, "epochs": 3, "out": str(tmp_path)}
+    (tmp_path / "gate-power.json").write_text(json.dumps({"args": args, "calibrated_step_ms": {"python": 400.0},
+                                                          "records": records}))
+    assert gate_power.main(["--out", str(tmp_path), "--summarize"]) == 0
+    summary = json.loads((tmp_path / "gate-power.json").read_text())["summary"]
+    at = {(r["mode"], r["slowdown_pct"], r["repeats"]): r["hits"] for r in summary}
+    for mode in gate_power.MODES:
+        assert at[mode, "0", 5] == 0 and at[mode, "20", 5] == 1
+    assert at["ab", "20", 3] == 0  # 3 against 3: the smallest p is 1/20, above alpha
+    md = (tmp_path / "gate-power.md").read_text()
+    assert "| 20%: detections (epoch time) | 0/1 | 0/1 | 1/1 |" in md and "FAILS: test_epoch_time" in md
