@@ -38,6 +38,10 @@ MODE_NAMES = {"stored": "stored baseline (`--gate` / `python -m suite.gate`)",
               "ab": "interleaved A/B (`--gate-ab HEAD`)"}
 
 
+# what an experiment's gate-power.json fixes for --summarize and --resume
+SAVED_ARGS = ("reruns", "slowdowns", "repeats", "baseline_repeats", "langs", "train_limit", "batch_size", "epochs")
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="folder for every session's JSON and the results")
@@ -55,6 +59,9 @@ def parse_args(argv):
     p.add_argument("--thresholds", default=str(gate.THRESHOLDS), help="the gate's thresholds (default suite/gate.toml)")
     p.add_argument("--summarize", action="store_true",
                    help="run nothing: the tables again from DIR's sessions (this checkout's gate and --thresholds)")
+    p.add_argument("--resume", action="store_true",
+                   help="go on with DIR's experiment that was cut off: its arguments, baseline and A commit; the "
+                        "sessions it has are kept, not run again")
     args = p.parse_args(argv)
     try:
         args.slowdowns = [float(x) for x in args.slowdowns.split(",") if x]
@@ -324,13 +331,22 @@ def finish(out, args, limits, calib, records, base, commit, elapsed, ran_in=None
     print((out / "gate-power.md").read_text())
 
 
+def load_saved(out, args):
+    """DIR's gate-power.json, its experiment's arguments copied into args."""
+    try:
+        saved = json.loads((out / "gate-power.json").read_text())
+    except (OSError, ValueError) as e:
+        sys.exit(f"{PROG}: error: no readable experiment in {out}: {e}")
+    for key in SAVED_ARGS:
+        setattr(args, key, saved["args"][key])
+    return saved
+
+
 def summarize_only(args):
     """--summarize: the tables again from DIR/gate-power.json and its sessions' files (e.g. after a change to the
     gate or its thresholds, or of an experiment that was cut off), without running anything."""
     out = Path(args.out).resolve()
-    saved = json.loads((out / "gate-power.json").read_text())
-    for key in ("reruns", "slowdowns", "repeats", "baseline_repeats", "langs", "train_limit", "batch_size", "epochs"):
-        setattr(args, key, saved["args"][key])
+    saved = load_saved(out, args)
     finish(out, args, gate.load_thresholds(args.thresholds), saved["calibrated_step_ms"], saved["records"],
            gate.load_run(out / "baseline.json"), saved.get("commit"), saved.get("elapsed_seconds", 0.0),
            ran_in=Path(saved["args"]["out"]))
@@ -343,24 +359,30 @@ def main(argv=None):
         return summarize_only(args)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    saved = load_saved(out, args) if args.resume else {}
     limits = gate.load_thresholds(args.thresholds)
     langs = args.langs.split(",")
-    commit = H.resolve_commit("HEAD")
+    commit = saved.get("commit") or H.resolve_commit("HEAD")
     if commit is None:
         sys.exit(f"{PROG}: error: not a git checkout with a commit: the A/B sessions run HEAD's trainers as A")
     trainers = ["bench", "cpp", "CMakeLists.txt"]
-    if subprocess.run(["git", "diff", "--quiet", "HEAD", "--", *trainers], cwd=H.ROOT).returncode:
-        sys.exit(f"{PROG}: error: the trainers (bench/, cpp/) differ from HEAD: commit them first, so that the "
-                 "unchanged sessions compare the same code")
-    start = time.monotonic()
+    if subprocess.run(["git", "diff", "--quiet", commit, "--", *trainers], cwd=H.ROOT).returncode:
+        sys.exit(f"{PROG}: error: the trainers (bench/, cpp/) differ from {commit[:12]}: commit them first (or, "
+                 "with --resume, check out trainers equal to the experiment's), so that the unchanged sessions "
+                 "compare the same code")
+    start = time.monotonic() - saved.get("elapsed_seconds", 0.0)
     base_path = out / "baseline.json"
-    print(f"{PROG}: stored baseline, {args.baseline_repeats} runs per language", flush=True)
-    run_session(args, args.baseline_repeats, base_path)
+    if not args.resume:
+        print(f"{PROG}: stored baseline, {args.baseline_repeats} runs per language", flush=True)
+        run_session(args, args.baseline_repeats, base_path)
     base = gate.load_run(base_path)
-    calib = {lang: round(step_ms(base, lang, args), 2) for lang in langs}
-    records = []
+    calib = saved.get("calibrated_step_ms") or {lang: round(step_ms(base, lang, args), 2) for lang in langs}
+    records = saved.get("records", [])
+    done = {(r["round"], r["slowdown_pct"]) for r in records}
     for rnd in range(1, args.reruns + 1):
         for pct in [0.0, *args.slowdowns]:
+            if (rnd, f"{pct:g}") in done:
+                continue
             # one sleep for all languages: the slowest language's step sets it, so no language is slowed by less
             sleep = pct / 100 * max(calib.values())
             name = f"round{rnd:02d}-slow{pct:g}"
@@ -376,7 +398,7 @@ def main(argv=None):
             records.append(record)
             print(f"{PROG}: round {rnd} slowdown {pct:g}%: stored gate exit {record['stored_exit']}, "
                   f"A/B gate exit {code}", flush=True)
-            write_json(out, args, calib, records, commit=commit)
+            write_json(out, args, calib, records, commit=commit, elapsed_seconds=time.monotonic() - start)
     finish(out, args, limits, calib, records, base, commit, time.monotonic() - start)
     return 0
 

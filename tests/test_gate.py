@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -355,3 +356,41 @@ def test_gate_power_tables_count_false_alarms_and_detections(tmp_path, monkeypat
     assert at["ab", "20", 3] == 0  # 3 against 3: the smallest p is 1/20, above alpha
     md = (tmp_path / "gate-power.md").read_text()
     assert "| 20%: detections (epoch time) | 0/1 | 0/1 | 1/1 |" in md and "FAILS: test_epoch_time" in md
+
+
+def test_gate_power_resume_runs_only_the_sessions_an_experiment_lacks(tmp_path, monkeypatch):
+    """suite.gate_power --resume of an experiment cut off after its first session: the baseline and that session
+    are kept, the two it lacks run (with the experiment's A commit and sleeps), and the tables cover all three."""
+    from types import SimpleNamespace
+
+    from suite import gate_power
+
+    monkeypatch.setattr(gate_power, "SIMULATIONS", 50)
+    monkeypatch.setattr(gate_power, "subprocess", SimpleNamespace(run=lambda *a, **k: SimpleNamespace(returncode=0)))
+    monkeypatch.setattr(gate_power, "stored_gate", lambda *a: (0, []))
+    ran = []
+
+    def fake_session(args, repeats, json_path, sleep_ms=0.0, extra=()):
+        ran.append((Path(json_path).name, round(sleep_ms, 3), extra[1]))
+        Path(json_path).write_text(json.dumps(run_doc(steady(1.0 + sleep_ms / 400, repeats))))
+        a = Path(extra[-1]) / f"gate-ab-{extra[1][:12]}" / "benchmarks.json"
+        a.parent.mkdir(parents=True)
+        a.write_text(json.dumps(run_doc(steady(1.0, repeats))))
+        return 0, ""
+
+    monkeypatch.setattr(gate_power, "run_session", fake_session)
+    (tmp_path / "baseline.json").write_text(json.dumps(run_doc(steady(1.0, 10))))
+    fake_session(None, 5, tmp_path / "round01-slow0.json", 0.0, ["--gate-ab", "abc123", "--results-dir",
+                                                                  str(tmp_path / "round01-slow0-results")])
+    done = {"round": 1, "slowdown_pct": "0", "sleep_ms": 0.0, "json": "round01-slow0.json",
+            "ab_baseline_json": "round01-slow0-results/gate-ab-abc123/benchmarks.json"}
+    args = {"reruns": 1, "slowdowns": [10.0, 20.0], "repeats": 5, "baseline_repeats": 10, "langs": "python",
+            "train_limit": 256, "batch_size": 32, "epochs": 3, "out": str(tmp_path)}
+    (tmp_path / "gate-power.json").write_text(json.dumps({"args": args, "calibrated_step_ms": {"python": 400.0},
+                                                          "records": [done], "commit": "abc123"}))
+    ran.clear()
+    assert gate_power.main(["--out", str(tmp_path), "--resume"]) == 0
+    assert ran == [("round01-slow10.json", 40.0, "abc123"), ("round01-slow20.json", 80.0, "abc123")]
+    saved = json.loads((tmp_path / "gate-power.json").read_text())
+    assert [r["slowdown_pct"] for r in saved["records"]] == ["0", "10", "20"]
+    assert {r["slowdown_pct"] for r in saved["summary"]} == {"0", "10", "20"}
