@@ -24,7 +24,7 @@ import matplotlib.ticker  # noqa: E402
 
 from bench.results import percentile  # noqa: E402
 from bench.vocab import FLAGS, INFERENCE_PATHS, LANGUAGES, MODES  # noqa: E402
-from suite import stats  # noqa: E402
+from suite import stats, traces  # noqa: E402
 from suite.schema import ResultsError, load_results  # noqa: E402
 
 PROG = "suite.report"
@@ -219,7 +219,32 @@ def aggregate_runs(docs):
         "empty_sample_us": spread_stat([doc.get("empty_sample_us", {}).get("median_us") for doc in docs]),
         "peak_memory_mib": spread_stat([doc["peak_memory_bytes"] / 2**20 for doc in docs
                                         if doc.get("peak_memory_bytes") is not None]),
+        "peak_rss_mib": spread_stat([doc["peak_rss_bytes"] / 2**20 for doc in docs if doc.get("peak_rss_bytes")]),
+        "step_breakdown": step_breakdown(docs),
     }
+
+
+def trace_file(doc, which):
+    """A results document's trace file (schema 4, --trace-steps): where the run wrote it, else beside the results
+    file in a folder of the same name (how committed results keep them); None when there is none."""
+    written = (doc.get("traces") or {}).get(which)
+    if not written:
+        return None
+    written = Path(written)
+    for candidate in (written, Path(doc["_path"]).parent / written.parent.name / written.name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def step_breakdown(docs):
+    """Where a training step's time goes (suite/traces.py), the median over the runs' traces; None without any."""
+    found = [traces.breakdown(path) for path in (trace_file(doc, "train") for doc in docs) if path]
+    if not found:
+        return None
+    keys = ("wall_us", "in_ops_us", "between_ops_us", "device_busy_us")
+    return {key: (None if any(b[key] is None for b in found) else percentile(sorted(b[key] for b in found), 50))
+            for key in keys} | {"steps": sum(b["steps"] for b in found), "traces": len(found)}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -611,7 +636,25 @@ def row_stat(row, field):
 FACTS_COLUMNS = [  # (header, field, digits)
     ("Start-up (s)", "startup_seconds", 2), ("Warm-up (s)", "warmup_seconds", 2), ("Epoch 1 (s)", "epoch1_seconds", 2),
     ("Later epochs (s)", "later_epoch_seconds", 2), ("Empty sample (µs)", "empty_sample_us", 3),
-    ("Training peak memory (MiB)", "peak_memory_mib", 0)]
+    ("Training peak memory (MiB)", "peak_memory_mib", 0), ("Peak RSS (MiB)", "peak_rss_mib", 0)]
+
+
+def breakdown_table_md(section):
+    """Where a training step's time goes, per row with profiler traces; [] when no row has one."""
+    def ms(value):
+        return "n/a" if value is None else f"{value / 1000:.3f}"
+    rows = [[LANGUAGE_NAMES[r["language"]], r["model"], r["mode"], ms(b["wall_us"]), ms(b["in_ops_us"]),
+             ms(b["between_ops_us"]), f"{b['between_ops_us'] / b['wall_us']:.1%}", ms(b["device_busy_us"]),
+             str(b["steps"])] for r in section["rows"] if (b := r["step_breakdown"])]
+    if not rows:
+        return []
+    header = ["Language", "Model", "Mode", "Step (ms)", "In aten ops (ms)", "Between ops (ms)", "Between / step",
+              "Device busy (ms)", "Steps traced"]
+    return ["### Where a training step's time goes", ""] + markdown_table(header, rows) + [
+        "", "From the profiler traces of `--trace-steps` (`suite/traces.py`), the median traced step: its wall time; "
+        "the part inside aten ops (the union of the outermost ops on the trainer's threads); the host time between "
+        "them (the interpreter or the C++ code, dispatch into the ops, the autograd engine between its nodes); and, "
+        "on CUDA, the device's busy time (kernels and copies). The profiler's own cost is in every column.", ""]
 
 
 def facts_table_md(section):
@@ -750,11 +793,14 @@ def section_md(number, section, total_sections):
               "every cell shows the median and, in brackets, p10–p90.", ""]
     lines += ["### Run facts", ""] + facts_table_md(section)
     lines += ["", "Precision: what the run computed (on CUDA, PyTorch's default \"fp32\" runs convolutions in TF32, "
-              "in both languages). Start-up: process start to the first training step (n/a for documents "
-              "before schema version 4). Warm-up: untimed steps at every shape before the first clock read. Epoch 1 "
-              "and the later epochs' median, apart. Empty sample: a synchronize and a clock read with no work "
-              "(median), the floor under every latency sample. Peak memory: the training window on CUDA "
-              "(n/a on CPU).", ""]
+              "in both languages). Start-up: process start to the model being ready (before the first training "
+              "step; with --eval-only, the first inference); n/a for documents before schema version 4. Warm-up: "
+              "untimed steps at every shape before the first clock read. Epoch 1 and the later epochs' median, "
+              "apart. Empty sample: a synchronize and a clock read with no work (median), the floor under every "
+              "latency sample. Training peak memory: the training window on CUDA (n/a on CPU). Peak RSS: the "
+              "process's peak resident memory over the whole run (Python's idiomatic-pipeline worker processes not "
+              "included; C++'s worker threads are).", ""]
+    lines += breakdown_table_md(section)
     models = list(dict.fromkeys(r["model"] for r in section["ratios"]))
     lines += ["### Python / C++", ""]
     if not models:

@@ -127,6 +127,8 @@ BAD_FLAGS = [
     (["--concurrency", "2,x"], "--concurrency must be comma-separated integers", True),
     (["--workers", "257"], "--workers must be", True),
     (["--inference-paths", "eager,aoti"], "--inference-paths aoti needs --aoti-dir", True),
+    (["--trace-steps", "2"], "--trace-steps needs --trace-dir DIR (where the Chrome traces go)", True),
+    (["--trace-steps", "-1"], "--trace-steps must be an integer in [0, 1000000], got '-1'", True),
     (["--no-such-flag"], "unknown flag '--no-such-flag'", True),
     (["--epochs"], "--epochs needs a value", True),
     (["--eval-only=1"], "--eval-only takes no value", True),

@@ -22,18 +22,20 @@ COMMITTED = sorted(p for p in (ROOT / "docs").rglob("*.json") if p.name != "repo
 
 def v4():
     """The V3 document as the trainers write it now (no version 4 document is committed): schema version 4, the
-    start-up time and the repeat's number."""
+    start-up time, peak resident memory, traces, and the repeat's number."""
     doc = json.loads(V3.read_text())
-    doc.update(schema_version=4, startup_seconds=2.5)
-    doc["config"]["repeat"] = 1
+    doc.update(schema_version=4, startup_seconds=2.5, peak_rss_bytes=2 * 2**30,
+               traces={"train": "t/train.json", "inference": "t/inference.json"})
+    doc["config"].update(repeat=1, trace_steps=3, trace_dir="t")
     return doc
 
 
 def v4_eval_only():
-    """v4() as an --eval-only run: no epochs, no training metrics, no warm-up, no start-up time."""
+    """v4() as an --eval-only run: no epochs, no training metrics, no warm-up, no training trace."""
     doc = v4()
     doc["config"]["eval_only"] = True
-    doc.update(epochs=[], startup_seconds=None, warmup_seconds=None, peak_memory_bytes=None)
+    doc.update(epochs=[], warmup_seconds=None, peak_memory_bytes=None)
+    doc["traces"]["train"] = None
     doc["final"].update(train_loss=None, train_accuracy=None)
     return doc
 
@@ -157,7 +159,11 @@ MUTATIONS = {
     "warm-up time although none ran": (V3, ["config", "warmup_steps"], 0, "$.warmup_seconds: must be a time when"),
     "label of another precision": (V3, ["precision_label"], "bf16 autocast", "$.precision_label: 'bf16 autocast'"),
     "wrong empty-sample median": (V3, ["empty_sample_us", "median_us"], 99.0, "$.empty_sample_us.median_us: is 99"),
-    "startup time with --eval-only": (v4_eval_only, ["startup_seconds"], 2.5, "$.startup_seconds: must be null"),
+    "training trace with --eval-only": (v4_eval_only, ["traces", "train"], "t/train.json", "$.traces.train: must be"),
+    "traces without --trace-steps": (v4, ["config", "trace_steps"], 0, "$.traces: must be null when"),
+    "v4 without peak_rss_bytes": (v4, ["peak_rss_bytes"], DROP, "$: 'peak_rss_bytes' is a required property"),
+    "v4 without trace_steps": (v4, ["config", "trace_steps"], DROP, "$.config: 'trace_steps' is a required"),
+    "traces without inference": (v4, ["traces", "inference"], DROP, "$.traces: "),
 }
 
 
