@@ -44,8 +44,10 @@ MODE_DEFAULTS = {flag.dest: flag.default for flag in FLAGS
 # the device the run actually used, the model is a row of the tables, a weights path is reduced to
 # whether weights were loaded (the same file may live in two places), and the inference paths and
 # concurrency measured after training do not change the training numbers (their rows say what ran), and
-# a run's repeat number only tells repeats apart (they are the runs a comparison's interval rests on).
-NOISE_KEYS = {"device", "model", "load_weights", "inference_paths", "concurrency", "concurrency_iters", "repeat"}
+# a run's repeat number only tells repeats apart (they are the runs a comparison's interval rests on), and
+# where a run wrote its traces is a path of that run.
+NOISE_KEYS = {"device", "model", "load_weights", "inference_paths", "concurrency", "concurrency_iters", "repeat",
+              "trace_dir"}
 
 # Vendor dense peaks in TFLOP/s (no sparsity). First matching substring of the device name wins, so the
 # more specific names come first. "tf32" applies when cuDNN may use TF32 (PyTorch's default for convs).

@@ -155,3 +155,24 @@ def test_a_file_that_is_not_a_trace_is_one_clear_error(tmp_path):
     with pytest.raises(T.TraceError, match="has no traceEvents"):
         T.load(tmp_path / "x.json")
     assert T.main([str(tmp_path / "x.json")]) == 1
+
+
+def test_the_report_shows_where_a_step_goes_per_language(traced, tmp_path):
+    """suite.report reads the traces the results name and puts both languages' step breakdown side by side."""
+    import json
+
+    from suite.report import build_report
+
+    paths = []
+    for lang in LANGUAGES:
+        doc, _ = traced(lang, "default")
+        paths.append(tmp_path / f"{lang}.json")
+        paths[-1].write_text(json.dumps(doc))
+    md = build_report(paths, tmp_path / "report").read_text()
+    table = md.split("### Where a training step's time goes")[1].split("###")[0]
+    rows = [line for line in table.splitlines() if line.startswith(("| Python |", "| C++ |"))]
+    assert len(rows) == 2, table
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        wall, in_ops, between = (float(c) for c in cells[3:6])
+        assert wall == pytest.approx(in_ops + between, abs=0.002) and cells[-1] == str(STEPS)
