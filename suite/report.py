@@ -228,12 +228,13 @@ def aggregate_runs(docs):
 
 def trace_file(doc, which):
     """A results document's trace file (schema 4, --trace-steps): where the run wrote it, else beside the results
-    file in a folder of the same name (how committed results keep them); None when there is none."""
+    file in a folder of the same name, perhaps gzipped (how committed results keep them); None when there is none."""
     written = (doc.get("traces") or {}).get(which)
     if not written:
         return None
     written = Path(written)
-    for candidate in (written, Path(doc["_path"]).parent / written.parent.name / written.name):
+    beside = Path(doc["_path"]).parent / written.parent.name / written.name
+    for candidate in (written, beside, beside.with_name(beside.name + ".gz")):
         if candidate.is_file():
             return candidate
     return None

@@ -11,6 +11,7 @@ are not the step's.
 """
 
 import argparse
+import gzip
 import json
 import statistics
 import sys
@@ -51,9 +52,11 @@ class Event:
 
 
 def load(path):
-    """The trace's complete events, in time order (a parent before the children it encloses)."""
+    """The trace's complete events, in time order (a parent before the children it encloses); a .gz file is read
+    as the gzip of the trace (how committed traces are kept)."""
     try:
-        doc = json.loads(Path(path).read_text())
+        path = Path(path)
+        doc = json.loads(gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_text())
     except (OSError, ValueError) as err:
         raise TraceError(f"cannot read trace {path}: {err}") from None
     raw = doc.get("traceEvents") if isinstance(doc, dict) else None
