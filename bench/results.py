@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.vocab import TRACE_FILES
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
 SCHEDULE = "linear-warmup-linear-decay"
@@ -78,12 +78,12 @@ def run_config(args):
 
 
 def trace_files(args):
-    """The Chrome traces --trace-steps writes, by what they hold; None without it."""
+    """The Chrome traces --trace-steps writes, by what they hold (written and recorded by these paths: DIR joined
+    with the name as given, the same string in both languages); None without it."""
     if not args.trace_steps:
         return None
-    folder = Path(args.trace_dir)
-    return {"train": None if args.eval_only else str(folder / TRACE_FILES["train"]),
-            "inference": str(folder / TRACE_FILES["inference"])}
+    return {"train": None if args.eval_only else os.path.join(args.trace_dir, TRACE_FILES["train"]),
+            "inference": os.path.join(args.trace_dir, TRACE_FILES["inference"])}
 
 
 def results_document(args, facts, param_count, dataset, startup_seconds, warmup_seconds, empty_samples, training,

@@ -6,6 +6,7 @@ Scopes cost nothing when no trace records: `scope` is then a null context, as Re
 """
 
 import contextlib
+import os
 
 from torch.profiler import ProfilerActivity, profile, record_function
 
@@ -33,6 +34,8 @@ class Trace:
             profiler, self.profiler = self.profiler, None
             profiler.stop()
             profiler.export_chrome_trace(self.path)
+            if not os.path.isfile(self.path):  # the exporter only logs a file it cannot write
+                raise RuntimeError(f"the profiler wrote no trace to {self.path}")
 
 
 def scope(name, trace):

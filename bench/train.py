@@ -12,7 +12,6 @@ import sys
 import time  # the BENCH_SLEEP_PER_STEP_MS test hook
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +37,7 @@ from bench.runtime import (
     seconds_since_process_start,
 )
 from bench.trace import EVALUATE, STEP, Trace, scope, traced_now_ns
-from bench.vocab import PROGRAMS, TRACE_FILES
+from bench.vocab import PROGRAMS
 
 PROG = PROGRAMS["python"]
 MAX_HOOK_SLEEP_MS = 3_600_000  # an hour per step: far above any test's slowdown
@@ -279,6 +278,15 @@ def warm_up(model, data, device, args):
     return seconds
 
 
+def prepare_trace_dir(args):
+    """--trace-dir, made before anything runs: a folder that cannot be made stops the run now, not after training."""
+    if args.trace_steps:
+        try:
+            os.makedirs(args.trace_dir, exist_ok=True)
+        except OSError as err:
+            raise RunError(f"cannot create --trace-dir {args.trace_dir}: {err.strerror}") from None
+
+
 def check_step_losses(step_losses, epoch, steps_per_epoch):
     """The epoch's losses as floats; a non-finite one stops the run, naming its step."""
     step_losses = step_losses.cpu()
@@ -312,10 +320,7 @@ def print_progress(epoch, epochs, rec, elapsed):
 
 def train_trace(args, device):
     """The profiler for the traced epoch (--trace-steps), or None."""
-    if not args.trace_steps:
-        return None
-    Path(args.trace_dir).mkdir(parents=True, exist_ok=True)
-    return Trace(device, Path(args.trace_dir) / TRACE_FILES["train"])
+    return Trace(device, results.trace_files(args)["train"]) if args.trace_steps else None
 
 
 def train(model, optimizer, sources, data, device, args, hooks):
@@ -378,9 +383,7 @@ def measure_inference(model, test_x, device, options, outputs, args):
         latency, unavailable = measure_latency(model, test_x, device, options, outputs)
     concurrency = measure_concurrency(model, test_x, device, options) if options.concurrency else []
     if args.trace_steps:
-        Path(args.trace_dir).mkdir(parents=True, exist_ok=True)
-        trace_inference(model, test_x, device, options, args.trace_steps,
-                        Path(args.trace_dir) / TRACE_FILES["inference"])
+        trace_inference(model, test_x, device, options, args.trace_steps, results.trace_files(args)["inference"])
     return Inference(latency, unavailable, concurrency)
 
 
@@ -402,6 +405,7 @@ def run(args):
     hooks = read_test_hooks()
     device = setup_backend(args)
     check_aoti_packages(infer_options(args), device)
+    prepare_trace_dir(args)
     data = load_data(args, device)
     generator = torch.Generator().manual_seed(args.seed)
     model = build_model(args, device, generator)

@@ -14,7 +14,7 @@
 
 namespace {
 
-constexpr int64_t kSchemaVersion = 4;
+constexpr int64_t kSchemaVersion = 5;
 
 Json epoch_json(const EpochRecord& e) {
   return Json::object({{"epoch", e.epoch},

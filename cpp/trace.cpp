@@ -2,7 +2,9 @@
 
 #include <torch/csrc/autograd/profiler_kineto.h>
 
+#include <filesystem>
 #include <set>
+#include <stdexcept>
 #include <utility>
 
 #include "runtime.h"
@@ -27,6 +29,9 @@ void Trace::stop() {
   if (!recording_) return;
   recording_ = false;
   profiler::disableProfiler()->save(path_);
+  if (!std::filesystem::is_regular_file(path_)) {  // the exporter only logs a file it cannot write
+    throw std::runtime_error("the profiler wrote no trace to " + path_);
+  }
 }
 
 TraceScope::TraceScope(const std::string& name, const Trace* trace) {

@@ -288,6 +288,14 @@ double warm_up(ResNet& model, const Data& data, const torch::Device& device, con
   return seconds;
 }
 
+// --trace-dir, made before anything runs: a folder that cannot be made stops the run now, not after training.
+void prepare_trace_dir(const Args& args) {
+  if (args.trace_steps == 0) return;
+  std::error_code error;
+  std::filesystem::create_directories(args.trace_dir, error);
+  if (error) throw std::runtime_error(c10::str("cannot create --trace-dir ", args.trace_dir, ": ", error.message()));
+}
+
 // The epoch's losses as doubles; a non-finite one stops the run, naming its step.
 std::vector<double> check_step_losses(const torch::Tensor& step_losses, int64_t epoch, int64_t steps_per_epoch) {
   const auto losses = step_losses.to(torch::kCPU, torch::kDouble);
@@ -334,9 +342,7 @@ void print_progress(int64_t epoch, int64_t epochs, const EpochRecord& rec, doubl
 // peak memory) opens here: warm-up, data loading and the model's creation excluded.
 // The profiler for the traced epoch (--trace-steps), or null.
 std::unique_ptr<Trace> train_trace(const Args& args, const torch::Device& device) {
-  if (args.trace_steps == 0) return nullptr;
-  std::filesystem::create_directories(args.trace_dir);
-  return std::make_unique<Trace>(device, (std::filesystem::path(args.trace_dir) / kTrainTraceFile).string());
+  return args.trace_steps > 0 ? std::make_unique<Trace>(device, trace_files(args).get("train").str()) : nullptr;
 }
 
 Training train(ResNet& model, torch::optim::SGD& optimizer, const BatchSources& sources, const Data& data,
@@ -416,9 +422,7 @@ Inference measure_inference(ResNet& model, const torch::Tensor& test_x, const to
   }
   if (!options.concurrency.empty()) inference.concurrency = measure_concurrency(model, test_x, device, options);
   if (args.trace_steps > 0) {
-    std::filesystem::create_directories(args.trace_dir);
-    trace_inference(model, test_x, device, options, args.trace_steps,
-                    (std::filesystem::path(args.trace_dir) / kInferenceTraceFile).string());
+    trace_inference(model, test_x, device, options, args.trace_steps, trace_files(args).get("inference").str());
   }
   return inference;
 }
@@ -439,6 +443,7 @@ void run(const Args& args) {
   const TestHooks hooks = read_test_hooks();
   const torch::Device device = setup_backend(args);
   check_aoti_packages(infer_options(args), device);
+  prepare_trace_dir(args);
   const Data data = load_data(args, device);
   auto generator = at::make_generator<at::CPUGeneratorImpl>(uint64_t(args.seed));
   ResNet model = build_model(args, device, generator);

@@ -242,7 +242,10 @@ def trace_file(doc, which):
 
 def step_breakdown(docs):
     """Where a training step's time goes (suite/traces.py), the median over the runs' traces; None without any."""
-    found = [traces.breakdown(path) for path in (trace_file(doc, "train") for doc in docs) if path]
+    try:
+        found = [traces.breakdown(path) for path in (trace_file(doc, "train") for doc in docs) if path]
+    except traces.TraceError as err:
+        raise ResultsError(str(err)) from None
     if not found:
         return None
     keys = ("wall_us", "in_ops_us", "between_ops_us", "device_busy_us")
@@ -785,11 +788,18 @@ RATIO_EXPLANATION = [
 ]
 
 
+TRACED_NOTE = ("**Traced runs** (`--trace-steps`): their times include the profiler's cost, which differs between "
+               "the languages (Python's profiler turns every event into Python objects when it stops, inside the "
+               "timed epoch when the trace ends before it): diagnostics, not benchmark numbers.")
+
+
 def section_md(number, section, total_sections):
     lines = [f"## {'Section ' + str(number) + ': ' if total_sections > 1 else ''}Results", ""]
     if section["why_apart"]:
         lines += [section["why_apart"], ""]
     lines += [section["header"], "", "Files: " + ", ".join(f"`{p}`" for p in section["files"]), ""]
+    if any(doc["config"].get("trace_steps") for docs, _ in section["runs"].values() for doc in docs):
+        lines += [TRACED_NOTE, ""]
     lines += results_table_md(section)
     lines += ["", "Time/epoch and images/s are medians over the steady-state epochs (epochs 2 and later of each "
               "run; a run of one epoch gives its epoch 1), training only, evaluation excluded; with repeated runs "
@@ -932,8 +942,22 @@ def load_all(paths):
     return docs
 
 
-def build_report(paths, out_dir, peak_tflops=None):
-    """Write the report for `paths` into `out_dir`; return the path of report.md."""
+def sweep_md(path, out_dir):
+    """The crossover section from a suite.sweep result (sweep.json), its plot redrawn into `out_dir`."""
+    from suite import sweep
+
+    try:
+        result = json.loads(Path(path).read_text())
+        sweep.plot(result["tables"], out_dir / "crossover.png")
+        return ["", "## The crossover: Python / C++ by batch size (suite.sweep)", "",
+                f"From `{path}`.", ""] + sweep.markdown(result)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ResultsError(f"{path}: not a suite.sweep result ({err!r})") from None
+
+
+def build_report(paths, out_dir, peak_tflops=None, sweep=None):
+    """Write the report for `paths` (and the crossover of `sweep`, a sweep.json) into `out_dir`; return the path
+    of report.md."""
     if not paths:
         raise ResultsError("no results files given")
     docs = load_all(paths)
@@ -954,7 +978,7 @@ def build_report(paths, out_dir, peak_tflops=None):
         json.dump(report_json(sections), f, indent=1)
         f.write("\n")
     md = out_dir / "report.md"
-    md.write_text(report_md(sections) + "\n")
+    md.write_text(report_md(sections) + ("\n".join(sweep_md(sweep, out_dir)) if sweep else "") + "\n")
     return md
 
 
@@ -965,6 +989,7 @@ def parse_args(argv):
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="device peak in TFLOP/s for the floor (default: the known-GPU table; none for CPUs)")
+    p.add_argument("--sweep", default=None, help="add the crossover of this suite.sweep result (DIR/sweep.json)")
     args = p.parse_args(argv)
     if args.peak_tflops is not None and not args.peak_tflops > 0:
         p.error("--peak-tflops must be > 0")
@@ -974,7 +999,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        md = build_report(args.results, args.out, args.peak_tflops)
+        md = build_report(args.results, args.out, args.peak_tflops, args.sweep)
     except ResultsError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1

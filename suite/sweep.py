@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from bench.vocab import LANGUAGES, MODELS  # noqa: E402
 from suite import harness as H  # noqa: E402
 from suite import stats  # noqa: E402
-from suite.schema import load_results  # noqa: E402
+from suite.schema import ResultsError, load_results  # noqa: E402
 
 PROG = "suite.sweep"
 DEFAULT_BATCH_SIZES = "1,2,4,8,16,32,64,128,256"
@@ -56,8 +56,8 @@ def parse_args(argv):
         args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
     except ValueError:
         p.error(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}")
-    if not args.batch_sizes or min(args.batch_sizes) < 1 or args.repeats < 1 or args.steps < 1:
-        p.error("--batch-sizes must be positive, --repeats and --steps 1 or more")
+    if not args.batch_sizes or min(args.batch_sizes) < 1 or min(args.repeats, args.steps, args.latency_iters) < 1:
+        p.error("--batch-sizes must be positive, --repeats, --steps and --latency-iters 1 or more")
     return args
 
 
@@ -81,12 +81,16 @@ def run(lang, argv, exe):
     proc = H.run_trainer(lang, argv, exe)
     if proc.returncode:
         return f"{lang} exit {proc.returncode}: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
-    return load_results(argv[argv.index("--results") + 1])
+    try:
+        return load_results(argv[argv.index("--results") + 1])
+    except ResultsError as err:
+        return f"{lang}: {err}"
 
 
-def samples(doc, args):
-    """{metric: this run's samples}: the steady-state epoch over its steps, and every latency sample (ms)."""
-    return {"train_step_ms": [doc["epochs"][1]["train_seconds"] / args.steps * 1000],
+def samples(doc):
+    """{metric: this run's samples}: the steady-state epoch over the steps it ran, and every latency sample (ms)."""
+    steps = -(-doc["dataset"]["train_records"] // doc["config"]["batch_size"])
+    return {"train_step_ms": [doc["epochs"][1]["train_seconds"] / steps * 1000],
             "latency_ms": doc["latency"][0]["samples_ms"]}
 
 
@@ -103,7 +107,7 @@ def sweep(args, data, exe, out):
                 if isinstance(doc, str):
                     failures.append(f"batch {bs} repeat {repeat}: {doc}")
                 else:
-                    runs[bs][lang].append(samples(doc, args))
+                    runs[bs][lang].append(samples(doc))
                 print(f"{PROG}: repeat {repeat} batch {bs} {lang}: "
                       + (doc if isinstance(doc, str) else "ok"), flush=True)
     return runs, failures
@@ -118,7 +122,7 @@ def compare(runs, metric):
             rows.append({"batch_size": bs, "verdict": "n/a: a language has no run"})
             continue
         c = stats.compare_runs(py, cpp)
-        p_two = 2 * min(c.p_greater, c.p_less)
+        p_two = min(1.0, 2 * min(c.p_greater, c.p_less))
         faster = c.excludes_one() and (c.unit != stats.UNIT_RUNS or p_two <= 0.05)
         rows.append({"batch_size": bs, "python_ms": stats.median_of_runs(py), "cpp_ms": stats.median_of_runs(cpp),
                      "ratio": c.ratio, "low": c.low, "high": c.high, "unit": c.unit, "runs": (len(py), len(cpp)),
@@ -128,7 +132,8 @@ def compare(runs, metric):
 
 
 def crossover(rows):
-    """The largest batch size up to which C++ is measurably faster at every batch size swept; None if none."""
+    """The largest batch size up to which C++ is measurably faster at every batch size swept, from the smallest;
+    None when it is not at the smallest (whatever happens at larger ones: the table shows them)."""
     below = None
     for row in sorted(rows, key=lambda r: r["batch_size"]):
         if row["verdict"] != "C++ faster":
@@ -143,9 +148,10 @@ def plot(tables, path):
         rows = [r for r in rows if "ratio" in r]
         bs = [r["batch_size"] for r in rows]
         ax.plot(bs, [r["ratio"] for r in rows], marker="o", label="Python / C++ (ratio of medians)")
-        band = [(r["low"], r["high"]) for r in rows if r["low"] is not None]
-        if len(band) == len(rows):
-            ax.fill_between(bs, [lo for lo, _ in band], [hi for _, hi in band], alpha=0.25, label="95% CI")
+        band = [(r["batch_size"], r["low"], r["high"]) for r in rows if r["low"] is not None]
+        if band:
+            ax.fill_between([b for b, _, _ in band], [lo for _, lo, _ in band], [hi for _, _, hi in band],
+                            alpha=0.25, label="95% CI")
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xticks(bs, [str(b) for b in bs])
@@ -158,7 +164,7 @@ def plot(tables, path):
     plt.close(fig)
 
 
-def startup(args, data, exe, out):
+def startup(args, data, exe, out, failures):
     """Per language, from runs of their own (languages alternating): process start to the first training step
     and peak RSS of a batch-32 training run, and process start to the first inference of an --eval-only run."""
     found = {lang: {"to_first_step_s": [], "to_first_inference_s": [], "peak_rss_mib": []} for lang in LANGUAGES}
@@ -167,20 +173,33 @@ def startup(args, data, exe, out):
             exe_lang = exe if lang == "cpp" else None
             base = trainer_args(args, data, 32, repeat, out / f"{lang}-startup-train-r{repeat}.json")
             doc = run(lang, base, exe_lang)
-            if not isinstance(doc, str):
+            if isinstance(doc, str):
+                failures.append(f"start-up run {repeat}: {doc}")
+            else:
                 found[lang]["to_first_step_s"].append(doc["startup_seconds"])
                 found[lang]["peak_rss_mib"].append(doc["peak_rss_bytes"] / 2**20)
             doc = run(lang, [*trainer_args(args, data, 1, repeat, out / f"{lang}-startup-infer-r{repeat}.json"),
                              "--eval-only"], exe_lang)
-            if not isinstance(doc, str):
+            if isinstance(doc, str):
+                failures.append(f"eval-only start-up run {repeat}: {doc}")
+            else:
                 found[lang]["to_first_inference_s"].append(doc["startup_seconds"])
-    return {lang: {k: {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)} if v else None
-                   for k, v in facts.items()} for lang, facts in found.items()}
+    return {lang: {k: summary([x for x in v if x is not None]) for k, v in facts.items()}
+            for lang, facts in found.items()}
 
 
-def markdown(tables, crossovers, start, failures, args):
-    lines = [f"Model {args.model}, device {args.device}, {args.repeats} runs per language and batch size "
-             f"(alternating), {args.steps} steps per epoch, {args.latency_iters} latency samples per run.", ""]
+def summary(values):
+    """Median, min, max and count, or None without values (start-up is null where /proc cannot be read)."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)} \
+        if values else None
+
+
+def markdown(sweep, plot_name="crossover.png"):
+    """The sweep's tables as Markdown lines, from sweep.json's content (the report includes them too)."""
+    args, tables, crossovers = sweep["args"], sweep["tables"], sweep["crossover"]
+    lines = [f"Model {args['model']}, device {args['device']}, {args['repeats']} runs per language and batch size "
+             f"(alternating), {args['steps']} steps per epoch, {args['latency_iters']} latency samples per run.", "",
+             f"![Python / C++ against batch size, with the 95% interval]({plot_name})", ""]
     for metric, rows in tables.items():
         lines += [f"### {METRICS[metric]}", "",
                   "| Batch size | Python (ms) | C++ (ms) | Python / C++ | 95% CI | p (two-sided) | Verdict |",
@@ -198,13 +217,13 @@ def markdown(tables, crossovers, start, failures, args):
     lines += ["### Start-up and footprint", "",
               "| Language | Process start to first training step (s) | to first inference (s) | Peak RSS (MiB) |",
               "|---|---|---|---|"]
-    for lang, facts in start.items():
+    for lang, facts in sweep["startup"].items():
         cells = ["n/a" if (f := facts[k]) is None else f"{f['median']:.2f} ({f['min']:.2f}–{f['max']:.2f})"
                  for k in ("to_first_step_s", "to_first_inference_s", "peak_rss_mib")]
         lines.append(f"| {lang} | " + " | ".join(cells) + " |")
-    if failures:
-        lines += ["", "Runs that failed: " + "; ".join(failures)]
-    return "\n".join(lines) + "\n"
+    if sweep["failures"]:
+        lines += ["", "Runs that failed: " + "; ".join(sweep["failures"])]
+    return lines
 
 
 def main(argv=None):
@@ -218,13 +237,12 @@ def main(argv=None):
     data = data_folder(args)
     runs, failures = sweep(args, data, exe, out / "results")
     tables = {metric: compare(runs, metric) for metric in METRICS}
-    crossovers = {metric: crossover(rows) for metric, rows in tables.items()}
-    start = startup(args, data, exe, out / "results")
-    (out / "sweep.json").write_text(json.dumps({"args": vars(args), "runs": runs, "tables": tables,
-                                                "crossover": crossovers, "startup": start, "failures": failures},
-                                               indent=1, default=str))
+    result = {"args": vars(args), "runs": runs, "tables": tables,
+              "crossover": {metric: crossover(rows) for metric, rows in tables.items()},
+              "startup": startup(args, data, exe, out / "results", failures), "failures": failures}
+    (out / "sweep.json").write_text(json.dumps(result, indent=1, default=str))
     plot(tables, out / "crossover.png")
-    (out / "sweep.md").write_text(markdown(tables, crossovers, start, failures, args))
+    (out / "sweep.md").write_text("\n".join(markdown(json.loads((out / "sweep.json").read_text()))) + "\n")
     print((out / "sweep.md").read_text())
     return 0
 

@@ -4,7 +4,8 @@ them, the epoch window's marks, and where a step's time goes. Both languages rec
 
     python -m suite.traces TRACE.json...      # per trace: steps, and per step wall / in ops / between ops
 
-Events are the trace's complete events ("ph": "X"), times in µs. A scope is a `user_annotation` event named as in
+Events are the trace's complete events ("ph": "X"), in integer ns (Kineto writes µs with three decimals: exact
+comparisons, no float sums). A scope is a `user_annotation` event named as in
 bench/vocab.py (TRACE_STEP ...). The trainer's threads are the thread of its step scopes and the autograd
 engine's threads (backward on CUDA runs on a device thread); other threads (the idiomatic pipeline's C++ workers)
 are not the step's.
@@ -40,8 +41,8 @@ class Event:
     name: str
     cat: str
     tid: object
-    ts: float
-    dur: float
+    ts: int  # ns
+    dur: int
 
     @property
     def end(self):
@@ -62,9 +63,11 @@ def load(path):
     raw = doc.get("traceEvents") if isinstance(doc, dict) else None
     if not raw:
         raise TraceError(f"{path} has no traceEvents: not a Chrome trace")
-    events = [Event(e["name"], e.get("cat", ""), e.get("tid"), float(e["ts"]), float(e.get("dur", 0)))
-              for e in raw if e.get("ph") == "X" and "ts" in e]
-    return sorted(events, key=lambda e: (e.ts, -e.dur))
+    events = [(i, Event(e["name"], e.get("cat", ""), e.get("tid"), round(float(e["ts"]) * 1000),
+                        round(float(e.get("dur", 0)) * 1000)))
+              for i, e in enumerate(raw) if e.get("ph") == "X" and "ts" in e]
+    # A parent before its children; the file's order breaks a tie (the profiler writes a parent first)
+    return [e for _, e in sorted(events, key=lambda ie: (ie[1].ts, -ie[1].dur, ie[0]))]
 
 
 def scopes(events, name):
@@ -104,9 +107,8 @@ def dispatched_ops(events, window, threads):
 
 def host_syncs(events, window, threads):
     """What waits for the device inside `window`: sync ops (any device) and blocking CUDA runtime calls."""
-    return [e.name for e in events if e.within(window) and (
-        (e.cat == "cpu_op" and e.tid in threads and e.name in SYNC_OPS)
-        or (e.cat == "cuda_runtime" and e.name in SYNC_RUNTIME_CALLS))]
+    return [e.name for e in events if e.within(window) and e.tid in threads and (
+        (e.cat == "cpu_op" and e.name in SYNC_OPS) or (e.cat == "cuda_runtime" and e.name in SYNC_RUNTIME_CALLS))]
 
 
 def union_length(intervals):
@@ -131,14 +133,14 @@ def top_level(ops):
 
 @dataclass(frozen=True)
 class StepTime:
-    """Where one step's time went, in µs: the step's wall time, the part inside aten ops (the union of the
+    """Where one step's time went, in ns: the step's wall time, the part inside aten ops (the union of the
     trainer threads' outermost ops), the host time between them (interpreter or C++ code, dispatch into the
     ops, the autograd engine between its nodes), and the device's busy time (CUDA kernels and copies)."""
 
-    wall_us: float
-    in_ops_us: float
-    between_ops_us: float
-    device_busy_us: float | None
+    wall_ns: int
+    in_ops_ns: int
+    between_ops_ns: int
+    device_busy_ns: int | None
 
 
 def step_times(events):
@@ -154,14 +156,20 @@ def step_times(events):
 
 
 def breakdown(path):
-    """The median step of a training trace: {wall_us, in_ops_us, between_ops_us, device_busy_us, steps}."""
+    """The median step of a training trace, in µs: {wall_us, in_ops_us, between_ops_us, device_busy_us, steps}."""
     times = step_times(load(path))
     if not times:
         raise TraceError(f"{path} has no {TRACE_STEP} scope: not a training trace of --trace-steps")
-    med = {field: statistics.median(getattr(t, field) for t in times)
-           for field in ("wall_us", "in_ops_us", "between_ops_us")}
-    busy = [t.device_busy_us for t in times if t.device_busy_us is not None]
-    return {**med, "device_busy_us": statistics.median(busy) if busy else None, "steps": len(times)}
+    med = {f"{field}_us": statistics.median(getattr(t, f"{field}_ns") for t in times) / 1000
+           for field in ("wall", "in_ops", "between_ops")}
+    busy = [t.device_busy_ns for t in times if t.device_busy_ns is not None]
+    return {**med, "device_busy_us": statistics.median(busy) / 1000 if busy else None, "steps": len(times)}
+
+
+def between(first, second):
+    """The window strictly between two events (e.g. the two epoch clock marks): from the first's end to the
+    second's start."""
+    return Event("between", "", None, first.end, second.ts - first.end)
 
 
 def epoch_marks(events):

@@ -195,6 +195,17 @@ def test_aoti_without_its_folder_is_a_usage_error(lang, cpp_exe, tiny_data, one_
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
+def test_an_unusable_trace_folder_stops_the_run_before_training(lang, cpp_exe, tiny_data, tmp_path, one_line_error):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    results = tmp_path / "r.json"
+    proc = run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--trace-steps", "1", "--trace-dir",
+                               str(blocker / "traces"), "--results", str(results)])
+    one_line_error(proc, lang, 1, f"cannot create --trace-dir {blocker / 'traces'}: Not a directory")
+    assert "epoch 1/" not in proc.stderr and not results.exists()
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_missing_aoti_package_names_the_file_and_the_command(lang, cpp_exe, tiny_data, tmp_path, one_line_error):
     """Checked before training: the file, and the command that builds it."""
     args = ["--data", str(tiny_data), *QUICK, "--latency-iters", "1", "--latency-batch-sizes", "1,8",
