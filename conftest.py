@@ -68,6 +68,10 @@ def pytest_addoption(parser):
     g.addoption("--results-dir", default=None, help="keep each trainer's results JSON here")
     g.addoption("--report", default=None, help="write the report (suite.report) for this run's results here")
     g.addoption("--build-dir", default=str(H.ROOT / "build"), help="C++ build folder (default build/)")
+    g.addoption("--trace-steps", type=int, default=0,
+                help="each trainer records K training steps and K inference samples per batch size with the "
+                     "profiler, beside its results (<results>-traces/); the report shows where a step's time goes "
+                     "(default 0: off)")
     g.addoption("--repeats", type=int, default=1,
                 help="trainer runs per (model, mode) and language, languages alternating, each a fresh process "
                      "(default 1)")
@@ -138,6 +142,7 @@ class RunConfig:
         self.concurrency, self.concurrency_iters = opt("concurrency"), opt("concurrency_iters")
         self.threads, self.workers, self.seed = opt("threads"), opt("workers"), opt("seed")
         self.warmup_steps = opt("warmup_steps")
+        self.trace_steps = opt("trace_steps")
         self.repeats = opt("repeats")
         # Smoke-sized runs on CUDA: deterministic algorithms, so the two languages' 32 steps stay in lockstep
         # as on CPU; without, atomics and autotuned algorithms drift the runs apart by more than noise.
@@ -217,9 +222,10 @@ class RunConfig:
                 "train_limit": self.train_limit, "test_limit": self.test_limit, "batch_size": self.batch_size,
                 "lr": self.lr, "epochs": self.epochs, "device": self.device, "threads": self.threads,
                 "workers": self.workers, "seed": self.seed, "warmup_steps": self.warmup_steps,
-                "latency_iters": self.latency_iters, "deterministic": self.deterministic}
+                "latency_iters": self.latency_iters, "deterministic": self.deterministic,
+                "trace_steps": self.trace_steps}
 
-    def trainer_args(self, model, data_dir, mode="default", repeat=1):
+    def trainer_args(self, model, data_dir, mode="default", repeat=1, trace_dir=None):
         args = ["--model", model, "--repeat", str(repeat), "--epochs", str(self.epochs),
                 "--batch-size", str(self.batch_size), "--lr", repr(self.lr), "--data", str(data_dir),
                 "--train-limit", str(self.train_limit),
@@ -232,6 +238,8 @@ class RunConfig:
             args += ["--warmup-steps", str(self.warmup_steps)]
         if self.deterministic:
             args += ["--deterministic"]
+        if self.trace_steps:
+            args += ["--trace-steps", str(self.trace_steps), "--trace-dir", str(trace_dir)]
         if "aoti" in self.inference_paths:
             args += ["--aoti-dir", str(self.aoti_packages(model, mode))]
         return args + list(MODES[mode])
@@ -367,12 +375,15 @@ def expected_params():
 def run_for_results(lang, args, exe, results, **kw):
     """Run one trainer with `--results results`: (its validated document, the process), or (why it failed, the
     process) when it exits non-zero."""
-    from suite.schema import load_results
+    from suite.schema import ResultsError, load_results
 
     proc = H.run_trainer(lang, [*args, "--results", str(results)], exe, **kw)
     if proc.returncode:
         return f"{lang} trainer failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}", proc
-    return load_results(results), proc
+    try:
+        return load_results(results), proc
+    except ResultsError as err:  # e.g. the A/B gate's older trainers, whose documents this schema no longer reads
+        return f"{lang} trainer wrote results that do not validate: {err}", proc
 
 
 def run_once(done, key, run):
@@ -522,8 +533,9 @@ def trainer_runs(request, run_config, bench_data, results_dir, exe_for, ab_tree)
             exe, out, kw = exe_for(lang), results_dir / name, {}
         echo = live_line(request.config, label)
         echo("starting the trainer")
-        doc, _ = run_for_results(lang, run_config.trainer_args(model, bench_data, mode, repeat), exe, out,
-                                 echo=echo, **kw)
+        trace_dir = out.with_name(f"{out.stem}-traces")  # where the report looks for them
+        doc, _ = run_for_results(lang, run_config.trainer_args(model, bench_data, mode, repeat, trace_dir), exe,
+                                 out, echo=echo, **kw)
         if side == BASELINE and isinstance(doc, str):
             doc = f"baseline commit {tree.name[:12]}: {doc}"
         if side == THIS and not isinstance(doc, str):

@@ -160,6 +160,8 @@ class Args:
     dump_init: str | None
     dump_batch: str | None
     dump_logits: str | None
+    trace_steps: int
+    trace_dir: str | None
     precision: str
     channels_last: bool
     optimizer_impl: str
@@ -172,10 +174,12 @@ class Args:
 
 
 def check_combinations(args):
-    """What no single flag can say: the aoti path's package folder, and CUDA on this machine."""
+    """What no single flag can say: the aoti path's package folder, the traces' folder, and CUDA on this machine."""
     if "aoti" in args.inference_paths and not args.aoti_dir:
         raise UsageError("--inference-paths aoti needs --aoti-dir DIR (the folder `python -m suite.aoti package` "
                          "prints)")
+    if args.trace_steps and not args.trace_dir:
+        raise UsageError("--trace-steps needs --trace-dir DIR (where the Chrome traces go)")
     if args.device == "cuda":
         import torch  # only here: the rest of the parser needs no torch
 

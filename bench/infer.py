@@ -15,6 +15,7 @@ import torch
 from bench.data import cache_dir
 from bench.results import summarize_ms
 from bench.runtime import autocast, first_line, now_ns, peak_memory_bytes, reset_peak_memory, synchronize
+from bench.trace import INFER, Trace, scope
 from bench.vocab import aoti_package_name
 
 CUDA_GRAPH_WARMUP = 3  # forwards on a side stream before the capture
@@ -180,6 +181,21 @@ def measure_latency(model, test_x, device, options, outputs=None):
             latency.append({"path": path, "batch_size": bs, "samples_ms": samples, **summarize_ms(samples),
                             "peak_memory_bytes": peak})
     return latency, unavailable
+
+
+def trace_inference(model, test_x, device, options, samples, path):
+    """`samples` untimed eager samples (forward, then synchronize) per latency batch size, each in an INFER scope,
+    recorded into the Chrome trace `path`: what one inference sample runs, op by op."""
+    trace = Trace(device, path)
+    model.eval()
+    with torch.inference_mode(), autocast(device, options.precision, cache_enabled=False):
+        for bs in options.latency_batch_sizes:
+            x = latency_input(test_x, bs, options.channels_last)
+            for _ in range(samples):
+                with scope(f"{INFER} bs={bs}", trace):
+                    model(x)
+                    synchronize(device)
+    trace.stop()
 
 
 def request_worker(model, x, device, precision, iters, barrier, samples, errors):

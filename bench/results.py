@@ -10,7 +10,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 4
+from bench.vocab import TRACE_FILES
+
+SCHEMA_VERSION = 5
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
 SCHEDULE = "linear-warmup-linear-decay"
@@ -72,13 +74,23 @@ def run_config(args):
             "load_weights": args.load_weights, "precision": args.precision, "channels_last": args.channels_last,
             "cudnn_benchmark": args.cudnn_benchmark, "data_pipeline": args.data_pipeline, "workers": args.workers,
             "inference_paths": args.inference_paths, "aoti_dir": args.aoti_dir, "concurrency": args.concurrency,
-            "concurrency_iters": args.concurrency_iters}
+            "concurrency_iters": args.concurrency_iters, "trace_steps": args.trace_steps, "trace_dir": args.trace_dir}
+
+
+def trace_files(args):
+    """The Chrome traces --trace-steps writes, by what they hold (written and recorded by these paths: DIR joined
+    with the name as given, the same string in both languages); None without it."""
+    if not args.trace_steps:
+        return None
+    return {"train": None if args.eval_only else os.path.join(args.trace_dir, TRACE_FILES["train"]),
+            "inference": os.path.join(args.trace_dir, TRACE_FILES["inference"])}
 
 
 def results_document(args, facts, param_count, dataset, startup_seconds, warmup_seconds, empty_samples, training,
-                     final, inference):
+                     final, inference, peak_rss_bytes):
     """The whole document, in the schema's order. `facts` is runtime.run_facts(); `startup_seconds` is
-    runtime.seconds_since_process_start() before the first training step; `final` the FINAL_KEYS."""
+    runtime.seconds_since_process_start() once the model is ready (before the first training step, or the
+    first inference with --eval-only); `final` the FINAL_KEYS; `peak_rss_bytes` runtime.peak_rss_bytes()."""
     doc = {
         "schema_version": SCHEMA_VERSION, "complete": True, "language": "python", "model": args.model,
         "param_count": param_count, "torch_version": facts["torch_version"], "cuda_version": facts["cuda_version"],
@@ -88,7 +100,8 @@ def results_document(args, facts, param_count, dataset, startup_seconds, warmup_
         "empty_sample_us": empty_sample_entry(empty_samples),
         "epochs": training.epochs, "total_seconds": training.total_seconds, "final": final,
         "latency": inference.latency, "concurrency": inference.concurrency, "unavailable": inference.unavailable,
-        "peak_memory_bytes": training.peak_memory_bytes,
+        "peak_memory_bytes": training.peak_memory_bytes, "peak_rss_bytes": peak_rss_bytes,
+        "traces": trace_files(args),
     }
     if args.record_step_losses:
         doc["step_losses"] = training.step_losses

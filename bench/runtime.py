@@ -3,6 +3,7 @@ machine and torch that the results record. Twin of cpp/runtime.cpp."""
 
 import os
 import re
+import resource
 import time
 
 import torch
@@ -44,6 +45,12 @@ def seconds_since_process_start(device):
     except (OSError, ValueError, IndexError):
         return None
     return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_bytes():
+    """The process's peak resident memory so far, in bytes (getrusage's ru_maxrss: KiB on Linux, the platform
+    this project runs on): interpreter or library, data, model, every phase. Worker processes are not in it."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def empty_samples_us(device):

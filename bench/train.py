@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from bench import results
 from bench.data import dataset_identity, find_default_data, load_split, matched_batches, normalize, ordered_batches
 from bench.flags import UsageError, parse_args, parse_float, parse_int
-from bench.infer import InferOptions, check_aoti_packages, measure_concurrency, measure_latency
+from bench.infer import InferOptions, check_aoti_packages, measure_concurrency, measure_latency, trace_inference
 from bench.model import init_weights, load_weights, make_model, param_count, save_tensor_dict, save_weights
 from bench.pipeline import PipelineOptions
 from bench.results import FINAL_KEYS, MOMENTUM, WEIGHT_DECAY, Inference, Training, results_document
@@ -30,11 +30,13 @@ from bench.runtime import (
     first_line,
     now_ns,
     peak_memory_bytes,
+    peak_rss_bytes,
     reset_peak_memory,
     run_facts,
     seconds_since,
     seconds_since_process_start,
 )
+from bench.trace import EVALUATE, STEP, Trace, scope, traced_now_ns
 from bench.vocab import PROGRAMS
 
 PROG = PROGRAMS["python"]
@@ -196,9 +198,11 @@ class EpochResult:
     lr: float
 
 
-def train_epoch(model, optimizer, batches, device, first_step, total_steps, args, hooks, dump_batch):
+def train_epoch(model, optimizer, batches, device, first_step, total_steps, args, hooks, dump_batch, trace,
+                trace_stop):
     """One epoch over `batches` ((x, y) on the device). Nothing here waits for the device. `dump_batch` (may
-    be None) sees the first batch of the run."""
+    be None) sees the first batch of the run. `trace` (may be None) records each step in a STEP scope and stops
+    after `trace_stop` steps (0: the caller stops it)."""
     model.train()
     loss_sum = torch.zeros((), dtype=torch.float32, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -206,22 +210,25 @@ def train_epoch(model, optimizer, batches, device, first_step, total_steps, args
     images = 0
     lr = args.lr
     for i, (x, y) in enumerate(batches):
-        step = first_step + i
-        lr = lr_at_step(step, total_steps, args.lr)
-        x = as_input_layout(x, args.channels_last)
-        if dump_batch is not None and step == 0:
-            dump_batch(x, y)
-        if step == hooks.crash_at_step:
-            os.abort()  # a trainer crash, as a segfault or OOM kill would be
-        if step == hooks.nan_at_step:
-            x = x * float("nan")  # a NaN loss at this step, as a diverging run would have
-        loss, logits = train_step(model, optimizer, x, y, lr, device, args.precision)
-        loss_sum += loss.detach() * y.shape[0]
-        correct += (logits.argmax(1) == y).sum()
-        step_losses.append(loss.detach())
-        images += y.shape[0]
-        if hooks.sleep_per_step_ms > 0:
-            time.sleep(hooks.sleep_per_step_ms / 1000)
+        with scope(STEP, trace):
+            step = first_step + i
+            lr = lr_at_step(step, total_steps, args.lr)
+            x = as_input_layout(x, args.channels_last)
+            if dump_batch is not None and step == 0:
+                dump_batch(x, y)
+            if step == hooks.crash_at_step:
+                os.abort()  # a trainer crash, as a segfault or OOM kill would be
+            if step == hooks.nan_at_step:
+                x = x * float("nan")  # a NaN loss at this step, as a diverging run would have
+            loss, logits = train_step(model, optimizer, x, y, lr, device, args.precision)
+            loss_sum += loss.detach() * y.shape[0]
+            correct += (logits.argmax(1) == y).sum()
+            step_losses.append(loss.detach())
+            images += y.shape[0]
+            if hooks.sleep_per_step_ms > 0:
+                time.sleep(hooks.sleep_per_step_ms / 1000)
+        if trace is not None and i + 1 == trace_stop:
+            trace.stop()
     return EpochResult(loss_sum, correct, torch.stack(step_losses), images, lr)
 
 
@@ -271,6 +278,15 @@ def warm_up(model, data, device, args):
     return seconds
 
 
+def prepare_trace_dir(args):
+    """--trace-dir, made before anything runs: a folder that cannot be made stops the run now, not after training."""
+    if args.trace_steps:
+        try:
+            os.makedirs(args.trace_dir, exist_ok=True)
+        except OSError as err:
+            raise RunError(f"cannot create --trace-dir {args.trace_dir}: {err.strerror}") from None
+
+
 def check_step_losses(step_losses, epoch, steps_per_epoch):
     """The epoch's losses as floats; a non-finite one stops the run, naming its step."""
     step_losses = step_losses.cpu()
@@ -302,6 +318,11 @@ def print_progress(epoch, epochs, rec, elapsed):
           file=sys.stderr, flush=True)
 
 
+def train_trace(args, device):
+    """The profiler for the traced epoch (--trace-steps), or None."""
+    return Trace(device, results.trace_files(args)["train"]) if args.trace_steps else None
+
+
 def train(model, optimizer, sources, data, device, args, hooks):
     """The timed epochs: each trains, checks its losses, evaluates, and is recorded and printed. The
     window (time and peak memory) opens here: warm-up, data loading and the model's creation excluded."""
@@ -315,14 +336,21 @@ def train(model, optimizer, sources, data, device, args, hooks):
     reset_peak_memory(device)
     start = now_ns(device)
     for epoch in range(1, 0 if args.eval_only else args.epochs + 1):
-        t0 = now_ns(device)
+        trace = train_trace(args, device) if epoch == args.epochs else None  # recording before the clock reads
+        t0 = traced_now_ns(device, trace)
+        # K steps recorded; an epoch of K steps or fewer is traced whole, with its evaluation
         result = train_epoch(model, optimizer, sources.train(), device, (epoch - 1) * steps_per_epoch,
-                             args.epochs * steps_per_epoch, args, hooks, dump_batch)
-        train_seconds = seconds_since(t0, device)
+                             args.epochs * steps_per_epoch, args, hooks, dump_batch, trace,
+                             args.trace_steps if args.trace_steps < steps_per_epoch else 0)
+        train_seconds = (traced_now_ns(device, trace) - t0) / 1e9
         step_losses += check_step_losses(result.step_losses, epoch, steps_per_epoch)
         t0 = now_ns(device)
-        test_loss, test_acc = evaluate(model, sources.test(), device, args)
+        test_batches = sources.test()
+        with scope(EVALUATE, trace):
+            test_loss, test_acc = evaluate(model, test_batches, device, args)
         eval_seconds = seconds_since(t0, device)
+        if trace is not None:
+            trace.stop()
         check_test_loss(test_loss, epoch)
         epochs.append(epoch_record(epoch, result, train_seconds, eval_seconds, test_loss, test_acc))
         print_progress(epoch, args.epochs, epochs[-1], seconds_since(start, device))
@@ -343,9 +371,9 @@ def final_metrics(model, sources, training, device, args):
 # Inference and what the run leaves behind
 # ---------------------------------------------------------------------------------------------------------
 
-def measure_inference(model, test_x, device, options, outputs):
-    """Latency per path and batch size, then concurrency. With `outputs` (a dict, --dump-logits), the eval-mode
-    test logits go in first, then each path's output."""
+def measure_inference(model, test_x, device, options, outputs, args):
+    """Latency per path and batch size, then concurrency, then (--trace-steps) the traced inference samples.
+    With `outputs` (a dict, --dump-logits), the eval-mode test logits go in first, then each path's output."""
     if outputs is not None:
         model.eval()
         with torch.inference_mode(), autocast(device, options.precision):
@@ -354,6 +382,8 @@ def measure_inference(model, test_x, device, options, outputs):
     if options.latency_iters:
         latency, unavailable = measure_latency(model, test_x, device, options, outputs)
     concurrency = measure_concurrency(model, test_x, device, options) if options.concurrency else []
+    if args.trace_steps:
+        trace_inference(model, test_x, device, options, args.trace_steps, results.trace_files(args)["inference"])
     return Inference(latency, unavailable, concurrency)
 
 
@@ -375,21 +405,23 @@ def run(args):
     hooks = read_test_hooks()
     device = setup_backend(args)
     check_aoti_packages(infer_options(args), device)
+    prepare_trace_dir(args)
     data = load_data(args, device)
     generator = torch.Generator().manual_seed(args.seed)
     model = build_model(args, device, generator)
     optimizer = make_optimizer(model, args)
     sources = batch_sources(args, data, device, generator)
-    startup_seconds = None if args.eval_only else seconds_since_process_start(device)  # before the first step
+    startup_seconds = seconds_since_process_start(device)  # the model ready: before its first step or inference
     warmup_seconds = warm_up(model, data, device, args) if args.warmup_steps and not args.eval_only else None
     empty_samples = empty_samples_us(device)
     training = train(model, optimizer, sources, data, device, args, hooks)
     final = final_metrics(model, sources, training, device, args)
     outputs = {} if args.dump_logits else None
-    inference = measure_inference(model, data.test_x, device, infer_options(args), outputs)
+    inference = measure_inference(model, data.test_x, device, infer_options(args), outputs, args)
     save_outputs(args, model, inference, outputs)
     doc = results_document(args, run_facts(device, args.precision), param_count(model), data.dataset,
-                           startup_seconds, warmup_seconds, empty_samples, training, final, inference)
+                           startup_seconds, warmup_seconds, empty_samples, training, final, inference,
+                           peak_rss_bytes())
     if args.results:
         results.write_results_atomic(doc, args.results)
     return doc

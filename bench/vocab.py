@@ -93,6 +93,10 @@ FLAGS = (
     Flag("--dump-init", "text", None, "write the weights right after init"),
     Flag("--dump-batch", "text", None, "write the first augmented batch and the test images"),
     Flag("--dump-logits", "text", None, "write the eval-mode logits of the test images, then each path's"),
+    Flag("--trace-steps", "int", 0, "profile K training steps of the last epoch from its clock (the whole epoch and "
+         "its evaluation when it has no more) and K eager inference samples per latency batch size, 0 = off",
+         0, MAX_COUNT),
+    Flag("--trace-dir", "text", None, "folder for --trace-steps' Chrome traces (train.json, inference.json)"),
     # Modes (docs/twins.md, "Modes"): how the same computation runs.
     Flag("--precision", "choice", "fp32", "fp32, or bf16 autocast", choices=PRECISIONS),
     Flag("--channels-last", "switch", False, "channels_last weights and inputs"),
@@ -108,6 +112,14 @@ FLAGS = (
          1, MAX_THREADS),
     Flag("--concurrency-iters", "int", 50, "timed requests per thread", 1, MAX_COUNT),
 )
+
+
+# The Chrome traces --trace-steps writes into --trace-dir, and the named scopes in them (bench/trace.py,
+# cpp/trace.h; suite/traces.py reads them): a training step (train_epoch's loop body, after its batch is fetched),
+# a clock read that opens or closes an epoch's timed window, the evaluation after an epoch, one inference sample.
+TRACE_FILES = {"train": "train.json", "inference": "inference.json"}
+TRACE_STEP, TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER = (
+    "bench::train_step", "bench::epoch_clock", "bench::evaluate", "bench::infer_sample")
 
 
 def aoti_package_name(model, precision, channels_last, batch_size):

@@ -108,6 +108,8 @@ const std::map<std::string_view, Field> kFields = {
     {"--dump-init", &Args::dump_init},
     {"--dump-batch", &Args::dump_batch},
     {"--dump-logits", &Args::dump_logits},
+    {"--trace-steps", &Args::trace_steps},
+    {"--trace-dir", &Args::trace_dir},
     {"--precision", &Args::precision},
     {"--channels-last", &Args::channels_last},
     {"--optimizer-impl", &Args::optimizer_impl},
@@ -192,11 +194,14 @@ const Flag& find_flag(std::string_view arg) {
   return *it;
 }
 
-// What no single flag can say: the aoti path's package folder, and CUDA on this machine.
+// What no single flag can say: the aoti path's package folder, the traces' folder, and CUDA on this machine.
 void check_combinations(const Args& args) {
   const auto& paths = args.inference_paths;
   if (std::find(paths.begin(), paths.end(), "aoti") != paths.end() && args.aoti_dir.empty()) {
     throw UsageError("--inference-paths aoti needs --aoti-dir DIR (the folder `python -m suite.aoti package` prints)");
+  }
+  if (args.trace_steps > 0 && args.trace_dir.empty()) {
+    throw UsageError("--trace-steps needs --trace-dir DIR (where the Chrome traces go)");
   }
   if (args.device == "cuda" && !torch::cuda::is_available()) {
     throw UsageError("--device cuda was requested but CUDA is not available");

@@ -40,6 +40,8 @@ struct Args {
   std::string dump_init;
   std::string dump_batch;
   std::string dump_logits;
+  int64_t trace_steps = 0;
+  std::string trace_dir;
   std::string precision;
   bool channels_last = false;
   std::string optimizer_impl;

@@ -22,6 +22,7 @@
 
 #include "results.h"
 #include "runtime.h"
+#include "trace.h"
 #include "vocab.h"
 
 torch::Tensor latency_input(const torch::Tensor& test_x, int64_t batch_size, bool channels_last) {
@@ -323,6 +324,25 @@ std::pair<Json::Array, Json::Array> measure_latency(ResNet& model, const torch::
     }
   }
   return {latency, unavailable};
+}
+
+void trace_inference(ResNet& model, const torch::Tensor& test_x, const torch::Device& device,
+                     const InferOptions& options, int64_t samples, const std::string& path) {
+  Trace trace(device, path);
+  model->eval();
+  {
+    c10::InferenceMode inference;
+    AutocastScope autocast(device, options.precision, /*cache_enabled=*/false);
+    for (const int64_t bs : options.latency_batch_sizes) {
+      const auto x = latency_input(test_x, bs, options.channels_last);
+      for (int64_t i = 0; i < samples; ++i) {
+        TraceScope scope(c10::str(kTraceInfer, " bs=", bs), &trace);
+        model->forward(x);
+        synchronize(device);
+      }
+    }
+  }
+  trace.stop();
 }
 
 Json::Array measure_concurrency(ResNet& model, const torch::Tensor& test_x, const torch::Device& device,

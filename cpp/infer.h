@@ -39,6 +39,11 @@ std::pair<Json::Array, Json::Array> measure_latency(ResNet& model, const torch::
                                                     const torch::Device& device, const InferOptions& options,
                                                     NamedTensors* outputs = nullptr);
 
+// `samples` untimed eager samples (forward, then synchronize) per latency batch size, each in a kTraceInfer scope,
+// recorded into the Chrome trace `path`: what one inference sample runs, op by op.
+void trace_inference(ResNet& model, const torch::Tensor& test_x, const torch::Device& device,
+                     const InferOptions& options, int64_t samples, const std::string& path);
+
 // Batch-1 inference from N threads sharing the eval-mode model, for each N in options.concurrency. On CPU the
 // intra-op pool is set to one thread for the measurement (and restored after), so the threads compare the
 // interpreters, not the pool.

@@ -132,7 +132,9 @@ torch::Tensor ResNetImpl::forward(const torch::Tensor& x) {
   auto out = F::relu(bn1(conv1(x)));
   out = layer4->forward(layer3->forward(layer2->forward(layer1->forward(out))));
   out = torch::flatten(F::adaptive_avg_pool2d(out, F::AdaptiveAvgPool2dFuncOptions(1)), 1);
-  return fc(out);
+  // aten::linear, as Python's nn.Linear calls it: LibTorch's Linear module calls addmm(bias, x, weight.t()) itself,
+  // which under autocast casts after the transpose where aten::linear casts before it (tests/test_traces.py).
+  return torch::linear(out, fc->weight, fc->bias);
 }
 
 ResNet make_model(const std::string& name) {

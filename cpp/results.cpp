@@ -7,13 +7,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 
 #include "vocab.h"
 
 namespace {
 
-constexpr int64_t kSchemaVersion = 4;
+constexpr int64_t kSchemaVersion = 5;
 
 Json epoch_json(const EpochRecord& e) {
   return Json::object({{"epoch", e.epoch},
@@ -91,12 +92,22 @@ Json run_config(const Args& args) {
                        {"inference_paths", args.inference_paths},
                        {"aoti_dir", args.aoti_dir.empty() ? Json() : Json(args.aoti_dir)},
                        {"concurrency", args.concurrency},
-                       {"concurrency_iters", args.concurrency_iters}});
+                       {"concurrency_iters", args.concurrency_iters},
+                       {"trace_steps", args.trace_steps},
+                       {"trace_dir", args.trace_dir.empty() ? Json() : Json(args.trace_dir)}});
+}
+
+Json trace_files(const Args& args) {
+  if (args.trace_steps == 0) return Json();
+  const std::filesystem::path folder(args.trace_dir);
+  return Json::object({{"train", args.eval_only ? Json() : Json((folder / kTrainTraceFile).string())},
+                       {"inference", (folder / kInferenceTraceFile).string()}});
 }
 
 Json results_document(const Args& args, const Json& facts, int64_t param_count, const DatasetIdentity& dataset,
                       const Json& startup_seconds, const Json& warmup_seconds, const std::vector<double>& empty_samples,
-                      const Training& training, const Json& final_metrics, const Inference& inference) {
+                      const Training& training, const Json& final_metrics, const Inference& inference,
+                      int64_t peak_rss_bytes) {
   Json::Array epochs;
   for (const auto& record : training.epochs) epochs.push_back(epoch_json(record));
   Json doc = Json::object({{"schema_version", kSchemaVersion},
@@ -121,7 +132,9 @@ Json results_document(const Args& args, const Json& facts, int64_t param_count, 
                            {"latency", inference.latency},
                            {"concurrency", inference.concurrency},
                            {"unavailable", inference.unavailable},
-                           {"peak_memory_bytes", training.peak_memory_bytes}});
+                           {"peak_memory_bytes", training.peak_memory_bytes},
+                           {"peak_rss_bytes", peak_rss_bytes},
+                           {"traces", trace_files(args)}});
   if (args.record_step_losses) doc.set("step_losses", training.step_losses);
   return doc;
 }

@@ -8,6 +8,7 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +50,12 @@ Json seconds_since_process_start(const torch::Device& device) {
 #else
   return nullptr;
 #endif
+}
+
+int64_t peak_rss_bytes() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return int64_t(usage.ru_maxrss) * 1024;
 }
 
 namespace {

@@ -24,6 +24,10 @@ double seconds_since(int64_t t0_ns, const torch::Device& device);
 // loader's start-up counts, which no clock read inside the program can see.
 Json seconds_since_process_start(const torch::Device& device);
 
+// The process's peak resident memory so far, in bytes (getrusage's ru_maxrss: KiB on Linux, the platform this
+// project runs on): the loaded libraries, data, model, every phase; worker threads are in it.
+int64_t peak_rss_bytes();
+
 // What a timed sample costs with no work in it (synchronize, read the clock, twice), in µs: the floor under
 // every latency sample, recorded so that the two languages' clocks can be compared.
 std::vector<double> empty_samples_us(const torch::Device& device);

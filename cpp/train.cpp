@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -27,6 +28,7 @@
 #include "pipeline.h"
 #include "results.h"
 #include "runtime.h"
+#include "trace.h"
 #include "vocab.h"
 
 namespace {
@@ -187,10 +189,11 @@ struct EpochResult {
 using DumpBatch = std::function<void(const torch::Tensor&, const torch::Tensor&)>;
 
 // One epoch over `batches`. Nothing here waits for the device. `dump_batch` (may be empty) sees the first batch
-// of the run.
+// of the run. `trace` (may be null) records each step in a kTraceStep scope and stops after `trace_stop` steps (0:
+// the caller stops it).
 EpochResult train_epoch(ResNet& model, torch::optim::SGD& optimizer, BatchSource& batches, const torch::Device& device,
                         int64_t first_step, int64_t total_steps, const Args& args, const TestHooks& hooks,
-                        const DumpBatch& dump_batch) {
+                        const DumpBatch& dump_batch, Trace* trace, int64_t trace_stop) {
   model->train();
   auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
   auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device));
@@ -200,21 +203,25 @@ EpochResult train_epoch(ResNet& model, torch::optim::SGD& optimizer, BatchSource
   for (int64_t i = 0;; ++i) {
     auto batch = batches.next();
     if (!batch) break;
-    const int64_t step = first_step + i;
-    lr = lr_at_step(step, total_steps, args.lr);
-    auto x = as_input_layout(batch->images, args.channels_last);
-    const auto& y = batch->labels;
-    if (dump_batch && step == 0) dump_batch(x, y);
-    if (step == hooks.crash_at_step) std::abort();  // a trainer crash, as a segfault or OOM kill would be
-    if (step == hooks.nan_at_step) x = x * std::numeric_limits<double>::quiet_NaN();  // as a diverging run
-    const auto [loss, logits] = train_step(model, optimizer, x, y, lr, device, args.precision);
-    loss_sum += loss.detach() * y.size(0);
-    correct += (logits.argmax(1) == y).sum();
-    step_losses.push_back(loss.detach());
-    images += y.size(0);
-    if (hooks.sleep_per_step_ms > 0) {
-      std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(hooks.sleep_per_step_ms));
+    {
+      TraceScope scope(kTraceStep, trace);
+      const int64_t step = first_step + i;
+      lr = lr_at_step(step, total_steps, args.lr);
+      auto x = as_input_layout(batch->images, args.channels_last);
+      const auto& y = batch->labels;
+      if (dump_batch && step == 0) dump_batch(x, y);
+      if (step == hooks.crash_at_step) std::abort();  // a trainer crash, as a segfault or OOM kill would be
+      if (step == hooks.nan_at_step) x = x * std::numeric_limits<double>::quiet_NaN();  // as a diverging run
+      const auto [loss, logits] = train_step(model, optimizer, x, y, lr, device, args.precision);
+      loss_sum += loss.detach() * y.size(0);
+      correct += (logits.argmax(1) == y).sum();
+      step_losses.push_back(loss.detach());
+      images += y.size(0);
+      if (hooks.sleep_per_step_ms > 0) {
+        std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(hooks.sleep_per_step_ms));
+      }
     }
+    if (trace && i + 1 == trace_stop) trace->stop();
   }
   return {loss_sum, correct, torch::stack(step_losses), images, lr};
 }
@@ -281,6 +288,14 @@ double warm_up(ResNet& model, const Data& data, const torch::Device& device, con
   return seconds;
 }
 
+// --trace-dir, made before anything runs: a folder that cannot be made stops the run now, not after training.
+void prepare_trace_dir(const Args& args) {
+  if (args.trace_steps == 0) return;
+  std::error_code error;
+  std::filesystem::create_directories(args.trace_dir, error);
+  if (error) throw std::runtime_error(c10::str("cannot create --trace-dir ", args.trace_dir, ": ", error.message()));
+}
+
 // The epoch's losses as doubles; a non-finite one stops the run, naming its step.
 std::vector<double> check_step_losses(const torch::Tensor& step_losses, int64_t epoch, int64_t steps_per_epoch) {
   const auto losses = step_losses.to(torch::kCPU, torch::kDouble);
@@ -325,6 +340,11 @@ void print_progress(int64_t epoch, int64_t epochs, const EpochRecord& rec, doubl
 
 // The timed epochs: each trains, checks its losses, evaluates, and is recorded and printed. The window (time and
 // peak memory) opens here: warm-up, data loading and the model's creation excluded.
+// The profiler for the traced epoch (--trace-steps), or null.
+std::unique_ptr<Trace> train_trace(const Args& args, const torch::Device& device) {
+  return args.trace_steps > 0 ? std::make_unique<Trace>(device, trace_files(args).get("train").str()) : nullptr;
+}
+
 Training train(ResNet& model, torch::optim::SGD& optimizer, const BatchSources& sources, const Data& data,
                const torch::Device& device, const Args& args, const TestHooks& hooks) {
   const int64_t steps_per_epoch = (data.train_x.size(0) + args.batch_size - 1) / args.batch_size;
@@ -338,17 +358,26 @@ Training train(ResNet& model, torch::optim::SGD& optimizer, const BatchSources& 
   reset_peak_memory(device);
   const int64_t start = now_ns(device);
   for (int64_t epoch = 1; epoch <= (args.eval_only ? 0 : args.epochs); ++epoch) {
-    int64_t t0 = now_ns(device);
+    const auto trace = epoch == args.epochs ? train_trace(args, device) : nullptr;  // recording before the clock
+    int64_t t0 = traced_now_ns(device, trace.get());
     auto batches = sources.train();
-    const auto result = train_epoch(model, optimizer, *batches, device, (epoch - 1) * steps_per_epoch,
-                                    args.epochs * steps_per_epoch, args, hooks, dump_batch);
-    const double train_seconds = seconds_since(t0, device);
+    // K steps recorded; an epoch of K steps or fewer is traced whole, with its evaluation
+    const auto result =
+        train_epoch(model, optimizer, *batches, device, (epoch - 1) * steps_per_epoch, args.epochs * steps_per_epoch,
+                    args, hooks, dump_batch, trace.get(), args.trace_steps < steps_per_epoch ? args.trace_steps : 0);
+    const double train_seconds = double(traced_now_ns(device, trace.get()) - t0) / 1e9;
     const auto losses = check_step_losses(result.step_losses, epoch, steps_per_epoch);
     training.step_losses.insert(training.step_losses.end(), losses.begin(), losses.end());
     t0 = now_ns(device);
     auto test_batches = sources.test();
-    const auto [test_loss, test_acc] = evaluate(model, *test_batches, device, args);
+    std::pair<double, double> test;
+    {
+      TraceScope scope(kTraceEvaluate, trace.get());
+      test = evaluate(model, *test_batches, device, args);
+    }
+    const auto [test_loss, test_acc] = test;
     const double eval_seconds = seconds_since(t0, device);
+    if (trace) trace->stop();
     check_test_loss(test_loss, epoch);
     training.epochs.push_back(epoch_record(epoch, result, train_seconds, eval_seconds, test_loss, test_acc));
     print_progress(epoch, args.epochs, training.epochs.back(), seconds_since(start, device));
@@ -377,10 +406,10 @@ Json final_metrics(ResNet& model, const BatchSources& sources, const Training& t
 
 // ---- inference and what the run leaves behind ------------------------------------------------------
 
-// Latency per path and batch size, then concurrency. With `outputs` (--dump-logits), the eval-mode test logits
-// go in first, then each path's output.
+// Latency per path and batch size, then concurrency, then (--trace-steps) the traced inference samples. With
+// `outputs` (--dump-logits), the eval-mode test logits go in first, then each path's output.
 Inference measure_inference(ResNet& model, const torch::Tensor& test_x, const torch::Device& device,
-                            const InferOptions& options, NamedTensors* outputs) {
+                            const InferOptions& options, NamedTensors* outputs, const Args& args) {
   if (outputs) {
     model->eval();
     c10::InferenceMode inference;
@@ -392,6 +421,9 @@ Inference measure_inference(ResNet& model, const torch::Tensor& test_x, const to
     std::tie(inference.latency, inference.unavailable) = measure_latency(model, test_x, device, options, outputs);
   }
   if (!options.concurrency.empty()) inference.concurrency = measure_concurrency(model, test_x, device, options);
+  if (args.trace_steps > 0) {
+    trace_inference(model, test_x, device, options, args.trace_steps, trace_files(args).get("inference").str());
+  }
   return inference;
 }
 
@@ -411,12 +443,14 @@ void run(const Args& args) {
   const TestHooks hooks = read_test_hooks();
   const torch::Device device = setup_backend(args);
   check_aoti_packages(infer_options(args), device);
+  prepare_trace_dir(args);
   const Data data = load_data(args, device);
   auto generator = at::make_generator<at::CPUGeneratorImpl>(uint64_t(args.seed));
   ResNet model = build_model(args, device, generator);
   const auto optimizer = make_optimizer(model, args);
   const BatchSources sources = batch_sources(args, data, device, generator);
-  const Json startup_seconds = args.eval_only ? Json() : seconds_since_process_start(device);  // before the first step
+  // the model ready: before its first training step or inference
+  const Json startup_seconds = seconds_since_process_start(device);
   const Json warmup_seconds =
       args.warmup_steps > 0 && !args.eval_only ? Json(warm_up(model, data, device, args)) : Json();
   const auto empty_samples = empty_samples_us(device);
@@ -424,10 +458,11 @@ void run(const Args& args) {
   const Json final = final_metrics(model, sources, training, device, args);
   NamedTensors outputs;
   NamedTensors* dump = args.dump_logits.empty() ? nullptr : &outputs;
-  const Inference inference = measure_inference(model, data.test_x, device, infer_options(args), dump);
+  const Inference inference = measure_inference(model, data.test_x, device, infer_options(args), dump, args);
   save_outputs(args, model, inference, dump);
-  const Json doc = results_document(args, run_facts(device, args.precision), param_count(model), data.dataset,
-                                    startup_seconds, warmup_seconds, empty_samples, training, final, inference);
+  const Json doc =
+      results_document(args, run_facts(device, args.precision), param_count(model), data.dataset, startup_seconds,
+                       warmup_seconds, empty_samples, training, final, inference, peak_rss_bytes());
   if (!args.results.empty()) write_results_atomic(doc, args.results);
 }
 

@@ -111,6 +111,11 @@ inline constexpr std::array kFlags = {
     Flag{"--dump-init", FlagKind::kText, "", "write the weights right after init"},
     Flag{"--dump-batch", FlagKind::kText, "", "write the first augmented batch and the test images"},
     Flag{"--dump-logits", FlagKind::kText, "", "write the eval-mode logits of the test images, then each path's"},
+    Flag{"--trace-steps", FlagKind::kInt, "0",
+         "profile K training steps of the last epoch from its clock (the whole epoch and its evaluation when it has "
+         "no more) and K eager inference samples per latency batch size, 0 = off",
+         0, kMaxCount},
+    Flag{"--trace-dir", FlagKind::kText, "", "folder for --trace-steps' Chrome traces (train.json, inference.json)"},
     // Modes (docs/twins.md, "Modes"): how the same computation runs.
     Flag{"--precision", FlagKind::kChoice, "fp32", "fp32, or bf16 autocast", 0, 0, kPrecisions},
     Flag{"--channels-last", FlagKind::kSwitch, "", "channels_last weights and inputs"},
@@ -126,6 +131,17 @@ inline constexpr std::array kFlags = {
          kMaxThreads},
     Flag{"--concurrency-iters", FlagKind::kInt, "50", "timed requests per thread", 1, kMaxCount},
 };
+
+// The Chrome traces --trace-steps writes into --trace-dir (trace.h; Python: vocab.TRACE_FILES).
+inline constexpr std::string_view kTrainTraceFile = "train.json";
+inline constexpr std::string_view kInferenceTraceFile = "inference.json";
+// The named scopes in them (Python: vocab.TRACE_STEP ...; suite/traces.py reads them): a training step
+// (train_epoch's loop body, after its batch is fetched), a clock read that opens or closes an epoch's timed window,
+// the evaluation after an epoch, one inference sample.
+inline constexpr const char* kTraceStep = "bench::train_step";
+inline constexpr const char* kTraceEpochClock = "bench::epoch_clock";
+inline constexpr const char* kTraceEvaluate = "bench::evaluate";
+inline constexpr const char* kTraceInfer = "bench::infer_sample";
 
 // The file name of one AOTInductor package inside --aoti-dir (Python: vocab.aoti_package_name).
 inline std::string aoti_package_name(std::string_view model, std::string_view precision, bool channels_last,

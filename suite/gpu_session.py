@@ -48,17 +48,22 @@ class Plan:
     repeats: int          # runs per language of the matrix and batch-size stages, interleaved (suite --repeats)
     real_epochs: int
     real_batch: int
+    trace_steps: int      # the traces stages' --trace-steps
+    sweep: tuple = ()     # python -m suite.sweep's options beyond its defaults
     tiny: dict = field(default_factory=dict)  # suite options of every trainer run (a stage's own win)
 
 
 GPU = Plan("cuda", (50_000, 10_000), tuple(MODELS), ("default", "bf16-cl", "foreach", "cudnn-benchmark", "idiomatic"),
            ",".join(INFERENCE_PATHS), "1,8,32,128", (64, 512), epochs=2, repeats=3, real_epochs=30,
-           real_batch=128)
+           real_batch=128, trace_steps=5)
 # Tiny: with --data and --device cpu the suite picks the full-cpu preset (5000/1000 images), so every size is
 # given explicitly. A few training steps per run: the whole dry run takes about 80 s on 2 idle cores.
 DRY = Plan("cpu", (128, 32), ("resnet18",), ("default",), "eager", "1", (16, 64), epochs=1, repeats=1, real_epochs=1,
-           real_batch=32, tiny={"--train-limit": 64, "--test-limit": 32, "--batch-size": 32, "--latency-iters": 2,
-                                "--inference-paths": "eager", "--latency-batch-sizes": 1})
+           real_batch=32, trace_steps=2,
+           sweep=("--batch-sizes", "1,2", "--repeats", "1", "--steps", "1", "--latency-iters", "2",
+                  "--startup-runs", "1"),
+           tiny={"--train-limit": 64, "--test-limit": 32, "--batch-size": 32, "--latency-iters": 2,
+                 "--inference-paths": "eager", "--latency-batch-sizes": 1})
 
 
 @dataclass
@@ -235,6 +240,14 @@ def stages(c):
                                          train_limit=0, test_limit=0, batch_size=p.real_batch, lr=0.1),
                     needs=("build", "data-real-subset"), owns=suite_outputs(f"accuracy-real-{m}"))
               for m in p.models]
+    table += [Stage(f"traces-{m}", f"{m} profiler traces ({p.trace_steps} steps), both languages, default mode",
+                    lambda c, m=m: suite(c, f"traces-{m}", [m], c.synthetic, trace_steps=p.trace_steps),
+                    needs=data, owns=suite_outputs(f"traces-{m}"))
+              for m in p.models]
+    table.append(Stage("sweep", "the crossover: batch-size sweep of both languages, start-up and footprint",
+                       lambda c: [[PY, "-m", "suite.sweep", "--out", str(c.out / "sweep"), "--device", p.device,
+                                   "--build-dir", str(c.build_dir), *p.sweep]],
+                       needs=("build",), owns=lambda c: [c.out / "sweep"]))
     table.append(Stage("baseline", "the matrix's benchmark saves as one baseline.json", baseline,
                        owns=lambda c: [c.out / "baseline.json"]))
     table.append(Stage("report", "suite.report of every results file", report, owns=lambda c: [c.out / "report"]))

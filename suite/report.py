@@ -24,7 +24,7 @@ import matplotlib.ticker  # noqa: E402
 
 from bench.results import percentile  # noqa: E402
 from bench.vocab import FLAGS, INFERENCE_PATHS, LANGUAGES, MODES  # noqa: E402
-from suite import stats  # noqa: E402
+from suite import stats, traces  # noqa: E402
 from suite.schema import ResultsError, load_results  # noqa: E402
 
 PROG = "suite.report"
@@ -44,8 +44,10 @@ MODE_DEFAULTS = {flag.dest: flag.default for flag in FLAGS
 # the device the run actually used, the model is a row of the tables, a weights path is reduced to
 # whether weights were loaded (the same file may live in two places), and the inference paths and
 # concurrency measured after training do not change the training numbers (their rows say what ran), and
-# a run's repeat number only tells repeats apart (they are the runs a comparison's interval rests on).
-NOISE_KEYS = {"device", "model", "load_weights", "inference_paths", "concurrency", "concurrency_iters", "repeat"}
+# a run's repeat number only tells repeats apart (they are the runs a comparison's interval rests on), and
+# where a run wrote its traces is a path of that run.
+NOISE_KEYS = {"device", "model", "load_weights", "inference_paths", "concurrency", "concurrency_iters", "repeat",
+              "trace_dir"}
 
 # Vendor dense peaks in TFLOP/s (no sparsity). First matching substring of the device name wins, so the
 # more specific names come first. "tf32" applies when cuDNN may use TF32 (PyTorch's default for convs).
@@ -219,7 +221,36 @@ def aggregate_runs(docs):
         "empty_sample_us": spread_stat([doc.get("empty_sample_us", {}).get("median_us") for doc in docs]),
         "peak_memory_mib": spread_stat([doc["peak_memory_bytes"] / 2**20 for doc in docs
                                         if doc.get("peak_memory_bytes") is not None]),
+        "peak_rss_mib": spread_stat([doc["peak_rss_bytes"] / 2**20 for doc in docs if doc.get("peak_rss_bytes")]),
+        "step_breakdown": step_breakdown(docs),
     }
+
+
+def trace_file(doc, which):
+    """A results document's trace file (schema 4, --trace-steps): where the run wrote it, else beside the results
+    file in a folder of the same name, perhaps gzipped (how committed results keep them); None when there is none."""
+    written = (doc.get("traces") or {}).get(which)
+    if not written:
+        return None
+    written = Path(written)
+    beside = Path(doc["_path"]).parent / written.parent.name / written.name
+    for candidate in (written, beside, beside.with_name(beside.name + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def step_breakdown(docs):
+    """Where a training step's time goes (suite/traces.py), the median over the runs' traces; None without any."""
+    try:
+        found = [traces.breakdown(path) for path in (trace_file(doc, "train") for doc in docs) if path]
+    except traces.TraceError as err:
+        raise ResultsError(str(err)) from None
+    if not found:
+        return None
+    keys = ("wall_us", "in_ops_us", "between_ops_us", "device_busy_us")
+    return {key: (None if any(b[key] is None for b in found) else percentile(sorted(b[key] for b in found), 50))
+            for key in keys} | {"steps": sum(b["steps"] for b in found), "traces": len(found)}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -611,7 +642,25 @@ def row_stat(row, field):
 FACTS_COLUMNS = [  # (header, field, digits)
     ("Start-up (s)", "startup_seconds", 2), ("Warm-up (s)", "warmup_seconds", 2), ("Epoch 1 (s)", "epoch1_seconds", 2),
     ("Later epochs (s)", "later_epoch_seconds", 2), ("Empty sample (µs)", "empty_sample_us", 3),
-    ("Training peak memory (MiB)", "peak_memory_mib", 0)]
+    ("Training peak memory (MiB)", "peak_memory_mib", 0), ("Peak RSS (MiB)", "peak_rss_mib", 0)]
+
+
+def breakdown_table_md(section):
+    """Where a training step's time goes, per row with profiler traces; [] when no row has one."""
+    def ms(value):
+        return "n/a" if value is None else f"{value / 1000:.3f}"
+    rows = [[LANGUAGE_NAMES[r["language"]], r["model"], r["mode"], ms(b["wall_us"]), ms(b["in_ops_us"]),
+             ms(b["between_ops_us"]), f"{b['between_ops_us'] / b['wall_us']:.1%}", ms(b["device_busy_us"]),
+             str(b["steps"])] for r in section["rows"] if (b := r["step_breakdown"])]
+    if not rows:
+        return []
+    header = ["Language", "Model", "Mode", "Step (ms)", "In aten ops (ms)", "Between ops (ms)", "Between / step",
+              "Device busy (ms)", "Steps traced"]
+    return ["### Where a training step's time goes", ""] + markdown_table(header, rows) + [
+        "", "From the profiler traces of `--trace-steps` (`suite/traces.py`), the median traced step: its wall time; "
+        "the part inside aten ops (the union of the outermost ops on the trainer's threads); the host time between "
+        "them (the interpreter or the C++ code, dispatch into the ops, the autograd engine between its nodes); and, "
+        "on CUDA, the device's busy time (kernels and copies). The profiler's own cost is in every column.", ""]
 
 
 def facts_table_md(section):
@@ -739,22 +788,32 @@ RATIO_EXPLANATION = [
 ]
 
 
+TRACED_NOTE = ("**Traced runs** (`--trace-steps`): their times include the profiler's cost, which differs between "
+               "the languages (Python's profiler turns every event into Python objects when it stops, inside the "
+               "timed epoch when the trace ends before it): diagnostics, not benchmark numbers.")
+
+
 def section_md(number, section, total_sections):
     lines = [f"## {'Section ' + str(number) + ': ' if total_sections > 1 else ''}Results", ""]
     if section["why_apart"]:
         lines += [section["why_apart"], ""]
     lines += [section["header"], "", "Files: " + ", ".join(f"`{p}`" for p in section["files"]), ""]
+    if any(doc["config"].get("trace_steps") for docs, _ in section["runs"].values() for doc in docs):
+        lines += [TRACED_NOTE, ""]
     lines += results_table_md(section)
     lines += ["", "Time/epoch and images/s are medians over the steady-state epochs (epochs 2 and later of each "
               "run; a run of one epoch gives its epoch 1), training only, evaluation excluded; with repeated runs "
               "every cell shows the median and, in brackets, p10–p90.", ""]
     lines += ["### Run facts", ""] + facts_table_md(section)
     lines += ["", "Precision: what the run computed (on CUDA, PyTorch's default \"fp32\" runs convolutions in TF32, "
-              "in both languages). Start-up: process start to the first training step (n/a for documents "
-              "before schema version 4). Warm-up: untimed steps at every shape before the first clock read. Epoch 1 "
-              "and the later epochs' median, apart. Empty sample: a synchronize and a clock read with no work "
-              "(median), the floor under every latency sample. Peak memory: the training window on CUDA "
-              "(n/a on CPU).", ""]
+              "in both languages). Start-up: process start to the model being ready (before the first training "
+              "step; with --eval-only, the first inference); n/a for documents before schema version 4. Warm-up: "
+              "untimed steps at every shape before the first clock read. Epoch 1 and the later epochs' median, "
+              "apart. Empty sample: a synchronize and a clock read with no work (median), the floor under every "
+              "latency sample. Training peak memory: the training window on CUDA (n/a on CPU). Peak RSS: the "
+              "process's peak resident memory over the whole run (Python's idiomatic-pipeline worker processes not "
+              "included; C++'s worker threads are).", ""]
+    lines += breakdown_table_md(section)
     models = list(dict.fromkeys(r["model"] for r in section["ratios"]))
     lines += ["### Python / C++", ""]
     if not models:
@@ -883,8 +942,22 @@ def load_all(paths):
     return docs
 
 
-def build_report(paths, out_dir, peak_tflops=None):
-    """Write the report for `paths` into `out_dir`; return the path of report.md."""
+def sweep_md(path, out_dir):
+    """The crossover section from a suite.sweep result (sweep.json), its plot redrawn into `out_dir`."""
+    from suite import sweep
+
+    try:
+        result = json.loads(Path(path).read_text())
+        sweep.plot(result["tables"], out_dir / "crossover.png")
+        return ["", "## The crossover: Python / C++ by batch size (suite.sweep)", "",
+                f"From `{path}`.", ""] + sweep.markdown(result)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ResultsError(f"{path}: not a suite.sweep result ({err!r})") from None
+
+
+def build_report(paths, out_dir, peak_tflops=None, sweep=None):
+    """Write the report for `paths` (and the crossover of `sweep`, a sweep.json) into `out_dir`; return the path
+    of report.md."""
     if not paths:
         raise ResultsError("no results files given")
     docs = load_all(paths)
@@ -905,7 +978,7 @@ def build_report(paths, out_dir, peak_tflops=None):
         json.dump(report_json(sections), f, indent=1)
         f.write("\n")
     md = out_dir / "report.md"
-    md.write_text(report_md(sections) + "\n")
+    md.write_text(report_md(sections) + ("\n".join(sweep_md(sweep, out_dir)) if sweep else "") + "\n")
     return md
 
 
@@ -916,6 +989,7 @@ def parse_args(argv):
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="device peak in TFLOP/s for the floor (default: the known-GPU table; none for CPUs)")
+    p.add_argument("--sweep", default=None, help="add the crossover of this suite.sweep result (DIR/sweep.json)")
     args = p.parse_args(argv)
     if args.peak_tflops is not None and not args.peak_tflops > 0:
         p.error("--peak-tflops must be > 0")
@@ -925,7 +999,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        md = build_report(args.results, args.out, args.peak_tflops)
+        md = build_report(args.results, args.out, args.peak_tflops, args.sweep)
     except ResultsError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1

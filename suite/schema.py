@@ -106,9 +106,16 @@ def _check_cross_fields(doc, where):
         median = percentile(sorted(empty["samples_us"]), 50)
         _require(math.isclose(empty["median_us"], median), where, "$.empty_sample_us.median_us",
                  f"is {empty['median_us']}, its samples give {median}")
-    if doc["schema_version"] >= 4:  # a run that trains may still have no time: null where /proc is missing
+    if doc["schema_version"] == 4:  # the first inference's start-up came with version 5
         _require(doc["startup_seconds"] is None or not cfg["eval_only"], where, "$.startup_seconds",
-                 "must be null with --eval-only (no training step to start up to)")
+                 "must be null with --eval-only in schema version 4")
+    if doc["schema_version"] >= 5:
+        _require((doc["traces"] is None) == (cfg["trace_steps"] == 0), where, "$.traces",
+                 "must be null exactly when config.trace_steps is 0")
+        _require((cfg["trace_dir"] is None) == (cfg["trace_steps"] == 0), where, "$.config.trace_dir",
+                 "must be given exactly when config.trace_steps is not 0")
+        _require(doc["traces"] is None or (doc["traces"]["train"] is None) == cfg["eval_only"], where,
+                 "$.traces.train", "must be null exactly when the run did not train (--eval-only)")
 
 
 def load_results(path):

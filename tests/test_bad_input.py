@@ -127,6 +127,8 @@ BAD_FLAGS = [
     (["--concurrency", "2,x"], "--concurrency must be comma-separated integers", True),
     (["--workers", "257"], "--workers must be", True),
     (["--inference-paths", "eager,aoti"], "--inference-paths aoti needs --aoti-dir", True),
+    (["--trace-steps", "2"], "--trace-steps needs --trace-dir DIR (where the Chrome traces go)", True),
+    (["--trace-steps", "-1"], "--trace-steps must be an integer in [0, 1000000], got '-1'", True),
     (["--no-such-flag"], "unknown flag '--no-such-flag'", True),
     (["--epochs"], "--epochs needs a value", True),
     (["--eval-only=1"], "--eval-only takes no value", True),
@@ -190,6 +192,17 @@ def test_cuda_requested_without_gpu(lang, cpp_exe, tiny_data, one_line_error):
 def test_aoti_without_its_folder_is_a_usage_error(lang, cpp_exe, tiny_data, one_line_error):
     proc = run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--inference-paths", "aoti"])
     one_line_error(proc, lang, 2, "--inference-paths aoti needs --aoti-dir")
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_an_unusable_trace_folder_stops_the_run_before_training(lang, cpp_exe, tiny_data, tmp_path, one_line_error):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    results = tmp_path / "r.json"
+    proc = run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--trace-steps", "1", "--trace-dir",
+                               str(blocker / "traces"), "--results", str(results)])
+    one_line_error(proc, lang, 1, f"cannot create --trace-dir {blocker / 'traces'}: Not a directory")
+    assert "epoch 1/" not in proc.stderr and not results.exists()
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

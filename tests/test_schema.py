@@ -21,20 +21,40 @@ COMMITTED = sorted(p for p in (ROOT / "docs").rglob("*.json") if p.name != "repo
 
 
 def v4():
-    """The V3 document as the trainers write it now (no version 4 document is committed): schema version 4, the
-    start-up time and the repeat's number."""
+    """The V3 document as version 4: the start-up time and the repeat's number."""
     doc = json.loads(V3.read_text())
     doc.update(schema_version=4, startup_seconds=2.5)
     doc["config"]["repeat"] = 1
     return doc
 
 
-def v4_eval_only():
-    """v4() as an --eval-only run: no epochs, no training metrics, no warm-up, no start-up time."""
-    doc = v4()
+def eval_only(doc):
+    """`doc` as an --eval-only run: no epochs, no training metrics, no warm-up."""
     doc["config"]["eval_only"] = True
-    doc.update(epochs=[], startup_seconds=None, warmup_seconds=None, peak_memory_bytes=None)
+    doc.update(epochs=[], warmup_seconds=None, peak_memory_bytes=None)
     doc["final"].update(train_loss=None, train_accuracy=None)
+    return doc
+
+
+def v4_eval_only():
+    """v4() as an --eval-only run: no start-up time either (version 5 times it to the first inference)."""
+    return eval_only(v4()) | {"startup_seconds": None}
+
+
+def v5():
+    """The document as the trainers write it now (no version 5 document is committed): v4 with peak resident
+    memory and traces."""
+    doc = v4()
+    doc.update(schema_version=5, peak_rss_bytes=2 * 2**30,
+               traces={"train": "t/train.json", "inference": "t/inference.json"})
+    doc["config"].update(trace_steps=3, trace_dir="t")
+    return doc
+
+
+def v5_eval_only():
+    """v5() as an --eval-only run: start-up to the first inference, no training trace."""
+    doc = eval_only(v5())
+    doc["traces"]["train"] = None
     return doc
 
 
@@ -81,10 +101,10 @@ def test_committed_results_validate(path):
     load_results(path)
 
 
-@pytest.mark.parametrize("make", [v4, v4_eval_only])
-def test_version_4_documents_validate(make):
-    """The bases of the version 4 breakages below are valid: each breakage fails for its own reason."""
-    assert make()["schema_version"] == SCHEMA_VERSION
+@pytest.mark.parametrize("make", [v4, v4_eval_only, v5, v5_eval_only])
+def test_version_4_and_5_documents_validate(make):
+    """The bases of the version 4 and 5 breakages below are valid: each breakage fails for its own reason."""
+    assert make()["schema_version"] in (4, SCHEMA_VERSION) and SCHEMA_VERSION == 5
     validate_results(make())
 
 
@@ -113,7 +133,7 @@ MUTATIONS = {
     "v3 without warmup_steps": (V3, ["config", "warmup_steps"], DROP, "$.config: 'warmup_steps' is a required"),
     "v3 latency without peak memory": (V3, ["latency"], lambda _: json.loads(V2.read_text())["latency"][:1],
                                        "$.latency[0]: 'peak_memory_bytes' is a required property"),
-    "unknown schema version": (v4, ["schema_version"], 5, "$.schema_version: 5 is not one of"),
+    "unknown schema version": (v5, ["schema_version"], 6, "$.schema_version: 6 is not one of"),
     "v4 without startup_seconds": (v4, ["startup_seconds"], DROP, "$: 'startup_seconds' is a required property"),
     "v4 without repeat": (v4, ["config", "repeat"], DROP, "$.config: 'repeat' is a required property"),
     "v4 without precision_label": (v4, ["precision_label"], DROP, "$: 'precision_label' is a required property"),
@@ -157,7 +177,14 @@ MUTATIONS = {
     "warm-up time although none ran": (V3, ["config", "warmup_steps"], 0, "$.warmup_seconds: must be a time when"),
     "label of another precision": (V3, ["precision_label"], "bf16 autocast", "$.precision_label: 'bf16 autocast'"),
     "wrong empty-sample median": (V3, ["empty_sample_us", "median_us"], 99.0, "$.empty_sample_us.median_us: is 99"),
-    "startup time with --eval-only": (v4_eval_only, ["startup_seconds"], 2.5, "$.startup_seconds: must be null"),
+    "v4 start-up time with --eval-only": (v4_eval_only, ["startup_seconds"], 2.5, "$.startup_seconds: must be null"),
+    "training trace with --eval-only": (v5_eval_only, ["traces", "train"], "t/train.json", "$.traces.train: must be"),
+    "traces without --trace-steps": (v5, ["config", "trace_steps"], 0, "$.traces: must be null exactly when"),
+    "no traces with --trace-steps": (v5, ["traces"], None, "$.traces: must be null exactly when"),
+    "--trace-steps without its folder": (v5, ["config", "trace_dir"], None, "$.config.trace_dir: must be given"),
+    "v5 without peak_rss_bytes": (v5, ["peak_rss_bytes"], DROP, "$: 'peak_rss_bytes' is a required property"),
+    "v5 without trace_steps": (v5, ["config", "trace_steps"], DROP, "$.config: 'trace_steps' is a required"),
+    "traces without inference": (v5, ["traces", "inference"], DROP, "$.traces: "),
 }
 
 

@@ -1,5 +1,6 @@
-"""Schema version 4 in both trainers: `startup_seconds` (from the OS's start of the process to just before the
-first training step) and `config.repeat` (--repeat, recorded, changes nothing).
+"""Schema version 4 in both trainers: `startup_seconds` (from the OS's start of the process to the model being
+ready: just before the first training step, or the first inference with --eval-only), `peak_rss_bytes` and
+`config.repeat` (--repeat, recorded, changes nothing).
 
 The start-up time is checked against what the test itself sees, so the checks hold on any machine: the trainer
 starts after the test's clock starts and its training window follows the start-up, so both fit in the wall time.
@@ -38,7 +39,19 @@ def test_startup_precedes_training_within_the_wall_time(lang, cpp_exe, tiny_data
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_eval_only_has_no_startup_and_repeat_defaults_to_1(lang, cpp_exe, tiny_data, tmp_path):
-    doc, _ = timed_run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--eval-only"], tmp_path / "r.json")
-    assert doc["startup_seconds"] is None
+def test_eval_only_times_startup_to_the_first_inference_and_repeat_defaults_to_1(lang, cpp_exe, tiny_data,
+                                                                                   tmp_path):
+    doc, wall = timed_run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--eval-only"], tmp_path / "r.json")
+    assert MIN_STARTUP_SECONDS < doc["startup_seconds"] < wall
     assert doc["config"]["repeat"] == 1
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_peak_resident_memory_is_recorded(lang, cpp_exe, tiny_data, tmp_path):
+    """The whole process's peak: at least the model's weights (11 M floats) and more than LibTorch's or the
+    interpreter's bare start, at most this machine's memory."""
+    import os
+
+    doc, _ = timed_run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK], tmp_path / "r.json")
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert 11_173_962 * 4 < doc["peak_rss_bytes"] < total
