@@ -17,7 +17,9 @@ from suite.schema import ResultsError, load_results, results_schema, validate_re
 # Real documents to break: schema version 3 (the trainers' current one) and version 2 with latency and concurrency.
 V3 = ROOT / "docs" / "results" / "warmup-cpu" / "python-resnet18-warmup3.json"
 V2 = ROOT / "docs" / "report-example" / "results" / "python-resnet18-default.json"
-COMMITTED = sorted(p for p in (ROOT / "docs").rglob("*.json") if p.name != "report.json")  # report.json: the report's
+# Every committed trainer results document; not the report's own report.json, nor suite.sweep's sweep.json
+NOT_RESULTS = {"report.json", "sweep.json"}
+COMMITTED = sorted(p for p in (ROOT / "docs").rglob("*.json") if p.name not in NOT_RESULTS)
 
 
 def v4():
