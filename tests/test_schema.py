@@ -14,7 +14,7 @@ from bench.results import SCHEMA_VERSION
 from suite.harness import ROOT
 from suite.schema import ResultsError, load_results, results_schema, validate_results
 
-# Real documents to break: schema version 3 (the trainers' current one) and version 2 with latency and concurrency.
+# Real documents to break: schema version 3 and version 2 (with latency and concurrency); the trainers write version 5.
 V3 = ROOT / "docs" / "results" / "warmup-cpu" / "python-resnet18-warmup3.json"
 V2 = ROOT / "docs" / "report-example" / "results" / "python-resnet18-default.json"
 # Every committed trainer results document; not the report's own report.json, nor suite.sweep's sweep.json
