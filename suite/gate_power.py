@@ -358,13 +358,15 @@ def main(argv=None):
     if args.summarize:
         return summarize_only(args)
     out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     saved = load_saved(out, args) if args.resume else {}
+    out.mkdir(parents=True, exist_ok=True)
     limits = gate.load_thresholds(args.thresholds)
     langs = args.langs.split(",")
-    commit = saved.get("commit") or H.resolve_commit("HEAD")
+    commit = H.resolve_commit(saved.get("commit") or "HEAD")
     if commit is None:
-        sys.exit(f"{PROG}: error: not a git checkout with a commit: the A/B sessions run HEAD's trainers as A")
+        sys.exit(f"{PROG}: error: " + (f"the experiment's A commit {saved['commit']} is not in this checkout"
+                                       if saved.get("commit") else
+                                       "not a git checkout with a commit: the A/B sessions run HEAD's trainers as A"))
     trainers = ["bench", "cpp", "CMakeLists.txt"]
     if subprocess.run(["git", "diff", "--quiet", commit, "--", *trainers], cwd=H.ROOT).returncode:
         sys.exit(f"{PROG}: error: the trainers (bench/, cpp/) differ from {commit[:12]}: commit them first (or, "
@@ -404,4 +406,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except gate.GateError as err:  # a missing or unreadable baseline or session file: one line
+        sys.exit(f"{PROG}: error: {err}")

@@ -372,6 +372,9 @@ def test_gate_power_resume_runs_only_the_sessions_an_experiment_lacks(tmp_path, 
 
     from suite import gate_power
 
+    commit = H.resolve_commit("HEAD")
+    if commit is None:
+        pytest.skip("not a git checkout with a commit: an experiment's A commit must resolve")
     monkeypatch.setattr(gate_power, "SIMULATIONS", 50)
     monkeypatch.setattr(gate_power, "subprocess", SimpleNamespace(run=lambda *a, **k: SimpleNamespace(returncode=0)))
     monkeypatch.setattr(gate_power, "stored_gate", lambda *a: (0, []))
@@ -387,17 +390,17 @@ def test_gate_power_resume_runs_only_the_sessions_an_experiment_lacks(tmp_path, 
 
     monkeypatch.setattr(gate_power, "run_session", fake_session)
     (tmp_path / "baseline.json").write_text(json.dumps(run_doc(steady(1.0, 10))))
-    fake_session(None, 5, tmp_path / "round01-slow0.json", 0.0, ["--gate-ab", "abc123", "--results-dir",
+    fake_session(None, 5, tmp_path / "round01-slow0.json", 0.0, ["--gate-ab", commit, "--results-dir",
                                                                   str(tmp_path / "round01-slow0-results")])
     done = {"round": 1, "slowdown_pct": "0", "sleep_ms": 0.0, "json": "round01-slow0.json",
-            "ab_baseline_json": "round01-slow0-results/gate-ab-abc123/benchmarks.json"}
+            "ab_baseline_json": f"round01-slow0-results/gate-ab-{commit[:12]}/benchmarks.json"}
     args = {"reruns": 1, "slowdowns": [10.0, 20.0], "repeats": 5, "baseline_repeats": 10, "langs": "python",
             "train_limit": 256, "batch_size": 32, "epochs": 3, "out": str(tmp_path)}
     (tmp_path / "gate-power.json").write_text(json.dumps({"args": args, "calibrated_step_ms": {"python": 400.0},
-                                                          "records": [done], "commit": "abc123"}))
+                                                          "records": [done], "commit": commit}))
     ran.clear()
     assert gate_power.main(["--out", str(tmp_path), "--resume"]) == 0
-    assert ran == [("round01-slow10.json", 40.0, "abc123"), ("round01-slow20.json", 80.0, "abc123")]
+    assert ran == [("round01-slow10.json", 40.0, commit), ("round01-slow20.json", 80.0, commit)]
     saved = json.loads((tmp_path / "gate-power.json").read_text())
     assert [r["slowdown_pct"] for r in saved["records"]] == ["0", "10", "20"]
     assert {r["slowdown_pct"] for r in saved["summary"]} == {"0", "10", "20"}
