@@ -11,10 +11,11 @@ import os
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from bench.runtime import now_ns
-from bench.vocab import TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER, TRACE_STEP
+from bench.vocab import TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER, TRACE_INFER_WARMUP, TRACE_STEP
 
 # The scopes' names (bench/vocab.py says what each holds)
-STEP, EPOCH_CLOCK, EVALUATE, INFER = TRACE_STEP, TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER
+STEP, EPOCH_CLOCK, EVALUATE, INFER, INFER_WARMUP = (TRACE_STEP, TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER,
+                                                  TRACE_INFER_WARMUP)
 
 
 class Trace:

@@ -9,19 +9,18 @@ import math
 import os
 import signal
 import sys
-import time  # the BENCH_SLEEP_PER_STEP_MS test hook
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from bench import results
+from bench import process, results
 from bench.data import dataset_identity, find_default_data, load_split, matched_batches, normalize, ordered_batches
 from bench.flags import UsageError, parse_args, parse_float, parse_int
 from bench.infer import InferOptions, check_aoti_packages, measure_concurrency, measure_latency, trace_inference
 from bench.model import init_weights, load_weights, make_model, param_count, save_tensor_dict, save_weights
-from bench.pipeline import PipelineOptions
 from bench.results import FINAL_KEYS, MOMENTUM, WEIGHT_DECAY, Inference, Training, results_document
 from bench.runtime import (
     as_input_layout,
@@ -80,6 +79,8 @@ def infer_options(args):
 
 
 def pipeline_options(args):
+    from bench.pipeline import PipelineOptions  # torchvision: imported only by the idiomatic pipeline, which uses it
+
     return PipelineOptions(args.batch_size, args.workers, args.seed, args.train_limit, args.test_limit)
 
 
@@ -105,7 +106,6 @@ class Data:
     are normalized once and stay on the device in the run's layout (evaluation, latency)."""
 
     folder: str
-    dataset: dict
     train_x: torch.Tensor
     train_y: torch.Tensor
     test_x: torch.Tensor
@@ -118,11 +118,19 @@ def load_data(args, device):
         print(f"{PROG}: note: {note}", file=sys.stderr, flush=True)
     train_x, train_y = load_split(folder, train=True, limit=args.train_limit)
     test_x, test_y = load_split(folder, train=False, limit=args.test_limit)
-    dataset = dataset_identity(folder, train_x.shape[0], test_x.shape[0])
     if args.data_pipeline == "matched":  # uint8, augmented per batch on the device
         train_x, train_y = train_x.to(device), train_y.to(device)
     test_x = as_input_layout(normalize(test_x.to(device)), args.channels_last)
-    return Data(folder, dataset, train_x, train_y, test_x, test_y.to(device))
+    return Data(folder, train_x, train_y, test_x, test_y.to(device))
+
+
+def identify_dataset(data):
+    """(the dataset's identity, the seconds it took): its SHA-256 over the six files, read after the start-up's
+    clock. Hashing is side work, not the API's start-up: each language hashes with another implementation
+    (OpenSSL / cpp/sha256.cpp), at another speed (docs/twins.md, "Start-up")."""
+    t0 = time.perf_counter_ns()
+    dataset = dataset_identity(data.folder, data.train_x.shape[0], data.test_x.shape[0])
+    return dataset, (time.perf_counter_ns() - t0) / 1e9
 
 
 def build_model(args, device, generator):
@@ -337,12 +345,13 @@ def train(model, optimizer, sources, data, device, args, hooks):
     start = now_ns(device)
     for epoch in range(1, 0 if args.eval_only else args.epochs + 1):
         trace = train_trace(args, device) if epoch == args.epochs else None  # recording before the clock reads
-        t0 = traced_now_ns(device, trace)
-        # K steps recorded; an epoch of K steps or fewer is traced whole, with its evaluation
-        result = train_epoch(model, optimizer, sources.train(), device, (epoch - 1) * steps_per_epoch,
-                             args.epochs * steps_per_epoch, args, hooks, dump_batch, trace,
-                             args.trace_steps if args.trace_steps < steps_per_epoch else 0)
-        train_seconds = (traced_now_ns(device, trace) - t0) / 1e9
+        with process.window("epoch", f"epoch {epoch}"):
+            t0 = traced_now_ns(device, trace)
+            # K steps recorded; an epoch of K steps or fewer is traced whole, with its evaluation
+            result = train_epoch(model, optimizer, sources.train(), device, (epoch - 1) * steps_per_epoch,
+                                 args.epochs * steps_per_epoch, args, hooks, dump_batch, trace,
+                                 args.trace_steps if args.trace_steps < steps_per_epoch else 0)
+            train_seconds = (traced_now_ns(device, trace) - t0) / 1e9
         step_losses += check_step_losses(result.step_losses, epoch, steps_per_epoch)
         t0 = now_ns(device)
         test_batches = sources.test()
@@ -403,7 +412,9 @@ def save_outputs(args, model, inference, outputs):
 
 def run(args):
     hooks = read_test_hooks()
+    plants = process.read_plants()
     device = setup_backend(args)
+    record = process.start_record(plants)  # the process's state, from here on (BENCH_PLANT's drifts planted)
     check_aoti_packages(infer_options(args), device)
     prepare_trace_dir(args)
     data = load_data(args, device)
@@ -412,6 +423,7 @@ def run(args):
     optimizer = make_optimizer(model, args)
     sources = batch_sources(args, data, device, generator)
     startup_seconds = seconds_since_process_start(device)  # the model ready: before its first step or inference
+    dataset, dataset_hash_seconds = identify_dataset(data)
     warmup_seconds = warm_up(model, data, device, args) if args.warmup_steps and not args.eval_only else None
     empty_samples = empty_samples_us(device)
     training = train(model, optimizer, sources, data, device, args, hooks)
@@ -419,9 +431,9 @@ def run(args):
     outputs = {} if args.dump_logits else None
     inference = measure_inference(model, data.test_x, device, infer_options(args), outputs, args)
     save_outputs(args, model, inference, outputs)
-    doc = results_document(args, run_facts(device, args.precision), param_count(model), data.dataset,
-                           startup_seconds, warmup_seconds, empty_samples, training, final, inference,
-                           peak_rss_bytes())
+    doc = results_document(args, run_facts(device, args.precision), param_count(model), dataset,
+                           startup_seconds, dataset_hash_seconds, warmup_seconds, empty_samples, training, final,
+                           inference, peak_rss_bytes(), record.section())
     if args.results:
         results.write_results_atomic(doc, args.results)
     return doc

@@ -116,10 +116,11 @@ FLAGS = (
 
 # The Chrome traces --trace-steps writes into --trace-dir, and the named scopes in them (bench/trace.py,
 # cpp/trace.h; suite/traces.py reads them): a training step (train_epoch's loop body, after its batch is fetched),
-# a clock read that opens or closes an epoch's timed window, the evaluation after an epoch, one inference sample.
+# a clock read that opens or closes an epoch's timed window, the evaluation after an epoch, one inference sample,
+# one of the untimed warm-up calls before an inference path's samples.
 TRACE_FILES = {"train": "train.json", "inference": "inference.json"}
-TRACE_STEP, TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER = (
-    "bench::train_step", "bench::epoch_clock", "bench::evaluate", "bench::infer_sample")
+TRACE_STEP, TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER, TRACE_INFER_WARMUP = (
+    "bench::train_step", "bench::epoch_clock", "bench::evaluate", "bench::infer_sample", "bench::infer_warmup")
 
 
 def aoti_package_name(model, precision, channels_last, batch_size):

@@ -46,12 +46,13 @@ Json trace_files(const Args& args);
 
 // The whole document, in the schema's order. `facts` is run_facts() (runtime.h); `startup_seconds` is
 // seconds_since_process_start() once the model is ready (before the first training step, or the first inference
-// with --eval-only); `final_metrics` holds train_loss, train_accuracy, test_loss and test_accuracy;
-// `peak_rss_bytes` is peak_rss_bytes().
+// with --eval-only); `dataset_hash_seconds` the dataset's SHA-256, timed apart; `final_metrics` holds train_loss,
+// train_accuracy, test_loss and test_accuracy; `peak_rss_bytes` is peak_rss_bytes(); `process` the run's
+// ProcessRecord::section().
 Json results_document(const Args& args, const Json& facts, int64_t param_count, const DatasetIdentity& dataset,
-                      const Json& startup_seconds, const Json& warmup_seconds, const std::vector<double>& empty_samples,
-                      const Training& training, const Json& final_metrics, const Inference& inference,
-                      int64_t peak_rss_bytes);
+                      const Json& startup_seconds, double dataset_hash_seconds, const Json& warmup_seconds,
+                      const std::vector<double>& empty_samples, const Training& training, const Json& final_metrics,
+                      const Inference& inference, int64_t peak_rss_bytes, const Json& process);
 
 // Writes `doc` to PATH.tmp.<pid>, then renames it over PATH; throws std::runtime_error "cannot write results
 // to PATH: ..." on failure (a non-finite number included: JSON has none) and leaves no file behind.

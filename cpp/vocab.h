@@ -137,11 +137,13 @@ inline constexpr std::string_view kTrainTraceFile = "train.json";
 inline constexpr std::string_view kInferenceTraceFile = "inference.json";
 // The named scopes in them (Python: vocab.TRACE_STEP ...; suite/traces.py reads them): a training step
 // (train_epoch's loop body, after its batch is fetched), a clock read that opens or closes an epoch's timed window,
-// the evaluation after an epoch, one inference sample.
+// the evaluation after an epoch, one inference sample, one of the untimed warm-up calls before an inference path's
+// samples.
 inline constexpr const char* kTraceStep = "bench::train_step";
 inline constexpr const char* kTraceEpochClock = "bench::epoch_clock";
 inline constexpr const char* kTraceEvaluate = "bench::evaluate";
 inline constexpr const char* kTraceInfer = "bench::infer_sample";
+inline constexpr const char* kTraceInferWarmup = "bench::infer_warmup";
 
 // The file name of one AOTInductor package inside --aoti-dir (Python: vocab.aoti_package_name).
 inline std::string aoti_package_name(std::string_view model, std::string_view precision, bool channels_last,

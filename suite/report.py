@@ -24,7 +24,7 @@ import matplotlib.ticker  # noqa: E402
 
 from bench.results import percentile  # noqa: E402
 from bench.vocab import FLAGS, INFERENCE_PATHS, LANGUAGES, MODES  # noqa: E402
-from suite import stats, traces  # noqa: E402
+from suite import process, stats, traces  # noqa: E402
 from suite.schema import ResultsError, load_results  # noqa: E402
 
 PROG = "suite.report"
@@ -670,6 +670,45 @@ def facts_table_md(section):
     return markdown_table(header, rows)
 
 
+def process_state_md(section):
+    """The process section (schema version 6) per language side by side, and for each model and mode whether the
+    Python run's process state differs from its C++ counterpart's (suite/process.py; repeats paired in order)."""
+    runs = {key: docs for key, (docs, _) in section["runs"].items() if "process" in docs[0]}
+    if not runs:
+        return []
+
+    def cells(doc):
+        p = doc["process"]
+        threads = sorted({s["intra_op_threads"] for s in p["windows"].values()})
+        gc = p["gc"]
+        return [LANGUAGE_NAMES[doc["language"]], doc["model"], mode_label(doc), str(len(p["libraries"])),
+                ", ".join(x.rsplit("/", 1)[-1] for x in process.openmp_runtimes(p)),
+                (p["memory"]["malloc"] or "?").rsplit("/", 1)[-1], ",".join(map(str, threads)),
+                str(p["interop_threads"]), p["placement"]["affinity"],
+                f"{p['flags']['denormals_flushed']:.0%}", p["memory"]["thp_enabled"] or "n/a",
+                f"{p['build']['build_type']}{' fast-math' if p['build']['fast_math'] else ''}",
+                "n/a" if gc is None else f"{sum(gc['collections_in_windows'])} ({gc['seconds_in_windows']:.3f} s)",
+                ", ".join(f"{k}={v}" for k, v in p["test_hooks"].items()) or "none"]
+    header = ["Language", "Model", "Mode", "Libraries", "OpenMP", "malloc", "Intra-op threads", "Inter-op threads",
+              "Affinity", "Denormals flushed", "THP", "Build", "GC in windows", "Test hooks"]
+    lines = ["### Process state", ""] + markdown_table(header, [cells(docs[0]) for docs in runs.values()]) + [""]
+    allow = process.load_allow_list()
+    for (mode, model, language), py_docs in runs.items():
+        if language != "python" or (mode, model, "cpp") not in runs:
+            continue
+        diffs = [d for py, cpp in zip(py_docs, runs[(mode, model, "cpp")])
+                 for d in process.compare_documents(py, cpp, allow)]
+        verdict = "the same process state outside the allow-list" if not diffs else \
+            f"**process state differs**: {len(diffs)} difference(s) (`python -m suite.process PYTHON.json CPP.json`)"
+        lines.append(f"- {model}, {mode}: Python vs C++: {verdict}")
+        lines += [f"  - `{d.key}`: Python {process.short(d.python)}, C++ {process.short(d.cpp)}"
+                  + (f" ({d.why})" if d.why else "") for d in diffs[:10]]
+    return lines + ["", "From each run's `process` section: the timed thread's intra-op threads at its windows' "
+                    "starts, the denormals a computation flushed to zero, Python's garbage collections inside timed "
+                    "windows. A run with a test hook is no benchmark. Differences are counted outside "
+                    "`suite/process_allow.toml`, whose entries say why each may differ.", ""]
+
+
 def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -813,6 +852,7 @@ def section_md(number, section, total_sections):
               "latency sample. Training peak memory: the training window on CUDA (n/a on CPU). Peak RSS: the "
               "process's peak resident memory over the whole run (Python's idiomatic-pipeline worker processes not "
               "included; C++'s worker threads are).", ""]
+    lines += process_state_md(section)
     lines += breakdown_table_md(section)
     models = list(dict.fromkeys(r["model"] for r in section["ratios"]))
     lines += ["### Python / C++", ""]

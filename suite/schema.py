@@ -116,6 +116,11 @@ def _check_cross_fields(doc, where):
                  "must be given exactly when config.trace_steps is not 0")
         _require(doc["traces"] is None or (doc["traces"]["train"] is None) == cfg["eval_only"], where,
                  "$.traces.train", "must be null exactly when the run did not train (--eval-only)")
+    if doc["schema_version"] >= 6:  # the timed thread's state at the start of every timed window
+        windows = doc["process"]["windows"]
+        for name in [f"epoch {ep['epoch']}" for ep in doc["epochs"]] + \
+                [f"latency {lat['path']} bs={lat['batch_size']}" for lat in doc["latency"]]:
+            _require(name in windows, where, "$.process.windows", f"has no state for the timed window {name!r}")
 
 
 def load_results(path):

@@ -1,21 +1,24 @@
 """The same ops, no hidden syncs, the same timed work: read from both trainers' profiler traces (--trace-steps).
 
 Each (language, mode) runs once on tiny data, on the suite's device (the GPU session's correctness stage runs
-these on CUDA), with the whole epoch traced (2 steps, K = 2), its evaluation and two inference samples per batch
-size. suite/traces.py reads the traces.
+these on CUDA), with the whole epoch traced (2 steps, K = 2), its evaluation, and per inference path and batch size
+the latency's warm-up and two samples. suite/traces.py reads the traces. The same runs also carry two timed latency
+samples and concurrent inference, whose process state tests/test_process.py compares.
 """
 
 import difflib
 
 import pytest
 
-from bench.vocab import LANGUAGES, MODES, TRACE_INFER
+from bench.vocab import LANGUAGES, MODES, TRACE_INFER, TRACE_INFER_WARMUP
 from suite import traces as T
 
 STEPS = 2  # 64 images, batch 32
-TRACED = ["--train-limit", str(32 * STEPS), "--test-limit", "32", "--batch-size", "32", "--epochs", "1",
-          "--threads", "1", "--latency-iters", "0", "--latency-batch-sizes", "1,4", "--trace-steps", str(STEPS),
-          "--trace-dir", "{out}/traces"]
+LATENCY_WARMUP = 2
+SHAPE = ["--train-limit", str(32 * STEPS), "--test-limit", "32", "--batch-size", "32", "--epochs", "1",
+         "--threads", "1", "--latency-iters", "2", "--latency-warmup", str(LATENCY_WARMUP), "--latency-batch-sizes",
+         "1,4", "--concurrency", "2", "--concurrency-iters", "2"]
+TRACED = [*SHAPE, "--trace-steps", str(STEPS), "--trace-dir", "{out}/traces"]
 # What one language's API runs where the other runs nothing, by design: (language, the op, the op it follows,
 # why). The comparison drops a run of that op right after the one it follows; anywhere else it counts.
 ALLOWED_DIFFERENCES = [
@@ -25,12 +28,16 @@ ALLOWED_DIFFERENCES = [
 ]
 
 
+def traced_args(data, device, mode):
+    """The traced run's command line (tests/test_process.py compares the same runs' process state)."""
+    return ["--data", str(data), "--device", device, *TRACED, *MODES[mode]]
+
+
 @pytest.fixture(scope="session")
 def traced(cached_run, tiny_data, run_config):
     """traced(lang, mode): (results, the training trace's events) of that trainer's traced run."""
     def get(lang, mode):
-        doc, _, _ = cached_run(lang, ["--data", str(tiny_data), "--device", run_config.device, *TRACED,
-                                      *MODES[mode]])
+        doc, _, _ = cached_run(lang, traced_args(tiny_data, run_config.device, mode))
         return doc, T.load(doc["traces"]["train"])
     return get
 
@@ -87,6 +94,42 @@ def test_no_host_sync_inside_a_step(traced, lang, mode):
     assert not syncs, f"{lang} {mode}: the timed epoch waits for the device outside its clock reads: {syncs}"
 
 
+def inference_calls(doc):
+    """{"bs=B path=P": (warm-up calls, [each sample's autograd mode], [each sample's dispatched aten ops])} of a run's
+    inference trace (the mode and ops of each sample in the order they ran)."""
+    events, calls = T.load(doc["traces"]["inference"]), {}
+    for scope in T.scopes(events, TRACE_INFER_WARMUP) + T.inference_samples(events):
+        label, _, mode = scope.name.split(" ", 1)[1].partition(" mode=")
+        warmups, modes, ops = calls.setdefault(label, [0, [], []])
+        if scope.name.startswith(TRACE_INFER_WARMUP):
+            calls[label][0] += 1
+        else:
+            modes.append(mode)
+            ops.append(T.dispatched_ops(events, scope, {scope.tid}))
+    return {label: tuple(call) for label, call in calls.items()}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_an_inference_sample_runs_the_same_aten_ops_in_both_languages(traced, mode):
+    """Every inference path both languages ran, at every latency batch size, held to the training step's standard:
+    the same number of warm-up calls before the samples, the same autograd mode, and the same aten ops in each
+    sample, in both languages. The traced pass runs the timed latency's own code (time_samples in its contexts)."""
+    (py_doc, _), (cpp_doc, _) = traced("python", mode), traced("cpp", mode)
+    py, cpp = inference_calls(py_doc), inference_calls(cpp_doc)
+    expected = {f"bs={bs} path={p}" for bs in py_doc["config"]["latency_batch_sizes"]
+                for p in py_doc["config"]["inference_paths"] if p in ("eager", "aoti")
+                or (p == "cuda-graph" and py_doc["device"]["type"] == "cuda")}
+    assert set(py) == set(cpp) == expected, (sorted(py), sorted(cpp))
+    for label in sorted(expected):
+        (py_warmups, py_modes, py_ops), (cpp_warmups, cpp_modes, cpp_ops) = py[label], cpp[label]
+        assert py_warmups == cpp_warmups == LATENCY_WARMUP, f"{label}: warm-up calls {py_warmups} vs {cpp_warmups}"
+        assert py_modes == cpp_modes == ["inference"] * STEPS, f"{label}: autograd modes {py_modes} vs {cpp_modes}"
+        for i, (a, b) in enumerate(zip(py_ops, cpp_ops, strict=True)):
+            assert len(a) > 20, f"{label} sample {i}: only {len(a)} ops traced: {a}"  # a ResNet forward runs ~60
+            assert a == b, f"{mode} {label}: sample {i} differs ({len(a)} ops in Python, {len(b)} in C++):\n" + \
+                first_difference(a, b)
+
+
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_the_epoch_window_holds_the_draws_and_not_the_evaluation(traced, lang):
     """The timed epoch opens (a clock read) before the epoch's draws and its first step, and closes after the last
@@ -111,7 +154,8 @@ def test_the_traces_are_named_in_the_results(traced, lang):
     assert doc["config"]["trace_steps"] == STEPS
     assert len(T.steps(events)) == STEPS
     inference = T.inference_samples(T.load(doc["traces"]["inference"]))
-    assert [e.name for e in inference] == [f"{TRACE_INFER} bs={bs}" for bs in (1, 4) for _ in range(STEPS)]
+    assert [e.name for e in inference] == [f"{TRACE_INFER} bs={bs} path=eager mode=inference" for bs in (1, 4)
+                                           for _ in range(STEPS)]
     b = T.breakdown(doc["traces"]["train"])
     assert 0 < b["in_ops_us"] < b["wall_us"] and b["between_ops_us"] == pytest.approx(b["wall_us"] - b["in_ops_us"])
 
