@@ -99,14 +99,21 @@ def program_path():
 
 def loaded_libraries():
     """Every ELF object mapped executable into this process but the program itself, by path, with its build id:
-    torch, c10, the CUDA libraries, BLAS, OpenMP runtimes, the C library, the interpreter's extension modules."""
-    program, paths = program_path(), set()
+    torch, c10, the CUDA libraries, BLAS, OpenMP runtimes, the C library, the interpreter's extension modules.
+    The build id is read from the mapped file itself (/proc/self/map_files), which may since have been deleted (an
+    AOTInductor package's library) or replaced; from the path where that cannot be opened."""
+    program, code, first = program_path(), set(), {}
     with open("/proc/self/maps") as f:
         for line in f:
             fields = line.split(maxsplit=5)
-            if len(fields) == 6 and "x" in fields[1] and fields[5].startswith("/"):
-                paths.add(fields[5].rstrip("\n"))
-    return [{"path": p, "build_id": elf_build_id(p)} for p in sorted(paths - {program})]
+            if len(fields) == 6 and fields[5].startswith("/"):
+                path = fields[5].rstrip("\n")
+                if int(fields[2], 16) == 0:
+                    first.setdefault(path, fields[0])
+                if "x" in fields[1]:
+                    code.add(path)
+    return [{"path": p, "build_id": (p in first and elf_build_id(f"/proc/self/map_files/{first[p]}")) or
+             elf_build_id(p)} for p in sorted(code - {program})]
 
 
 class DlInfo(ctypes.Structure):

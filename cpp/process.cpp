@@ -112,6 +112,25 @@ std::string read_bytes(std::ifstream& in, uint64_t offset, uint64_t size) {
   return bytes;
 }
 
+// elf_build_id's text ("" for none).
+std::string build_id_of(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  const std::string header = read_bytes(in, 0, 64);
+  if (header.size() < 64 || header.compare(0, 4, "\177ELF") != 0 || header[4] != 2 || header[5] != 1) {
+    return "";
+  }
+  const auto phoff = read_le<uint64_t>(header, 0x20);
+  const auto phentsize = read_le<uint16_t>(header, 0x36), phnum = read_le<uint16_t>(header, 0x38);
+  for (uint16_t i = 0; i < phnum; ++i) {
+    const std::string phdr = read_bytes(in, phoff + uint64_t(i) * phentsize, 56);
+    if (phdr.size() < 56 || read_le<uint32_t>(phdr, 0) != kPtNote) continue;
+    const std::string found = note_build_id(read_bytes(in, read_le<uint64_t>(phdr, 8), read_le<uint64_t>(phdr, 32)),
+                                            read_le<uint64_t>(phdr, 48) == 8 ? 8 : 4);
+    if (!found.empty()) return found;
+  }
+  return "";
+}
+
 std::string program_path() { return std::filesystem::canonical("/proc/self/exe").string(); }
 
 std::optional<std::string> read_text(const std::string& path) {
@@ -134,10 +153,13 @@ Json text_lines(const std::string& text) {
   return lines;
 }
 
-// Every ELF object mapped executable into this process but the program itself, by path, with its build id.
+// Every ELF object mapped executable into this process but the program itself, by path, with its build id, read
+// from the mapped file itself (/proc/self/map_files), which may since have been deleted or replaced; from the path
+// where that cannot be opened.
 Json loaded_libraries() {
   const std::string program = program_path();
-  std::set<std::string> paths;
+  std::set<std::string> code;
+  std::map<std::string, std::string> first;  // path -> the address range of its mapping at offset 0
   std::ifstream maps("/proc/self/maps");
   for (std::string line; std::getline(maps, line);) {
     std::istringstream fields(line);
@@ -145,10 +167,16 @@ Json loaded_libraries() {
     fields >> range >> perms >> offset >> dev >> inode;
     std::string path;
     std::getline(fields >> std::ws, path);
-    if (perms.find('x') != std::string::npos && path.rfind('/', 0) == 0 && path != program) paths.insert(path);
+    if (path.rfind('/', 0) != 0) continue;
+    if (std::strtoull(offset.c_str(), nullptr, 16) == 0) first.emplace(path, range);
+    if (perms.find('x') != std::string::npos && path != program) code.insert(path);
   }
   Json::Array libraries;
-  for (const auto& path : paths) libraries.push_back(Json::object({{"path", path}, {"build_id", elf_build_id(path)}}));
+  for (const auto& path : code) {
+    std::string id = first.count(path) ? build_id_of("/proc/self/map_files/" + first[path]) : "";
+    if (id.empty()) id = build_id_of(path);
+    libraries.push_back(Json::object({{"path", path}, {"build_id", id.empty() ? Json() : Json(id)}}));
+  }
   return libraries;
 }
 
@@ -358,25 +386,8 @@ std::set<std::string> read_plants() {
 }
 
 Json elf_build_id(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  const std::string header = read_bytes(in, 0, 64);
-  if (header.size() < 64 ||
-      header.compare(0, 4,
-                     "\x7f"
-                     "ELF") != 0 ||
-      header[4] != 2 || header[5] != 1) {
-    return nullptr;
-  }
-  const auto phoff = read_le<uint64_t>(header, 0x20);
-  const auto phentsize = read_le<uint16_t>(header, 0x36), phnum = read_le<uint16_t>(header, 0x38);
-  for (uint16_t i = 0; i < phnum; ++i) {
-    const std::string phdr = read_bytes(in, phoff + uint64_t(i) * phentsize, 56);
-    if (phdr.size() < 56 || read_le<uint32_t>(phdr, 0) != kPtNote) continue;
-    const std::string found = note_build_id(read_bytes(in, read_le<uint64_t>(phdr, 8), read_le<uint64_t>(phdr, 32)),
-                                            read_le<uint64_t>(phdr, 48) == 8 ? 8 : 4);
-    if (!found.empty()) return found;
-  }
-  return nullptr;
+  const std::string id = build_id_of(path);
+  return id.empty() ? Json() : Json(id);
 }
 
 Json thread_state() {
