@@ -483,7 +483,8 @@ def live_line(config, label):
 
 
 # The trainers' test hooks act on this tree's trainers only: the A/B gate's baseline side runs as committed.
-TEST_HOOKS_OFF = {"BENCH_SLEEP_PER_STEP_MS": None, "BENCH_NAN_AT_STEP": None, "BENCH_CRASH_AT_STEP": None}
+TEST_HOOKS_OFF = {"BENCH_SLEEP_PER_STEP_MS": None, "BENCH_NAN_AT_STEP": None, "BENCH_CRASH_AT_STEP": None,
+                  "BENCH_PLANT": None}
 THIS, BASELINE = "this tree", "baseline"
 
 

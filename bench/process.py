@@ -14,6 +14,7 @@ import ctypes
 import gc
 import multiprocessing
 import os
+import platform
 import struct
 import sys
 import sysconfig
@@ -28,10 +29,11 @@ from bench.flags import UsageError
 # malloc): every variable starting with one of these prefixes is recorded (cpp/process.cpp holds the same list).
 WATCHED_ENV_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "ONEDNN_", "DNNL_", "ATEN_", "TORCH_",
                         "TORCHINDUCTOR_", "PYTORCH_", "CUDA_", "CUBLAS_", "CUBLASLT_", "CUDNN_", "NCCL_", "NVIDIA_",
-                        "KINETO_", "LD_", "MALLOC_", "GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE")
+                        "KINETO_", "LD_", "MALLOC_", "GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE", "PYTHON")
 TEST_HOOKS = ("BENCH_SLEEP_PER_STEP_MS", "BENCH_NAN_AT_STEP", "BENCH_CRASH_AT_STEP", "BENCH_PLANT")
-# BENCH_PLANT's drifts, each in one family (README, "Confounders checklist"); C++ has all but gc.
-PLANTS = ("cudnn-deterministic", "anomaly", "interop-threads", "worker-threads", "no-grad", "affinity", "thp", "gc")
+# BENCH_PLANT's drifts, each in one family (README, "Confounders checklist"); C++ has all but the last two.
+PLANTS = ("cudnn-deterministic", "anomaly", "interop-threads", "worker-threads", "no-grad", "affinity", "thp", "gc",
+          "switch-interval")
 DENORMALS = 1 << 20  # elements computed on denormals: enough to run on every intra-op thread
 PT_NOTE, NT_GNU_BUILD_ID = 4, 3
 PR_SET_THP_DISABLE, PR_GET_THP_DISABLE = 41, 42
@@ -275,6 +277,14 @@ def build_facts():
             "cxx11_abi": torch.compiled_with_cxx11_abi()}
 
 
+def interpreter():
+    """What runs the Python code between torch's calls: its version, the GIL (absent in free-threaded builds) and
+    how often it passes between threads (concurrent inference), development mode's extra checks."""
+    return {"version": platform.python_version(), "implementation": sys.implementation.name,
+            "gil_enabled": getattr(sys, "_is_gil_enabled", lambda: True)(), "switch_interval": sys.getswitchinterval(),
+            "dev_mode": sys.flags.dev_mode}
+
+
 def test_hooks():
     return {name: os.environ[name] for name in TEST_HOOKS if os.environ.get(name)}
 
@@ -295,6 +305,8 @@ def plant_process_drifts(plants):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     if "thp" in plants:
         _libc.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
+    if "switch-interval" in plants:
+        sys.setswitchinterval(sys.getswitchinterval() / 5)
 
 
 class ThreadReporter:
@@ -386,7 +398,7 @@ class ProcessRecord:
             "placement": placement(), "memory": memory(), "build": build_facts(),
             "gc": {"enabled": gc.isenabled(), "thresholds": list(gc.get_threshold()), "frozen": gc.get_freeze_count(),
                    "collections_in_windows": self.gc_collections, "seconds_in_windows": self.gc_ns / 1e9},
-            "test_hooks": test_hooks(),
+            "interpreter": interpreter(), "test_hooks": test_hooks(),
         }
 
 

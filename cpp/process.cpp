@@ -35,7 +35,7 @@ extern char** environ;
 namespace {
 
 // The environment variables both processes read (bench/process.py WATCHED_ENV_PREFIXES, the same list).
-constexpr std::array<std::string_view, 22> kWatchedEnvPrefixes = {"OMP_",
+constexpr std::array<std::string_view, 23> kWatchedEnvPrefixes = {"OMP_",
                                                                   "GOMP_",
                                                                   "KMP_",
                                                                   "MKL_",
@@ -56,10 +56,12 @@ constexpr std::array<std::string_view, 22> kWatchedEnvPrefixes = {"OMP_",
                                                                   "LD_",
                                                                   "MALLOC_",
                                                                   "GLIBC_TUNABLES",
-                                                                  "THP_MEM_ALLOC_ENABLE"};
+                                                                  "THP_MEM_ALLOC_ENABLE",
+                                                                  "PYTHON"};
 constexpr std::array<std::string_view, 4> kTestHooks = {"BENCH_SLEEP_PER_STEP_MS", "BENCH_NAN_AT_STEP",
                                                         "BENCH_CRASH_AT_STEP", "BENCH_PLANT"};
-// BENCH_PLANT's drifts (bench/process.py PLANTS, but gc: C++ has no garbage collector).
+// BENCH_PLANT's drifts (bench/process.py PLANTS, but gc and switch-interval: C++ has no garbage collector and no
+// interpreter).
 constexpr std::array<std::string_view, 7> kPlants = {
     "cudnn-deterministic", "anomaly", "interop-threads", "worker-threads", "no-grad", "affinity", "thp"};
 constexpr int64_t kDenormals = int64_t(1) << 20;  // elements computed on denormals: enough for every intra-op thread
@@ -459,6 +461,7 @@ Json ProcessRecord::section() {
                        {"memory", memory()},
                        {"build", build_facts()},
                        {"gc", nullptr},
+                       {"interpreter", nullptr},
                        {"test_hooks", test_hooks()}});
 }
 

@@ -30,6 +30,7 @@ LANGS = ("python", "cpp")
 # An OpenMP runtime: GNU's libgomp (torch's bundled one included), Intel's libiomp5, LLVM's libomp.
 OPENMP_RUNTIME = re.compile(r"/lib(g|i)?omp[^/]*\.so[^/]*$")
 VALUE_WIDTH = 56
+DEFAULT_SWITCH_INTERVAL = 0.005  # sys.getswitchinterval() of a fresh interpreter
 
 
 class ProcessError(Exception):
@@ -181,6 +182,17 @@ def check_gc(doc):
             "full garbage collections inside timed windows"
 
 
+def check_interpreter(doc):
+    python = doc["process"].get("interpreter")
+    if python is None:
+        return
+    if python["switch_interval"] != DEFAULT_SWITCH_INTERVAL:
+        yield "interpreter/switch_interval", python["switch_interval"], \
+            f"the GIL changes hands at another interval than Python's default {DEFAULT_SWITCH_INTERVAL} s"
+    if python["dev_mode"]:
+        yield "interpreter/dev_mode", True, "Python's development mode (extra checks) is on"
+
+
 def check_build(doc):
     build = doc["process"]["build"]
     for key, expected in (("optimized", True), ("ndebug", True), ("fast_math", False)):
@@ -188,7 +200,7 @@ def check_build(doc):
             yield f"build/{key}", build[key], f"built with {key} {build[key]}: not a release build"
 
 
-CHECKS = (check_openmp, check_debugging, check_gc, check_build)
+CHECKS = (check_openmp, check_debugging, check_gc, check_interpreter, check_build)
 
 
 def own_checks(doc):

@@ -195,6 +195,9 @@ def test_results_documents_have_the_same_shape(tmp_path, cpp_exe, tiny_data):
     _, docs = run_both(tmp_path, cpp_exe, args, files=())
     shapes = {lang: shape_of(doc) for lang, doc in docs.items()}
     assert shapes["cpp"]["process"].pop("gc") == "NoneType", "C++ has no garbage collector"  # docs/twins.md
+    assert shapes["cpp"]["process"].pop("interpreter") == "NoneType", "C++ has no interpreter"
+    assert set(shapes["python"]["process"].pop("interpreter")) == {"version", "implementation", "gil_enabled",
+                                                                   "switch_interval", "dev_mode"}
     assert shapes["python"]["process"].pop("gc") == {"enabled": "bool", "thresholds": ["number"], "frozen": "number",
                                                      "collections_in_windows": ["number"],
                                                      "seconds_in_windows": "number"}

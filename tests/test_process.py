@@ -27,8 +27,9 @@ from suite import process as S
 from suite.schema import load_results
 
 PLANT_SOURCE = H.ROOT / "tests" / "plants"
-# Every BENCH_PLANT drift each trainer takes (C++ has no garbage collector).
-PLANTS = {"python": P.PLANTS, "cpp": tuple(p for p in P.PLANTS if p != "gc")}
+# Every BENCH_PLANT drift each trainer takes (C++ has no garbage collector and no interpreter).
+PYTHON_ONLY = ("gc", "switch-interval")
+PLANTS = {"python": P.PLANTS, "cpp": tuple(p for p in P.PLANTS if p not in PYTHON_ONLY)}
 # family (README, "Confounders checklist") -> the keys (fnmatch patterns) its planted drift must show
 FAMILIES = {
     "libraries loaded": ["libraries/libbenchplant.so"],
@@ -40,6 +41,7 @@ FAMILIES = {
     "environment": ["environment/values/PYTORCH_CUDA_ALLOC_CONF", "environment/values/LD_PRELOAD"],
     "placement and memory": ["placement/affinity", "memory/thp_disabled_by_process", "memory/malloc"],
     "Python's garbage collector": ["gc/collections_in_windows/2"],
+    "Python's interpreter": ["interpreter/switch_interval"],
     "test hooks": ["test_hooks/BENCH_PLANT"],
 }
 
@@ -78,8 +80,10 @@ def test_the_section_records_each_family(run_pair):
         assert section["environment"]["watched"] == list(P.WATCHED_ENV_PREFIXES), lang
         assert section["placement"]["affinity"] == P.cpu_list(os.sched_getaffinity(0)), lang
         assert section["test_hooks"] == {}, lang
-    py, _ = run_pair("default")
+    py, cpp = run_pair("default")
     assert py["process"]["gc"]["enabled"] and py["process"]["gc"]["collections_in_windows"][2] == 0
+    assert py["process"]["interpreter"]["switch_interval"] == S.DEFAULT_SWITCH_INTERVAL
+    assert cpp["process"]["gc"] is None and cpp["process"]["interpreter"] is None
 
 
 def test_loader_workers_are_recorded(run_pair):
@@ -136,8 +140,8 @@ def planted(preload, exe_for, tiny_data, run_config, tmp_path_factory):
 def test_a_planted_drift_fails_the_comparison(lang, family, planted, preload, run_pair):
     """The drift planted in `lang` alone makes the comparison fail, naming each of the family's keys."""
     expected = FAMILIES[family]
-    if family == "Python's garbage collector" and lang == "cpp":
-        pytest.skip("C++ has no garbage collector")
+    if family.startswith("Python's") and lang == "cpp":
+        pytest.skip("C++ has no garbage collector and no interpreter")
     if family == "OpenMP runtimes" and len(preload) < 2:
         pytest.skip("no system libgomp to preload (cc -print-file-name=libgomp.so.1)")
     if family == "placement and memory" and len(os.sched_getaffinity(0)) < 2:
