@@ -88,7 +88,7 @@ class Ctx:
     """The options and the paths every stage builder reads."""
 
     def __init__(self, args):
-        from bench.data import cache_dir  # imports torch: only here, not at module import
+        from bench.data import cache_dir, synthetic_dir  # imports torch: only here, not at module import
 
         self.args, self.plan = args, (DRY if args.dry_run else GPU)
         self.out = Path(args.out).resolve()
@@ -98,7 +98,7 @@ class Ctx:
         self.repeats = args.repeats or self.plan.repeats
         self.workers = max(1, min(8, (os.cpu_count() or 2) // 2))  # DataLoader workers / xdist processes
         train, test = self.plan.synth
-        self.synthetic = cache_dir() / f"synthetic-{train}-{test}-0"  # suite.harness.ensure_synthetic's naming
+        self.synthetic = cache_dir() / synthetic_dir(train, test, 0)
         if args.dry_run:  # no real images on a CPU test machine: the tiny set stands in for them
             self.subset = self.synthetic
         else:
@@ -145,7 +145,7 @@ def correctness(c):
 
 
 def subset_check(c):
-    cmds = [[PY, "-m", "bench.data", "verify", str(c.subset)]]
+    cmds = [[PY, "-m", "bench.prepare", "verify", str(c.subset)]]
     if (c.subset / "SHA256SUMS").is_file():
         cmds.append([PY, "-c", CHECK_SUMS, str(c.subset)])
     return cmds

@@ -126,13 +126,13 @@ def gpus_for_worker(worker, visible, count):
 
 def ensure_synthetic(folder, train, test, seed=0):
     """The synthetic dataset, generated once per (train, test, seed) and reused."""
-    from bench import data as D
+    from bench import prepare
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(folder.parent / f".{folder.name}.lock"):  # one generator per set (pytest-xdist workers)
-        if not (folder / D.SYNTH_MARKER).exists():
-            D.synth(folder, train, test, seed)
+        if not (folder / prepare.SYNTH_MARKER).exists():
+            prepare.synth(folder, train, test, seed)
     return folder
 
 

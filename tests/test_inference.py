@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bench import model as M
+from bench import weights as W
 from bench.vocab import INFERENCE_PATHS, LANGUAGES, PROGRAMS
 from suite import harness as H
 from suite.aoti import package_dir
@@ -41,7 +42,7 @@ def weights(tmp_path_factory):
             elif name.endswith("running_var"):
                 buf.uniform_(0.5, 2.0, generator=g)
     path = tmp_path_factory.mktemp("weights") / "resnet18.pt"
-    M.save_weights(model, path)
+    W.save_weights(model, path)
     return path
 
 
