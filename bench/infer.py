@@ -71,9 +71,10 @@ def check_aoti_packages(options, device):
         if not os.path.isfile(path):
             layout = " --channels-last" if options.channels_last else ""
             sizes = ",".join(map(str, options.latency_batch_sizes))
-            raise InferenceError(f"AOTInductor package {path} not found: build it with `python -m suite.aoti package "
-                                 f"--model {options.model} --device {device.type} --precision {options.precision}"
-                                 f"{layout} --batch-sizes {sizes}` and pass the folder it prints as --aoti-dir")
+            raise InferenceError(f"AOTInductor package {path} not found: build it with "
+                                 f"`python -m suite.experiments.aoti package --model {options.model} --device "
+                                 f"{device.type} --precision {options.precision}{layout} --batch-sizes {sizes}` and "
+                                 "pass the folder it prints as --aoti-dir")
 
 
 def latency_input(test_x, batch_size, channels_last):

@@ -134,8 +134,8 @@ FLAGS = (
          choices=DATA_PIPELINES),
     Flag("--workers", "int", 2, "DataLoader workers of the idiomatic pipeline", 0, MAX_WORKERS),
     Flag("--inference-paths", "names", ("eager",), "comma-separated latency paths", choices=INFERENCE_PATHS),
-    Flag("--aoti-dir", "text", None, "folder of AOTInductor packages (python -m suite.aoti package prints it); "
-         "needed by path aoti"),
+    Flag("--aoti-dir", "text", None, "folder of AOTInductor packages (python -m suite.experiments.aoti package "
+         "prints it); needed by path aoti"),
     Flag("--concurrency", "ints", (), "comma-separated thread counts for concurrent batch-1 inference",
          1, MAX_THREADS),
     Flag("--concurrency-iters", "int", 50, "timed requests per thread", 1, MAX_COUNT),

@@ -49,11 +49,11 @@ void check_aoti_packages(const InferOptions& options, const torch::Device& devic
     if (std::filesystem::is_regular_file(path)) continue;
     std::string sizes;
     for (const int64_t b : options.latency_batch_sizes) sizes += c10::str(sizes.empty() ? "" : ",", b);
-    throw std::runtime_error(c10::str("AOTInductor package ", path, " not found: build it with `python -m suite.aoti ",
-                                      "package --model ", options.model, " --device ",
-                                      device.is_cuda() ? "cuda" : "cpu", " --precision ", options.precision,
-                                      options.channels_last ? " --channels-last" : "", " --batch-sizes ", sizes,
-                                      "` and pass the folder it prints as --aoti-dir"));
+    throw std::runtime_error(
+        c10::str("AOTInductor package ", path, " not found: build it with `python -m suite.experiments.aoti ",
+                 "package --model ", options.model, " --device ", device.is_cuda() ? "cuda" : "cpu", " --precision ",
+                 options.precision, options.channels_last ? " --channels-last" : "", " --batch-sizes ", sizes,
+                 "` and pass the folder it prints as --aoti-dir"));
   }
 }
 

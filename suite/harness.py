@@ -25,8 +25,8 @@ class BuildError(Exception):
 def aoti_package_command(model, device, precision, channels_last, batch_sizes):
     """The command that builds (first use) one configuration's AOTInductor packages and prints their folder."""
     layout = ["--channels-last"] if channels_last else []
-    return [sys.executable, "-m", "suite.aoti", "package", "--model", model, "--device", device, "--precision",
-            precision, *layout, "--batch-sizes", ",".join(map(str, batch_sizes))]
+    return [sys.executable, "-m", "suite.experiments.aoti", "package", "--model", model, "--device", device,
+            "--precision", precision, *layout, "--batch-sizes", ",".join(map(str, batch_sizes))]
 
 
 def aoti_packages(model, device, precision, channels_last, batch_sizes):

@@ -213,8 +213,8 @@ def test_missing_aoti_package_names_the_file_and_the_command(lang, cpp_exe, tiny
     proc = run(lang, cpp_exe, args)
     package = tmp_path / vocab.aoti_package_name("resnet18", "fp32", True, 1)
     one_line_error(proc, lang, 1, f"AOTInductor package {package} not found",
-                   "python -m suite.aoti package --model resnet18 --device cpu --precision fp32 --channels-last "
-                   "--batch-sizes 1,8")
+                   "python -m suite.experiments.aoti package --model resnet18 --device cpu --precision fp32 "
+                   "--channels-last --batch-sizes 1,8")
     assert "epoch 1/" not in proc.stderr, "the run trained before finding the package missing"
 
 

@@ -1,7 +1,7 @@
 """One GPU session in resumable stages: build, correctness, data, AOTI packages, the benchmark matrix, batch
 sizes, real-subset accuracy, report.
 
-    python3 -m suite.gpu_session --out DIR [--stages a,b] [--force] [--dry-run] [--real-subset DIR]
+    python3 -m suite.experiments.gpu_session --out DIR [--stages a,b] [--force] [--dry-run] [--real-subset DIR]
                                  [--epochs N] [--real-epochs N] [--build-dir DIR] [--archive FILE.tar.gz]
 
 Each stage is one or a few subprocesses, sized to end well inside a 10-minute device call on an H100. A stage
@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.vocab import INFERENCE_PATHS, MODELS
 from suite import harness as H
 
-PROG = "suite.gpu_session"
+PROG = "suite.experiments.gpu_session"
 PY = sys.executable
 SUITE = ["tests/test_trainers.py", "tests/test_benchmarks.py"]
 DEFAULT_SUBSETS = [H.ROOT / ".data" / "cifar10-real-subset", H.ROOT.parent / "shared" / "data" / "cifar10-real-subset"]
@@ -49,7 +49,7 @@ class Plan:
     real_epochs: int
     real_batch: int
     trace_steps: int      # the traces stages' --trace-steps
-    sweep: tuple = ()     # python -m suite.sweep's options beyond its defaults
+    sweep: tuple = ()     # python -m suite.experiments.sweep's options beyond its defaults
     tiny: dict = field(default_factory=dict)  # suite options of every trainer run (a stage's own win)
 
 
@@ -245,8 +245,8 @@ def stages(c):
                     needs=data, owns=suite_outputs(f"traces-{m}"))
               for m in p.models]
     table.append(Stage("sweep", "the crossover: batch-size sweep of both languages, start-up and footprint",
-                       lambda c: [[PY, "-m", "suite.sweep", "--out", str(c.out / "sweep"), "--device", p.device,
-                                   "--build-dir", str(c.build_dir), *p.sweep]],
+                       lambda c: [[PY, "-m", "suite.experiments.sweep", "--out", str(c.out / "sweep"),
+                                   "--device", p.device, "--build-dir", str(c.build_dir), *p.sweep]],
                        needs=("build",), owns=lambda c: [c.out / "sweep"]))
     table.append(Stage("baseline", "the matrix's benchmark saves as one baseline.json", baseline,
                        owns=lambda c: [c.out / "baseline.json"]))
