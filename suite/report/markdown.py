@@ -95,17 +95,19 @@ def over_one_run(r):
 
 
 def ratio_model(section, model):
+    """One model's ratio table, then its noisy cells and the one-run footnote where they apply."""
     compared = [c for c in section.ratios if c.model == model]
     rows = [[c.mode, c.metric, ratio_cell(c.ratio.python), ratio_cell(c.ratio.cpp), fmt(c.ratio.comparison.ratio, 3),
              c.ratio.comparison.interval_text(3) + (f" {ONE_RUN_MARK}" if over_one_run(c.ratio) else ""),
              c.ratio.verdict] for c in compared]
+    header = ["Mode", "Metric", "Python median (p10–p90)", "C++ median (p10–p90)", "Python / C++", "95% CI", "Verdict"]
     noisy = [f"{LANGUAGE_NAMES[lang]} {model} {c.mode} {c.metric} {getattr(c.ratio, lang).iqr_over_median:.0%}"
              for c in compared for lang in LANGUAGES if getattr(c.ratio, lang).noisy]
-    return fill("ratio_model", model=model, table=table(
-        ["Mode", "Metric", "Python median (p10–p90)", "C++ median (p10–p90)", "Python / C++", "95% CI", "Verdict"],
-        rows), noisy=fill("noisy", noisy_level=f"{stats.NOISY_IQR_OVER_MEDIAN:.0%}", cells=", ".join(noisy))
-        if noisy else "", one_run=fill("one_run", mark=ONE_RUN_MARK, min_runs=stats.MIN_RUNS_FOR_RUN_INTERVAL)
-        if any(over_one_run(c.ratio) for c in compared) else "")
+    noisy_line = fill("noisy", noisy_level=f"{stats.NOISY_IQR_OVER_MEDIAN:.0%}", cells=", ".join(noisy)) \
+        if noisy else ""
+    one_run = fill("one_run", mark=ONE_RUN_MARK, min_runs=stats.MIN_RUNS_FOR_RUN_INTERVAL) \
+        if any(over_one_run(c.ratio) for c in compared) else ""
+    return fill("ratio_model", model=model, table=table(header, rows), noisy=noisy_line, one_run=one_run)
 
 
 def ratios(section):
