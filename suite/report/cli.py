@@ -38,9 +38,9 @@ def build_report(paths, out_dir, peak_tflops=None, sweep=None):
         raise ResultsError("no results files given")
     docs = load_all(paths)
     sweep_result = load_sweep(sweep) if sweep else None
+    sections = build_sections(docs, peak_tflops)  # reads traces too: every error before anything is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections = build_sections(docs, peak_tflops)
     for i, section in enumerate(sections, 1):
         section.plots = plots.write_plots(section, out_dir, f"section{i}_" if len(sections) > 1 else "")
     tables.write_tables(sections, out_dir)
