@@ -77,6 +77,8 @@ def row_samples(row, name):
 
 @dataclass
 class Compared:
+    """One row of a ratio table: Python / C++ of one quantity of one (mode, model)."""
+
     mode: str
     model: str
     metric: str
@@ -85,6 +87,9 @@ class Compared:
 
 @dataclass
 class Section:
+    """A group of comparable runs: its rows, ratios and floor, the notes its runs call for (RUN_NOTES) and its plots
+    ({title: file name}, drawn once the output folder exists)."""
+
     key: dict
     why_apart: str
     header: str
