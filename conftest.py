@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.vocab import DEVICES, FLAGS, INFERENCE_PATHS, LANGUAGES, MODELS, MODES
+from bench.vocab import DEVICES, FLAGS, INFERENCE_PATHS, LANGUAGES, MODELS, MODES, PARAM_COUNTS
 from suite import benchmark_compat
 from suite import harness as H
 
@@ -121,7 +121,7 @@ class RunConfig:
         if self.data == OFFICIAL:
             from filelock import FileLock
 
-            from bench.data import cache_dir, default_data
+            from bench.prepare import cache_dir, default_data
 
             cache_dir().mkdir(parents=True, exist_ok=True)
             with FileLock(cache_dir() / ".default-data.lock"):  # xdist workers: one download, one synthetic set
@@ -286,11 +286,11 @@ def _check_gate_options(config):
     except gate.GateError as err:
         _usage(str(err))
     repeats, option = config.bench_run.repeats, "--gate-ab" if rev is not None else "--gate"
-    if repeats < limits["min_runs"]:
-        _usage(f"{option} needs --repeats {limits['min_runs']} or more (a verdict rests on runs, not on the samples "
-               f"of one process; suite/gate.toml min_runs), got --repeats {repeats}")
+    if repeats < limits["min_runs_to_judge"]:
+        _usage(f"{option} needs --repeats {limits['min_runs_to_judge']} or more (a verdict rests on runs, not on the "
+               f"samples of one process; suite/gate.toml min_runs_to_judge), got --repeats {repeats}")
     # The A/B sides have as many runs as each other: too few, and no p-value can reach alpha (no verdict ever).
-    needed = next(r for r in range(limits["min_runs"], 1000) if gate.smallest_p(r, r) <= limits["alpha"])
+    needed = next(r for r in range(limits["min_runs_to_judge"], 1000) if gate.smallest_p(r, r) <= limits["alpha"])
     if rev is not None and repeats < needed:
         _usage(f"--gate-ab needs --repeats {needed} or more: with {repeats} runs a side the smallest possible p is "
                f"{gate.smallest_p(repeats, repeats):.3g}, above alpha {limits['alpha']} (suite/gate.toml)")
@@ -355,21 +355,25 @@ def cache_dir():
 @pytest.fixture(scope="session")
 def smoke_data(cache_dir):
     """The synthetic smoke set, generated once and cached across sessions."""
+    from bench.data import synthetic_dir
+
     s = SMOKE
-    return H.ensure_synthetic(cache_dir / f"synthetic-{s['synth_train']}-{s['synth_test']}-0",
+    return H.ensure_synthetic(cache_dir / synthetic_dir(s["synth_train"], s["synth_test"], 0),
                               s["synth_train"], s["synth_test"])
 
 
 @pytest.fixture(scope="session")
 def tiny_data(cache_dir):
     """A tiny synthetic set (320 train / 64 test records) for the fast correctness tests, cached."""
-    return H.ensure_synthetic(cache_dir / "synthetic-320-64-7", 320, 64, seed=7)
+    from bench.data import synthetic_dir
+
+    return H.ensure_synthetic(cache_dir / synthetic_dir(320, 64, 7), 320, 64, seed=7)
 
 
 @pytest.fixture(scope="session")
 def expected_params():
     """Parameter counts of the CIFAR ResNets (torchvision's layout with a 3x3 stem and 10 classes)."""
-    return {"resnet18": 11_173_962, "resnet34": 21_282_122}
+    return PARAM_COUNTS
 
 
 def run_for_results(lang, args, exe, results, **kw):

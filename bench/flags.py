@@ -2,15 +2,14 @@
 
 Every argument goes through the same loop as C++'s and every value through the table's own checks (kind,
 limits, choices), so a bad command line is the same line in both languages: `<flag> must be <what the table
-allows>, got '<text>'`, an unknown flag, a flag without its value. argparse only prints --help.
+allows>, got '<text>'`, an unknown flag, a flag without its value. --help is help_text(), which bench_train
+prints too.
 """
 
-import argparse
-import functools
 import math
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import make_dataclass
 
 from bench.vocab import FLAGS, MODELS, MODES, PROGRAMS
 
@@ -76,7 +75,10 @@ def parse_value(flag, text):
     return text or None  # an empty path is no path, as in C++
 
 
-# ---- --help: the same layout as bench_train --help (tests/test_vocab.py reads that one) ----------------------
+# ---- --help: one text for both trainers (bench/generate.py writes it into bench_train) ---------------------
+
+API = {"python": "PyTorch", "cpp": "LibTorch"}
+
 
 def metavar(flag):
     choices = "{" + ",".join(flag.choices) + "}"
@@ -84,100 +86,52 @@ def metavar(flag):
             "names": choices + "[,...]"}[flag.kind]
 
 
-def default_text(flag):
-    if flag.kind == "switch":
-        return "on" if flag.default else "off"
+def default_arg(flag):
+    """The text that, given for the flag, parses to its default ("" for none, off or the empty list). C++ parses
+    it at start, as a value given on the command line."""
     if flag.kind in ("ints", "names"):
-        return ",".join(map(str, flag.default)) or "none"
-    return "none" if flag.default is None else str(flag.default)
+        return ",".join(map(str, flag.default))
+    return "" if flag.default is None or flag.kind == "switch" else str(flag.default)
 
 
-def help_text(flag):
+def flag_help(flag):
     """`help [low..high] (default: d)`; a float's range is (low..high]."""
     limits = ""
     if flag.kind in ("int", "ints"):
         limits = f" [{flag.low}..{flag.high}]"
     elif flag.kind == "float":
         limits = f" ({flag.low}..{flag.high}]"
-    return f"{flag.help}{limits} (default: {default_text(flag)})"
+    shown = default_arg(flag) or ("off" if flag.kind == "switch" else "none")
+    return f"{flag.help}{limits} (default: {shown})"
 
 
-def vocabulary_text():
-    """The lines after the flags: each mode's flags, each model's stage depths."""
+def help_text(lang):
+    """The --help of `lang`'s trainer: usage, one line per flag, each mode's flags and each model's stage depths."""
+    twin = next(PROGRAMS[other] for other in PROGRAMS if other != lang)
+    lines = [f"usage: {PROGRAMS[lang]} [options]", "",
+             f"Train and time a CIFAR ResNet with {API[lang]}; {twin} is its twin (the same flags and results).", "",
+             "options:", "  -h, --help  show this help and exit"]
+    lines += [f"  {' '.join(filter(None, (flag.name, metavar(flag))))}  {flag_help(flag)}" for flag in FLAGS]
     modes = ", ".join(f"{name}={' '.join(flags)}" for name, flags in MODES.items())
     models = ", ".join(f"{name}={' '.join(map(str, stages))}" for name, stages in MODELS.items())
-    return f"modes: {modes}\nmodels: {models}"
+    return "\n".join([*lines, "", f"modes: {modes}", f"models: {models}"]) + "\n"
 
 
 # ---- parsing -----------------------------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage dump
-        raise UsageError(message)
-
-
-def build_parser():
-    """argparse over vocab.FLAGS, for --help (and tests/test_vocab.py): the same flags, types and defaults."""
-    parser = _Parser(prog=PROGRAMS["python"], allow_abbrev=False, epilog=vocabulary_text(),
-                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                     description="Train and time a CIFAR ResNet (the twin of bench_train).")
-    for flag in FLAGS:
-        if flag.kind == "switch":
-            parser.add_argument(flag.name, action="store_true", help=help_text(flag))
-            continue
-        default = list(flag.default) if flag.kind in ("ints", "names") else flag.default
-        parser.add_argument(flag.name, type=functools.partial(parse_value, flag), default=default,
-                            metavar=metavar(flag), help=help_text(flag))
-    return parser
-
-
-@dataclass(frozen=True)
-class Args:
-    """The parsed command line (C++: struct Args in cpp/flags.h): one field per flag, in the table's order."""
-
-    model: str
-    epochs: int
-    batch_size: int
-    lr: float
-    data: str | None
-    train_limit: int
-    test_limit: int
-    device: str
-    seed: int
-    repeat: int
-    threads: int
-    results: str | None
-    latency_batch_sizes: list
-    latency_iters: int
-    latency_warmup: int
-    warmup_steps: int
-    save_weights: str | None
-    load_weights: str | None
-    eval_only: bool
-    deterministic: bool
-    cudnn_benchmark: bool
-    record_step_losses: bool
-    dump_init: str | None
-    dump_batch: str | None
-    dump_logits: str | None
-    trace_steps: int
-    trace_dir: str | None
-    precision: str
-    channels_last: bool
-    optimizer_impl: str
-    data_pipeline: str
-    workers: int
-    inference_paths: list
-    aoti_dir: str | None
-    concurrency: list
-    concurrency_iters: int
+# Python's type of each kind's value (C++: the field types of the generated struct Args).
+VALUE_TYPES = {"int": int, "float": float, "text": str | None, "choice": str, "switch": bool, "ints": list,
+               "names": list}
+# The parsed command line (C++: struct Args, generated from the same table): one field per flag, in its order.
+Args = make_dataclass("Args", [(flag.dest, VALUE_TYPES[flag.kind]) for flag in FLAGS], frozen=True,
+                      namespace={"__module__": __name__, "__doc__": "The parsed command line: one field per flag."})
 
 
 def check_combinations(args):
     """What no single flag can say: the aoti path's package folder, the traces' folder, and CUDA on this machine."""
     if "aoti" in args.inference_paths and not args.aoti_dir:
-        raise UsageError("--inference-paths aoti needs --aoti-dir DIR (the folder `python -m suite.aoti package` "
-                         "prints)")
+        raise UsageError("--inference-paths aoti needs --aoti-dir DIR (the folder "
+                         "`python -m suite.experiments.aoti package` prints)")
     if args.trace_steps and not args.trace_dir:
         raise UsageError("--trace-steps needs --trace-dir DIR (where the Chrome traces go)")
     if args.device == "cuda":
@@ -196,19 +150,15 @@ def find_flag(arg):
     raise UsageError(f"unknown flag '{arg}' (--help lists them)")
 
 
-def default_value(flag):
-    return list(flag.default) if flag.kind in ("ints", "names") else flag.default
-
-
 def parse_args(argv=None):
     """`--flag value` and `--flag=value`, the table's checks on each value; --help prints and exits 0."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    values = {flag.dest: default_value(flag) for flag in FLAGS}
+    values = {flag.dest: list(flag.default) if flag.kind in ("ints", "names") else flag.default for flag in FLAGS}
     i = 0
     while i < len(argv):
         arg = argv[i]
         if arg in ("-h", "--help"):
-            build_parser().print_help()
+            sys.stdout.write(help_text("python"))
             sys.exit(0)
         flag = find_flag(arg)
         value = arg.split("=", 1)[1] if "=" in arg else None

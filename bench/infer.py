@@ -15,7 +15,15 @@ import torch
 from bench import process
 from bench.data import cache_dir
 from bench.results import summarize_ms
-from bench.runtime import autocast, first_line, now_ns, peak_memory_bytes, reset_peak_memory, synchronize
+from bench.runtime import (
+    as_input_layout,
+    autocast,
+    first_line,
+    now_ns,
+    peak_memory_bytes,
+    reset_peak_memory,
+    synchronize,
+)
 from bench.trace import INFER, INFER_WARMUP, Trace, scope
 from bench.vocab import aoti_package_name
 
@@ -64,15 +72,16 @@ def check_aoti_packages(options, device):
         if not os.path.isfile(path):
             layout = " --channels-last" if options.channels_last else ""
             sizes = ",".join(map(str, options.latency_batch_sizes))
-            raise InferenceError(f"AOTInductor package {path} not found: build it with `python -m suite.aoti package "
-                                 f"--model {options.model} --device {device.type} --precision {options.precision}"
-                                 f"{layout} --batch-sizes {sizes}` and pass the folder it prints as --aoti-dir")
+            raise InferenceError(f"AOTInductor package {path} not found: build it with "
+                                 f"`python -m suite.experiments.aoti package --model {options.model} --device "
+                                 f"{device.type} --precision {options.precision}{layout} --batch-sizes {sizes}` and "
+                                 "pass the folder it prints as --aoti-dir")
 
 
 def latency_input(test_x, batch_size, channels_last):
     """The first `batch_size` normalized test images (repeated when there are fewer), in the run's layout."""
-    x = test_x[torch.arange(batch_size, device=test_x.device) % test_x.shape[0]]
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    idx = torch.arange(batch_size, device=test_x.device) % test_x.shape[0]
+    return as_input_layout(test_x[idx], channels_last)
 
 
 def time_samples(fn, x, iters, warmup, device, trace=None, label=""):

@@ -1,22 +1,18 @@
-"""CIFAR ResNet18/34 (3x3 stem, no max-pool), its initialization and its weights file. Twin of cpp/model.cpp."""
+"""CIFAR ResNet18/34 (3x3 stem, no max-pool) and its initialization. Twin of cpp/model.cpp. Weights files are
+bench/weights.py."""
 
-import io
 import math
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench.runtime import first_line
+from bench.data import CHANNELS, NUM_CLASSES
 from bench.vocab import MODELS
 
-WIDTHS = [64, 128, 256, 512]
-NUM_CLASSES = 10
-
-
-class WeightsError(Exception):
-    """A weights file is unreadable or does not fit the model."""
+STEM = 64  # channels after conv1
+WIDTHS = (64, 128, 256, 512)  # of the four stages
+FIRST_STRIDES = (1, 2, 2, 2)  # of each stage's first block
 
 
 class BasicBlock(nn.Module):
@@ -39,19 +35,18 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, num_blocks, num_classes=NUM_CLASSES):
+    def __init__(self, blocks_per_stage, num_classes=NUM_CLASSES):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        in_planes = 64
-        for i, (blocks, width) in enumerate(zip(num_blocks, WIDTHS)):
-            stride = 1 if i == 0 else 2
+        self.conv1 = nn.Conv2d(CHANNELS, STEM, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(STEM)
+        in_planes = STEM
+        for stage, (blocks, width, stride) in enumerate(zip(blocks_per_stage, WIDTHS, FIRST_STRIDES)):
             layer = []
             for b in range(blocks):
                 layer.append(BasicBlock(in_planes, width, stride if b == 0 else 1))
                 in_planes = width
-            setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
-        self.fc = nn.Linear(512, num_classes)
+            setattr(self, f"layer{stage + 1}", nn.Sequential(*layer))
+        self.fc = nn.Linear(WIDTHS[-1], num_classes)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -62,7 +57,7 @@ class ResNet(nn.Module):
 
 def make_model(name):
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
+        raise ValueError(f"unknown model '{name}' (choose from {', '.join(MODELS)})")
     return ResNet(MODELS[name])
 
 
@@ -82,73 +77,3 @@ def init_weights(model, generator):
 
 def param_count(model):
     return sum(p.numel() for p in model.parameters())
-
-
-def save_tensor_dict(tensors, path):
-    """{name: tensor} as a torch pickle of CPU contiguous tensors (weights files, --dump-* files)."""
-    torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, path)
-
-
-def save_weights(model, path):
-    """The state dict, in its order: torch.load and C++ torch::pickle_load read it."""
-    save_tensor_dict(model.state_dict(), path)
-
-
-# torch.save writes a zip archive: it starts with a local file header and ends with the end-of-directory
-# record (22 bytes, then a comment of at most 64 KiB, which torch never writes).
-ZIP_START = b"PK\x03\x04"
-ZIP_END = b"PK\x05\x06"
-ZIP_END_SPAN = 22 + 65535
-
-
-def archive_problem(data):
-    """Why `data`, a weights file's bytes, cannot be a torch archive, or None. Checked before torch reads it,
-    so that an empty, foreign or truncated file gets one clear cause in both languages instead of torch's
-    generic notices. Twin of archive_problem in cpp/model.cpp."""
-    if not data:
-        return "the file is empty"
-    if not data.startswith(ZIP_START):
-        return "not a torch archive (torch.save writes a zip file)"
-    if ZIP_END not in data[-ZIP_END_SPAN:]:
-        return "truncated: the torch archive (a zip file) has no end record"
-    return None
-
-
-def read_weights(path):
-    """The object a weights file holds, loaded safely (weights_only); WeightsError names the file and cause."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:  # the file itself: the same text as C++'s strerror
-        raise WeightsError(f"cannot read weights file {path}: {err.strerror or err}") from None
-    problem = archive_problem(data)
-    if problem:
-        raise WeightsError(f"cannot read weights file {path}: {problem}")
-    try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a bad archive
-        raise WeightsError(f"cannot read weights file {path}: torch cannot load it: "
-                           f"{first_line(err).split('. ')[0]}") from None
-
-
-def check_fits(own, loaded, path, model_name):
-    """Every key, shape and dtype of the model's state dict, and nothing else; shapes print as lists in
-    both languages."""
-    if not isinstance(loaded, dict):
-        raise WeightsError(f"weights file {path} does not hold a dict of tensors")
-    unfit = f"weights file {path} does not fit {model_name}: "
-    for key, value in own.items():
-        if key not in loaded:
-            raise WeightsError(f"{unfit}missing {key}")
-        got = loaded[key]
-        if not isinstance(got, torch.Tensor) or got.shape != value.shape or got.dtype != value.dtype:
-            shape = list(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            raise WeightsError(f"{unfit}{key} is {shape}, expected {list(value.shape)}")
-    extra = [k for k in loaded if k not in own]
-    if extra:
-        raise WeightsError(f"{unfit}unexpected {extra[0]}")
-
-
-def load_weights(model, path, model_name):
-    loaded = read_weights(path)
-    check_fits(model.state_dict(), loaded, path, model_name)
-    model.load_state_dict(loaded)

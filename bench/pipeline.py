@@ -17,6 +17,17 @@ from bench import data as D
 from bench import process
 
 
+@dataclass(frozen=True)
+class PipelineOptions:
+    """What the idiomatic pipeline needs of the command line (C++: struct PipelineOptions)."""
+
+    batch_size: int
+    workers: int
+    seed: int
+    train_limit: int
+    test_limit: int
+
+
 class CifarBinary(VisionDataset):
     """The train or test split of the CIFAR-10 binary files, first `limit` records (0 = all).
 
@@ -48,23 +59,12 @@ class CifarBinary(VisionDataset):
 
 def train_transform():
     # padding=4 pads with zeros (black, before normalization), as the matched pipeline does.
-    return v2.Compose([v2.RandomCrop(32, padding=D.PAD), v2.RandomHorizontalFlip(),
+    return v2.Compose([v2.RandomCrop(D.SIDE, padding=D.PAD), v2.RandomHorizontalFlip(),
                        v2.ToDtype(torch.float32, scale=True), v2.Normalize(D.CIFAR_MEAN, D.CIFAR_STD)])
 
 
 def test_transform():
     return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(D.CIFAR_MEAN, D.CIFAR_STD)])
-
-
-@dataclass(frozen=True)
-class PipelineOptions:
-    """What the idiomatic pipeline needs of the command line (C++: struct PipelineOptions)."""
-
-    batch_size: int
-    workers: int
-    seed: int
-    train_limit: int
-    test_limit: int
 
 
 def idiomatic_loaders(data_dir, device, options):

@@ -24,16 +24,8 @@ import time
 import torch
 
 from bench.flags import UsageError
+from bench.vocab import PLANTS, TEST_HOOKS, WATCHED_ENV_PREFIXES
 
-# The environment variables both processes read (torch, its OpenMP/BLAS/oneDNN/CUDA libraries, the loader, glibc's
-# malloc): every variable starting with one of these prefixes is recorded (cpp/process.cpp holds the same list).
-WATCHED_ENV_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "ONEDNN_", "DNNL_", "ATEN_", "TORCH_",
-                        "TORCHINDUCTOR_", "PYTORCH_", "CUDA_", "CUBLAS_", "CUBLASLT_", "CUDNN_", "NCCL_", "NVIDIA_",
-                        "KINETO_", "LD_", "MALLOC_", "GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE", "PYTHON")
-TEST_HOOKS = ("BENCH_SLEEP_PER_STEP_MS", "BENCH_NAN_AT_STEP", "BENCH_CRASH_AT_STEP", "BENCH_PLANT")
-# BENCH_PLANT's drifts, each in one family (README, "Confounders checklist"); C++ has all but the last two.
-PLANTS = ("cudnn-deterministic", "anomaly", "interop-threads", "worker-threads", "no-grad", "affinity", "thp", "gc",
-          "switch-interval")
 DENORMALS = 1 << 20  # elements computed on denormals: enough to run on every intra-op thread
 PT_NOTE, NT_GNU_BUILD_ID = 4, 3
 PR_SET_THP_DISABLE, PR_GET_THP_DISABLE = 41, 42

@@ -7,20 +7,31 @@ suite's validator and report import this module.
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.vocab import TRACE_FILES
+from bench.vocab import FLAGS, MOMENTUM, NESTEROV, SCHEDULE, TRACE_FILES, WEIGHT_DECAY
 
 SCHEMA_VERSION = 6
-MOMENTUM = 0.9
-WEIGHT_DECAY = 5e-4
-SCHEDULE = "linear-warmup-linear-decay"
-FINAL_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
 
 class ResultsError(Exception):
     """A results document cannot be written (a non-finite number, a failed write)."""
+
+
+@dataclass
+class EpochRecord:
+    """One epoch's record, its keys in the schema's order."""
+
+    epoch: int
+    train_seconds: float
+    eval_seconds: float
+    images_per_second: float
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    lr: float
 
 
 @dataclass
@@ -62,19 +73,17 @@ def empty_sample_entry(samples_us):
     return {"samples_us": samples_us, "median_us": percentile(sorted(samples_us), 50)}
 
 
+def final_json(train_loss, train_accuracy, test_loss, test_accuracy):
+    """The final metrics: the last epoch's, or with --eval-only one evaluation's (no training ones: None)."""
+    return {"train_loss": train_loss, "train_accuracy": train_accuracy, "test_loss": test_loss,
+            "test_accuracy": test_accuracy}
+
+
 def run_config(args):
-    """The run's configuration: its flags that change what is measured, and the recipe's constants."""
-    return {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-            "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "nesterov": True, "schedule": SCHEDULE,
-            "seed": args.seed, "repeat": args.repeat, "train_limit": args.train_limit,
-            "test_limit": args.test_limit, "device": args.device, "threads": args.threads,
-            "latency_batch_sizes": args.latency_batch_sizes, "latency_iters": args.latency_iters,
-            "latency_warmup": args.latency_warmup, "warmup_steps": args.warmup_steps,
-            "optimizer_impl": args.optimizer_impl, "eval_only": args.eval_only,
-            "load_weights": args.load_weights, "precision": args.precision, "channels_last": args.channels_last,
-            "cudnn_benchmark": args.cudnn_benchmark, "data_pipeline": args.data_pipeline, "workers": args.workers,
-            "inference_paths": args.inference_paths, "aoti_dir": args.aoti_dir, "concurrency": args.concurrency,
-            "concurrency_iters": args.concurrency_iters, "trace_steps": args.trace_steps, "trace_dir": args.trace_dir}
+    """The run's configuration: every flag the table records in config (vocab.FLAGS' config_key), in its order,
+    then the recipe's constants."""
+    config = {flag.config_key: getattr(args, flag.dest) for flag in FLAGS if flag.config_key}
+    return config | {"momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "nesterov": NESTEROV, "schedule": SCHEDULE}
 
 
 def trace_files(args):
@@ -90,17 +99,16 @@ def results_document(args, facts, param_count, dataset, startup_seconds, dataset
                      empty_samples, training, final, inference, peak_rss_bytes, process):
     """The whole document, in the schema's order. `facts` is runtime.run_facts(); `startup_seconds` is
     runtime.seconds_since_process_start() once the model is ready (before the first training step, or the
-    first inference with --eval-only); `dataset_hash_seconds` the dataset's SHA-256, timed apart; `final` the
-    FINAL_KEYS; `peak_rss_bytes` runtime.peak_rss_bytes(); `process` the run's process.ProcessRecord.section()."""
+    first inference with --eval-only); `dataset_hash_seconds` the dataset's SHA-256, timed apart; `final` is
+    final_json(...); `peak_rss_bytes` runtime.peak_rss_bytes(); `process` the run's ProcessRecord.section()."""
     doc = {
         "schema_version": SCHEMA_VERSION, "complete": True, "language": "python", "model": args.model,
         "param_count": param_count, "torch_version": facts["torch_version"], "cuda_version": facts["cuda_version"],
         "cudnn_version": facts["cudnn_version"], "device": facts["device"], "backend": facts["backend"],
         "dataset": dataset, "config": run_config(args), "precision_label": facts["precision_label"],
         "startup_seconds": startup_seconds, "dataset_hash_seconds": dataset_hash_seconds,
-        "warmup_seconds": warmup_seconds,
-        "empty_sample_us": empty_sample_entry(empty_samples),
-        "epochs": training.epochs, "total_seconds": training.total_seconds, "final": final,
+        "warmup_seconds": warmup_seconds, "empty_sample_us": empty_sample_entry(empty_samples),
+        "epochs": [asdict(e) for e in training.epochs], "total_seconds": training.total_seconds, "final": final,
         "latency": inference.latency, "concurrency": inference.concurrency, "unavailable": inference.unavailable,
         "peak_memory_bytes": training.peak_memory_bytes, "peak_rss_bytes": peak_rss_bytes,
         "traces": trace_files(args), "process": process,

@@ -20,8 +20,8 @@ from bench import process, results
 from bench.data import dataset_identity, find_default_data, load_split, matched_batches, normalize, ordered_batches
 from bench.flags import UsageError, parse_args, parse_float, parse_int
 from bench.infer import InferOptions, check_aoti_packages, measure_concurrency, measure_latency, trace_inference
-from bench.model import init_weights, load_weights, make_model, param_count, save_tensor_dict, save_weights
-from bench.results import FINAL_KEYS, MOMENTUM, WEIGHT_DECAY, Inference, Training, results_document
+from bench.model import init_weights, make_model, param_count
+from bench.results import EpochRecord, Inference, Training, final_json, results_document
 from bench.runtime import (
     as_input_layout,
     autocast,
@@ -36,9 +36,13 @@ from bench.runtime import (
     seconds_since_process_start,
 )
 from bench.trace import EVALUATE, STEP, Trace, scope, traced_now_ns
-from bench.vocab import PROGRAMS
+from bench.vocab import MOMENTUM, NESTEROV, PROGRAMS, WEIGHT_DECAY
+from bench.weights import load_weights, save_tensor_dict, save_weights
 
 PROG = PROGRAMS["python"]
+EXIT_RUNTIME_ERROR = 1
+EXIT_USAGE_ERROR = 2
+EXIT_SIGNAL_BASE = 128  # killed by signal N: exit 128 + N, as a shell reports it
 MAX_HOOK_SLEEP_MS = 3_600_000  # an hour per step: far above any test's slowdown
 INT64_MAX = 2**63 - 1
 
@@ -150,7 +154,7 @@ def build_model(args, device, generator):
 def make_optimizer(model, args):
     """SGD with the recipe's momentum, Nesterov and weight decay. foreach is always given: left to its
     default, PyTorch picks the multi-tensor kernels on CUDA, which C++'s per-tensor loop does not run."""
-    return torch.optim.SGD(model.parameters(), lr=args.lr, momentum=MOMENTUM, nesterov=True,
+    return torch.optim.SGD(model.parameters(), lr=args.lr, momentum=MOMENTUM, nesterov=NESTEROV,
                            weight_decay=WEIGHT_DECAY, foreach=args.optimizer_impl == "foreach")
 
 
@@ -312,17 +316,16 @@ def check_test_loss(test_loss, epoch):
 
 
 def epoch_record(epoch, result, train_seconds, eval_seconds, test_loss, test_acc):
-    return {"epoch": epoch, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-            "images_per_second": result.images / train_seconds, "train_loss": result.loss_sum.item() / result.images,
-            "train_accuracy": 100.0 * result.correct.item() / result.images, "test_loss": test_loss,
-            "test_accuracy": test_acc, "lr": result.lr}
+    images = result.images
+    return EpochRecord(epoch, train_seconds, eval_seconds, images / train_seconds, result.loss_sum.item() / images,
+                       100.0 * result.correct.item() / images, test_loss, test_acc, result.lr)
 
 
 def print_progress(epoch, epochs, rec, elapsed):
     eta = elapsed / epoch * (epochs - epoch)
-    print(f"epoch {epoch}/{epochs} train {rec['train_seconds']:.3f}s eval {rec['eval_seconds']:.3f}s "
-          f"loss {rec['train_loss']:.4f} acc {rec['train_accuracy']:.2f}% test_loss {rec['test_loss']:.4f} "
-          f"test_acc {rec['test_accuracy']:.2f}% lr {rec['lr']:.6f} elapsed {elapsed:.1f}s eta {eta:.1f}s",
+    print(f"epoch {epoch}/{epochs} train {rec.train_seconds:.3f}s eval {rec.eval_seconds:.3f}s "
+          f"loss {rec.train_loss:.4f} acc {rec.train_accuracy:.2f}% test_loss {rec.test_loss:.4f} "
+          f"test_acc {rec.test_accuracy:.2f}% lr {rec.lr:.6f} elapsed {elapsed:.1f}s eta {eta:.1f}s",
           file=sys.stderr, flush=True)
 
 
@@ -370,10 +373,11 @@ def train(model, optimizer, sources, data, device, args, hooks):
 def final_metrics(model, sources, training, device, args):
     """The last epoch's metrics; with --eval-only, one evaluation of the model as loaded."""
     if not args.eval_only:
-        return {key: training.epochs[-1][key] for key in FINAL_KEYS}
+        last = training.epochs[-1]
+        return final_json(last.train_loss, last.train_accuracy, last.test_loss, last.test_accuracy)
     test_loss, test_acc = evaluate(model, sources.test(), device, args)
     print(f"eval test_loss {test_loss:.4f} test_acc {test_acc:.2f}%", file=sys.stderr, flush=True)
-    return {"train_loss": None, "train_accuracy": None, "test_loss": test_loss, "test_accuracy": test_acc}
+    return final_json(None, None, test_loss, test_acc)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -439,25 +443,25 @@ def run(args):
     return doc
 
 
-def _interrupted(signum, _frame):
+def on_signal(signum, _frame):
     if results.pending_tmp is not None:  # interrupted while writing the results: no half-written file stays
         results.pending_tmp.unlink(missing_ok=True)
     name = signal.Signals(signum).name
     print(f"{PROG}: error: interrupted by {name}; no results written", file=sys.stderr, flush=True)
-    os._exit(128 + signum)
+    os._exit(EXIT_SIGNAL_BASE + signum)
 
 
 def main(argv=None):
-    signal.signal(signal.SIGINT, _interrupted)
-    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, on_signal)  # before parsing, as in C++
+    signal.signal(signal.SIGTERM, on_signal)
     try:
         run(parse_args(argv))
     except UsageError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE_ERROR
     except Exception as err:  # data, weights, non-finite loss, writing, torch's own (out of memory): one line
         print(f"{PROG}: error: {first_line(err)}", file=sys.stderr)
-        return 1
+        return EXIT_RUNTIME_ERROR
     return 0
 
 

@@ -1,9 +1,11 @@
 """The one vocabulary of torch-api-bench: models, precisions, optimizer implementations, data pipelines,
-inference paths, the suite's modes, and every trainer flag with its default and limits.
+inference paths, the suite's modes, the training recipe, and every trainer flag with its default, limits, help
+and the results key that records it.
 
-Twin of cpp/vocab.h, which holds the same table; tests/test_vocab.py fails when the C++ trainer's --help
-and this module differ. Everything else (the Python trainer, the suite, the report, the tests) imports
-these names instead of restating them.
+The C++ trainer's copy is generated from this module (bench/generate.py writes vocab_table.h into the build
+folder, and CMake rewrites it whenever this module changes), and so are both trainers' --help text and the flag
+table of docs/trainers.md. Everything else (the Python trainer, the suite, the report, the tests) imports these
+names instead of restating them. docs/twins.md, "Adding a flag", says what one new flag takes.
 """
 
 from dataclasses import dataclass
@@ -13,6 +15,9 @@ LANGUAGES = ("python", "cpp")
 PROGRAMS = {"python": "bench.train", "cpp": "bench_train"}
 # Depth of each of the four stages (BasicBlocks per stage) of the CIFAR ResNets.
 MODELS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
+# Their parameter counts (torchvision's layout with a 3x3 stem and 10 classes): what the tests hold both
+# trainers' param_count to.
+PARAM_COUNTS = {"resnet18": 11_173_962, "resnet34": 21_282_122}
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 OPTIMIZER_IMPLS = ("per-tensor", "foreach")
@@ -35,6 +40,12 @@ MODES = {
 # three steps (README, "Warm-up", has the CPU measurement behind the choice).
 WARMUP_STEPS = 3
 
+# The training recipe's constants (SGD, and lr_at_step's schedule): the optimizer uses them, config records them.
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-4
+NESTEROV = True
+SCHEDULE = "linear-warmup-linear-decay"
+
 # Limits shared by every count: far above any real run, far below what overflows a C++ int64 product
 # (epochs x steps, threads x requests) or asks the OS for absurd resources.
 MAX_COUNT = 1_000_000
@@ -49,7 +60,9 @@ MAX_LR = 1000  # already diverges at once (tests/test_bad_input.py relies on it)
 class Flag:
     """One trainer flag. kind: int, float, text, choice, switch, ints (comma-separated ints; an empty text is
     the empty list where the default is empty), names (distinct comma-separated choices). low..high bound an
-    int and every item of ints, both included; a float lies in (low, high]: above low (--lr > 0), at most high."""
+    int and every item of ints, both included; a float lies in (low, high]: above low (--lr > 0), at most high.
+    record: where the results document records the flag: "config" (its value, under `config_key`), another key
+    of the document (dotted), or None for a flag that only names a file to write."""
 
     name: str
     kind: str
@@ -58,19 +71,33 @@ class Flag:
     low: int | None = None
     high: int | None = None
     choices: tuple = ()
+    record: str | None = "config"
 
     @property
     def dest(self):
+        """The field of the parsed arguments (Python: flags.Args, C++: struct Args)."""
         return self.name[2:].replace("-", "_")
 
+    @property
+    def config_key(self):
+        """The key of the results' `config` that records this flag's value, or None."""
+        return self.dest if self.record == "config" else None
 
-# Every flag of both trainers, in --help order; bench/flags.py and cpp/flags.cpp parse exactly these.
+    @property
+    def results_key(self):
+        """The dotted key of the results document that records this flag, or None."""
+        return f"config.{self.config_key}" if self.config_key else self.record
+
+
+# Every flag of both trainers, in --help order (and the order of the results' config); bench/flags.py and
+# cpp/flags.cpp parse exactly these.
 FLAGS = (
     Flag("--model", "choice", "resnet18", "network to train", choices=tuple(MODELS)),
     Flag("--epochs", "int", 1, "training epochs", 1, MAX_COUNT),
     Flag("--batch-size", "int", 128, "training and eval batch size", 1, MAX_BATCH),
     Flag("--lr", "float", 0.1, "peak learning rate", 0, MAX_LR),
-    Flag("--data", "text", None, "CIFAR-10 binary folder; none = the one `python -m bench.data default` prepared"),
+    Flag("--data", "text", None, "CIFAR-10 binary folder; none = the one `python -m bench.prepare default` "
+         "prepared", record="dataset.path"),
     Flag("--train-limit", "int", 0, "use the first N training records, 0 = all", 0, MAX_COUNT),
     Flag("--test-limit", "int", 0, "use the first N test records, 0 = all", 0, MAX_COUNT),
     Flag("--device", "choice", "auto", "auto = cuda when available, else cpu", choices=DEVICES),
@@ -78,23 +105,24 @@ FLAGS = (
     Flag("--repeat", "int", 1, "which repeat of this configuration this run is (the suite's --repeats numbers "
          "them; recorded, changes nothing)", 1, MAX_COUNT),
     Flag("--threads", "int", 0, "CPU intra-op threads, 0 = torch default", 0, MAX_THREADS),
-    Flag("--results", "text", None, "write the results JSON here"),
+    Flag("--results", "text", None, "write the results JSON here", record=None),
     Flag("--latency-batch-sizes", "ints", (1, 32, 128), "comma-separated inference batch sizes", 1, MAX_BATCH),
     Flag("--latency-iters", "int", 100, "timed forwards per batch size and path, 0 = no latency", 0, MAX_COUNT),
     Flag("--latency-warmup", "int", 10, "untimed forwards before the timed ones", 0, MAX_COUNT),
     Flag("--warmup-steps", "int", WARMUP_STEPS, "untimed training steps before the first timed one, 0 = none",
          0, MAX_COUNT),
-    Flag("--save-weights", "text", None, "write the trained weights here"),
+    Flag("--save-weights", "text", None, "write the trained weights here", record=None),
     Flag("--load-weights", "text", None, "start from these weights (either language's)"),
     Flag("--eval-only", "switch", False, "no training: evaluate and time latency"),
-    Flag("--deterministic", "switch", False, "deterministic algorithms only"),
+    Flag("--deterministic", "switch", False, "deterministic algorithms only", record="backend.deterministic"),
     Flag("--cudnn-benchmark", "switch", False, "let cuDNN autotune convolutions"),
-    Flag("--record-step-losses", "switch", False, "add every step's loss to the results"),
-    Flag("--dump-init", "text", None, "write the weights right after init"),
-    Flag("--dump-batch", "text", None, "write the first augmented batch and the test images"),
-    Flag("--dump-logits", "text", None, "write the eval-mode logits of the test images, then each path's"),
-    Flag("--trace-steps", "int", 0, "profile K training steps of the last epoch from its clock (the whole epoch and "
-         "its evaluation when it has no more) and K eager inference samples per latency batch size, 0 = off",
+    Flag("--record-step-losses", "switch", False, "add every step's loss to the results", record="step_losses"),
+    Flag("--dump-init", "text", None, "write the weights right after init", record=None),
+    Flag("--dump-batch", "text", None, "write the first augmented batch and the test images", record=None),
+    Flag("--dump-logits", "text", None, "write the eval-mode logits of the test images, then each path's",
+         record=None),
+    Flag("--trace-steps", "int", 0, "profile N training steps of the last epoch from its clock (the whole epoch and "
+         "its evaluation when it has no more) and N eager inference samples per latency batch size, 0 = off",
          0, MAX_COUNT),
     Flag("--trace-dir", "text", None, "folder for --trace-steps' Chrome traces (train.json, inference.json)"),
     # Modes (docs/twins.md, "Modes"): how the same computation runs.
@@ -106,8 +134,8 @@ FLAGS = (
          choices=DATA_PIPELINES),
     Flag("--workers", "int", 2, "DataLoader workers of the idiomatic pipeline", 0, MAX_WORKERS),
     Flag("--inference-paths", "names", ("eager",), "comma-separated latency paths", choices=INFERENCE_PATHS),
-    Flag("--aoti-dir", "text", None, "folder of AOTInductor packages (python -m suite.aoti package prints it); "
-         "needed by path aoti"),
+    Flag("--aoti-dir", "text", None, "folder of AOTInductor packages (python -m suite.experiments.aoti package "
+         "prints it); needed by path aoti"),
     Flag("--concurrency", "ints", (), "comma-separated thread counts for concurrent batch-1 inference",
          1, MAX_THREADS),
     Flag("--concurrency-iters", "int", 50, "timed requests per thread", 1, MAX_COUNT),
@@ -121,6 +149,18 @@ FLAGS = (
 TRACE_FILES = {"train": "train.json", "inference": "inference.json"}
 TRACE_STEP, TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER, TRACE_INFER_WARMUP = (
     "bench::train_step", "bench::epoch_clock", "bench::evaluate", "bench::infer_sample", "bench::infer_warmup")
+
+# The results' process section (bench/process.py, cpp/process.cpp). The environment variables the two processes
+# read (torch, its OpenMP/BLAS/oneDNN/CUDA libraries, the loader, glibc's malloc, Python's interpreter): every
+# variable starting with one of these is recorded. The BENCH_* test hooks a run records when set. BENCH_PLANT's
+# drifts, each of one family (README, "Confounders checklist"); C++ has all but PYTHON_ONLY_PLANTS.
+WATCHED_ENV_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "ONEDNN_", "DNNL_", "ATEN_", "TORCH_",
+                        "TORCHINDUCTOR_", "PYTORCH_", "CUDA_", "CUBLAS_", "CUBLASLT_", "CUDNN_", "NCCL_", "NVIDIA_",
+                        "KINETO_", "LD_", "MALLOC_", "GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE", "PYTHON")
+TEST_HOOKS = ("BENCH_SLEEP_PER_STEP_MS", "BENCH_NAN_AT_STEP", "BENCH_CRASH_AT_STEP", "BENCH_PLANT")
+PLANTS = ("cudnn-deterministic", "anomaly", "interop-threads", "worker-threads", "no-grad", "affinity", "thp", "gc",
+          "switch-interval")
+PYTHON_ONLY_PLANTS = ("gc", "switch-interval")  # C++ has no garbage collector and no interpreter
 
 
 def aoti_package_name(model, precision, channels_last, batch_size):

@@ -21,12 +21,12 @@ namespace {
 const std::vector<std::string> kTrainFiles = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
                                               "data_batch_4.bin", "data_batch_5.bin"};
 const std::string kTestFile = "test_batch.bin";
-const std::string kSynthMarker = "synthetic.json";
-// The default data folders in the cache: the official set, else the synthetic set that stands in offline.
-const std::string kOfficialDir = "cifar-10-batches-bin";
-const std::string kSyntheticDir = "synthetic-5000-1000-0";
 constexpr int64_t kOfficialTrainRecords = 50000;
 constexpr int64_t kOfficialTestRecords = 10000;
+const std::string kSynthMarker = "synthetic.json";  // in a synthetic set's folder (bench/prepare.py writes it)
+// The default data folders in the cache: the official set, else the synthetic set that stands in offline.
+const std::string kOfficialDir = "cifar-10-batches-bin";
+constexpr int64_t kSyntheticTrain = 5000, kSyntheticTest = 1000, kSyntheticSeed = 0;
 
 int64_t file_size_or_throw(const fs::path& path) {
   std::error_code ec;
@@ -37,35 +37,6 @@ int64_t file_size_or_throw(const fs::path& path) {
 }
 
 }  // namespace
-
-std::string cache_root() {
-  if (const char* cache = std::getenv("BENCH_CACHE")) return cache;
-  const char* home = std::getenv("HOME");
-  if (home == nullptr) {
-    const passwd* user = ::getpwuid(::getuid());
-    home = user ? user->pw_dir : "";
-  }
-  return (fs::path(home) / ".cache" / "torch-api-bench").string();
-}
-
-std::pair<std::string, std::string> find_default_data() {
-  const std::string official = (fs::path(cache_root()) / kOfficialDir).string();
-  std::vector<std::string> files = kTrainFiles;
-  files.push_back(kTestFile);
-  std::error_code ec;
-  if (std::all_of(files.begin(), files.end(),
-                  [&](const auto& f) { return fs::is_regular_file(fs::path(official) / f, ec); })) {
-    return {official, ""};
-  }
-  const std::string synthetic = (fs::path(cache_root()) / kSyntheticDir).string();
-  if (fs::is_regular_file(fs::path(synthetic) / kSynthMarker, ec)) {
-    return {synthetic, c10::str("no official CIFAR-10 in ", official, ": using the SYNTHETIC set ", synthetic,
-                                "; results say dataset kind 'synthetic'")};
-  }
-  throw DataError(c10::str("no --data given and no prepared data in ", official,
-                           ": run `python -m bench.data default` (downloads CIFAR-10, or writes the synthetic set "
-                           "offline) or pass --data DIR"));
-}
 
 std::pair<torch::Tensor, torch::Tensor> read_cifar_batch(const std::string& path) {
   const int64_t size = file_size_or_throw(path);
@@ -78,12 +49,12 @@ std::pair<torch::Tensor, torch::Tensor> read_cifar_batch(const std::string& path
   std::ifstream in(path, std::ios::binary);
   if (!in.read(reinterpret_cast<char*>(raw.data_ptr<uint8_t>()), size)) throw DataError(path + ": read failed");
   auto labels = raw.select(1, 0).to(torch::kInt64);
-  if (labels.max().item<int64_t>() > 9) {
-    const int64_t bad = (labels > 9).nonzero()[0][0].item<int64_t>();
-    throw DataError(path + ": record " + std::to_string(bad) + " has label " +
-                    std::to_string(labels[bad].item<int64_t>()) + " (> 9)");
+  if (labels.max().item<int64_t>() >= kNumClasses) {
+    const int64_t bad = (labels >= kNumClasses).nonzero()[0][0].item<int64_t>();
+    throw DataError(
+        c10::str(path, ": record ", bad, " has label ", labels[bad].item<int64_t>(), " (> ", kNumClasses - 1, ")"));
   }
-  auto images = raw.slice(1, 1).reshape({n, 3, kSide, kSide}).contiguous();
+  auto images = raw.slice(1, 1).reshape({n, kChannels, kSide, kSide}).contiguous();
   return {images, labels};
 }
 
@@ -140,8 +111,8 @@ std::pair<torch::Tensor, torch::Tensor> cifar_stats(const torch::Device& device)
   auto [it, inserted] = cache.try_emplace(device.str());
   if (inserted) {
     auto opts = torch::TensorOptions().dtype(torch::kFloat32);
-    it->second = {torch::tensor(kCifarMean, opts).view({1, 3, 1, 1}).to(device),
-                  torch::tensor(kCifarStd, opts).view({1, 3, 1, 1}).to(device)};
+    it->second = {torch::tensor(kCifarMean, opts).view({1, kChannels, 1, 1}).to(device),
+                  torch::tensor(kCifarStd, opts).view({1, kChannels, 1, 1}).to(device)};
   }
   return it->second;
 }
@@ -162,7 +133,7 @@ torch::Tensor random_crop_flip(const torch::Tensor& images_u8, const torch::Tens
   auto rows = crops.select(1, 0).unsqueeze(1) + ar;
   auto cols = crops.select(1, 1).unsqueeze(1) + torch::where(flips.unsqueeze(1) == 1, (kSide - 1) - ar, ar);
   return padded.index({torch::arange(b, long_opts).index({Slice(), None, None, None}),
-                       torch::arange(3, long_opts).index({None, Slice(), None, None}),
+                       torch::arange(kChannels, long_opts).index({None, Slice(), None, None}),
                        rows.index({Slice(), None, Slice(), None}), cols.index({Slice(), None, None, Slice()})});
 }
 
@@ -205,4 +176,38 @@ std::optional<Batch> OrderedBatches::next() {
   Batch batch{images_.slice(0, start_, end), labels_.slice(0, start_, end)};
   start_ = end;
   return batch;
+}
+
+std::string cache_root() {
+  if (const char* cache = std::getenv("BENCH_CACHE")) return cache;
+  const char* home = std::getenv("HOME");
+  if (home == nullptr) {
+    const passwd* user = ::getpwuid(::getuid());
+    home = user ? user->pw_dir : "";
+  }
+  return (fs::path(home) / ".cache" / "torch-api-bench").string();
+}
+
+std::string synthetic_dir(int64_t train, int64_t test, int64_t seed) {
+  return c10::str("synthetic-", train, "-", test, "-", seed);
+}
+
+std::pair<std::string, std::string> find_default_data() {
+  const std::string official = (fs::path(cache_root()) / kOfficialDir).string();
+  std::vector<std::string> files = kTrainFiles;
+  files.push_back(kTestFile);
+  std::error_code ec;
+  if (std::all_of(files.begin(), files.end(),
+                  [&](const auto& f) { return fs::is_regular_file(fs::path(official) / f, ec); })) {
+    return {official, ""};
+  }
+  const std::string synthetic =
+      (fs::path(cache_root()) / synthetic_dir(kSyntheticTrain, kSyntheticTest, kSyntheticSeed)).string();
+  if (fs::is_regular_file(fs::path(synthetic) / kSynthMarker, ec)) {
+    return {synthetic, c10::str("no official CIFAR-10 in ", official, ": using the SYNTHETIC set ", synthetic,
+                                "; results say dataset kind 'synthetic'")};
+  }
+  throw DataError(c10::str("no --data given and no prepared data in ", official,
+                           ": run `python -m bench.prepare default` (downloads CIFAR-10, or writes the synthetic set "
+                           "offline) or pass --data DIR"));
 }

@@ -1,5 +1,5 @@
-// CIFAR-10 binaries, the default data folder, dataset identity, normalization and crop+flip augmentation
-// (twin of bench/data.py).
+// CIFAR-10 binaries: read, identify, normalize, crop+flip, per-epoch draws, batches, and the default folder a run
+// without --data reads (twin of bench/data.py, in its order).
 #pragma once
 
 #include <torch/torch.h>
@@ -16,27 +16,20 @@ struct DataError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// One record = 1 label byte + 3072 image bytes (CHW, 32x32).
-constexpr int64_t kRecordBytes = 1 + 3 * 32 * 32;
-constexpr int64_t kSide = 32;  // image height and width
-constexpr int64_t kPad = 4;    // zero padding of the random crop
+constexpr int64_t kChannels = 3;
+constexpr int64_t kSide = 32;                                    // image height and width
+constexpr int64_t kRecordBytes = 1 + kChannels * kSide * kSide;  // one label byte, then the CHW pixels
+constexpr int64_t kNumClasses = 10;
 // Per-channel statistics of the 50000 official training images.
 inline const std::vector<double> kCifarMean = {0.4914, 0.4822, 0.4465};
 inline const std::vector<double> kCifarStd = {0.2470, 0.2435, 0.2616};
+constexpr int64_t kPad = 4;  // zero padding of the random crop
 
 // uint8 images [N,3,32,32] and int64 labels [N] of one CIFAR-10 binary file.
 std::pair<torch::Tensor, torch::Tensor> read_cifar_batch(const std::string& path);
 
 // The train split (data_batch_1..5 in order) or the test split, cut to the first `limit` records (0 = all).
 std::pair<torch::Tensor, torch::Tensor> load_split(const std::string& data_dir, bool train, int64_t limit);
-
-// $BENCH_CACHE, else ~/.cache/torch-api-bench, joined without normalizing (as Python joins it).
-std::string cache_root();
-
-// (folder, note or ""): the folder a run without --data reads, as `python -m bench.data default` left it in
-// the cache: the official set, else the synthetic set (the note says so loudly). Never runs anything;
-// nothing prepared is a DataError naming the command. Twin of find_default_data in bench/data.py.
-std::pair<std::string, std::string> find_default_data();
 
 struct DatasetIdentity {
   std::string kind;  // "official", "subset" or "synthetic"
@@ -98,3 +91,14 @@ class OrderedBatches : public BatchSource {
   torch::Tensor images_, labels_;
   int64_t batch_size_, start_ = 0;
 };
+
+// $BENCH_CACHE, else ~/.cache/torch-api-bench, joined without normalizing (as Python joins it).
+std::string cache_root();
+
+// The folder name, in the cache, of the synthetic set of `train` and `test` records drawn from `seed`.
+std::string synthetic_dir(int64_t train, int64_t test, int64_t seed);
+
+// (folder, note or ""): the folder a run without --data reads, as `python -m bench.prepare default` left it in
+// the cache: the official set, else the synthetic set (the note says so loudly). Never runs anything; nothing
+// prepared is a DataError naming the command.
+std::pair<std::string, std::string> find_default_data();

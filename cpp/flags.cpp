@@ -6,13 +6,10 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <optional>
 #include <regex>
 #include <set>
 #include <variant>
-
-#include "vocab.h"
 
 namespace {
 
@@ -29,6 +26,26 @@ std::optional<T> read_number(std::string_view text, const std::regex& grammar) {
   if (std::from_chars(digits.data(), digits.data() + digits.size(), value).ec != std::errc()) return std::nullopt;
   return value;
 }
+
+}  // namespace
+
+int64_t parse_int(std::string_view name, std::string_view text, int64_t low, int64_t high) {
+  const auto value = read_number<int64_t>(text, kInteger);
+  if (!value || *value < low || *value > high) {
+    throw UsageError(c10::str(name, " must be an integer in [", low, ", ", high, "], got '", text, "'"));
+  }
+  return *value;
+}
+
+double parse_float(std::string_view name, std::string_view text, int64_t low, int64_t high) {
+  const auto value = read_number<double>(text, kNumber);
+  if (!value || !(double(low) < *value && *value <= double(high))) {
+    throw UsageError(c10::str(name, " must be a number in (", low, ", ", high, "], got '", text, "'"));
+  }
+  return *value;
+}
+
+namespace {
 
 std::string braced(std::span<const std::string_view> choices) {
   std::string text = "{";
@@ -79,52 +96,8 @@ std::vector<std::string> parse_names(std::string_view name, std::string_view tex
   return names;
 }
 
-// Where each flag's value goes: C++ has no reflection, so this is the one list pairing flags with Args' fields.
-using Field = std::variant<int64_t Args::*, double Args::*, std::string Args::*, bool Args::*,
-                           std::vector<int64_t> Args::*, std::vector<std::string> Args::*>;
-const std::map<std::string_view, Field> kFields = {
-    {"--model", &Args::model},
-    {"--epochs", &Args::epochs},
-    {"--batch-size", &Args::batch_size},
-    {"--lr", &Args::lr},
-    {"--data", &Args::data},
-    {"--train-limit", &Args::train_limit},
-    {"--test-limit", &Args::test_limit},
-    {"--device", &Args::device},
-    {"--seed", &Args::seed},
-    {"--repeat", &Args::repeat},
-    {"--threads", &Args::threads},
-    {"--results", &Args::results},
-    {"--latency-batch-sizes", &Args::latency_batch_sizes},
-    {"--latency-iters", &Args::latency_iters},
-    {"--latency-warmup", &Args::latency_warmup},
-    {"--warmup-steps", &Args::warmup_steps},
-    {"--save-weights", &Args::save_weights},
-    {"--load-weights", &Args::load_weights},
-    {"--eval-only", &Args::eval_only},
-    {"--deterministic", &Args::deterministic},
-    {"--cudnn-benchmark", &Args::cudnn_benchmark},
-    {"--record-step-losses", &Args::record_step_losses},
-    {"--dump-init", &Args::dump_init},
-    {"--dump-batch", &Args::dump_batch},
-    {"--dump-logits", &Args::dump_logits},
-    {"--trace-steps", &Args::trace_steps},
-    {"--trace-dir", &Args::trace_dir},
-    {"--precision", &Args::precision},
-    {"--channels-last", &Args::channels_last},
-    {"--optimizer-impl", &Args::optimizer_impl},
-    {"--data-pipeline", &Args::data_pipeline},
-    {"--workers", &Args::workers},
-    {"--inference-paths", &Args::inference_paths},
-    {"--aoti-dir", &Args::aoti_dir},
-    {"--concurrency", &Args::concurrency},
-    {"--concurrency-iters", &Args::concurrency_iters},
-};
-
-// Stores `text`, checked as the table says, in the flag's field (Python: parse_value, then argparse stores it).
+// Stores `text`, checked as the table says, in the flag's field (Python: parse_value; parse_args stores it).
 void set_value(Args& args, const Flag& flag, std::string_view text) {
-  const auto field = kFields.find(flag.name);
-  TORCH_CHECK(field != kFields.end(), "flag ", flag.name, " has no field in Args");
   std::visit(
       [&](auto member) {
         using T = std::remove_reference_t<decltype(args.*member)>;
@@ -140,50 +113,22 @@ void set_value(Args& args, const Flag& flag, std::string_view text) {
           out = flag.kind == FlagKind::kChoice ? parse_choice(flag.name, text, flag.choices) : std::string(text);
         }
       },
-      field->second);
+      flag.field);
 }
 
-// ---- --help: a regular layout that tests/test_vocab.py reads back -----------------------------------------
-
-std::string metavar(const Flag& flag) {
-  switch (flag.kind) {
-    case FlagKind::kInt: return "N";
-    case FlagKind::kFloat: return "X";
-    case FlagKind::kText: return "PATH";
-    case FlagKind::kChoice: return braced(flag.choices);
-    case FlagKind::kSwitch: return "";
-    case FlagKind::kInts: return "N[,N...]";
-    case FlagKind::kNames: return braced(flag.choices) + "[,...]";
+// What no single flag can say: the aoti path's package folder, the traces' folder, and CUDA on this machine.
+void check_combinations(const Args& args) {
+  const auto& paths = args.inference_paths;
+  if (std::find(paths.begin(), paths.end(), "aoti") != paths.end() && args.aoti_dir.empty()) {
+    throw UsageError(
+        "--inference-paths aoti needs --aoti-dir DIR (the folder `python -m suite.experiments.aoti package` prints)");
   }
-  return "";
-}
-
-// `help [low..high] (default: d)`; a float's range is (low..high].
-std::string help_text(const Flag& flag) {
-  std::string limits;
-  if (flag.kind == FlagKind::kInt || flag.kind == FlagKind::kInts)
-    limits = c10::str(" [", flag.low, "..", flag.high, "]");
-  if (flag.kind == FlagKind::kFloat) limits = c10::str(" (", flag.low, "..", flag.high, "]");
-  std::string_view shown = flag.default_text;
-  if (shown.empty()) shown = flag.kind == FlagKind::kSwitch ? "off" : "none";
-  return c10::str(flag.help, limits, " (default: ", shown, ")");
-}
-
-void print_help() {
-  std::printf("usage: %s [options]\n\nTrain and time a CIFAR ResNet with LibTorch (the twin of bench.train).\n\n",
-              kProgram.data());
-  std::printf("options:\n  -h, --help  show this help and exit\n");
-  for (const auto& flag : kFlags) {
-    const std::string meta = metavar(flag);
-    std::printf("  %s%s%s  %s\n", flag.name.data(), meta.empty() ? "" : " ", meta.c_str(), help_text(flag).c_str());
+  if (args.trace_steps > 0 && args.trace_dir.empty()) {
+    throw UsageError("--trace-steps needs --trace-dir DIR (where the Chrome traces go)");
   }
-  std::string modes, models;
-  for (const auto& mode : kModes) modes += c10::str(modes.empty() ? "" : ", ", mode.name, "=", mode.flags);
-  for (const auto& model : kModels) {
-    models += c10::str(models.empty() ? "" : ", ", model.name, "=", model.stages[0], " ", model.stages[1], " ",
-                       model.stages[2], " ", model.stages[3]);
+  if (args.device == "cuda" && !torch::cuda::is_available()) {
+    throw UsageError("--device cuda was requested but CUDA is not available");
   }
-  std::printf("\nmodes: %s\nmodels: %s\n", modes.c_str(), models.c_str());
 }
 
 // The flag `arg` names (before any "=value"), or UsageError.
@@ -194,37 +139,7 @@ const Flag& find_flag(std::string_view arg) {
   return *it;
 }
 
-// What no single flag can say: the aoti path's package folder, the traces' folder, and CUDA on this machine.
-void check_combinations(const Args& args) {
-  const auto& paths = args.inference_paths;
-  if (std::find(paths.begin(), paths.end(), "aoti") != paths.end() && args.aoti_dir.empty()) {
-    throw UsageError("--inference-paths aoti needs --aoti-dir DIR (the folder `python -m suite.aoti package` prints)");
-  }
-  if (args.trace_steps > 0 && args.trace_dir.empty()) {
-    throw UsageError("--trace-steps needs --trace-dir DIR (where the Chrome traces go)");
-  }
-  if (args.device == "cuda" && !torch::cuda::is_available()) {
-    throw UsageError("--device cuda was requested but CUDA is not available");
-  }
-}
-
 }  // namespace
-
-int64_t parse_int(std::string_view name, std::string_view text, int64_t low, int64_t high) {
-  const auto value = read_number<int64_t>(text, kInteger);
-  if (!value || *value < low || *value > high) {
-    throw UsageError(c10::str(name, " must be an integer in [", low, ", ", high, "], got '", text, "'"));
-  }
-  return *value;
-}
-
-double parse_float(std::string_view name, std::string_view text, int64_t low, int64_t high) {
-  const auto value = read_number<double>(text, kNumber);
-  if (!value || !(double(low) < *value && *value <= double(high))) {
-    throw UsageError(c10::str(name, " must be a number in (", low, ", ", high, "], got '", text, "'"));
-  }
-  return *value;
-}
 
 Args parse_args(int argc, char** argv) {
   Args args;
@@ -234,7 +149,7 @@ Args parse_args(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "-h" || arg == "--help") {
-      print_help();
+      std::fwrite(kHelp.data(), 1, kHelp.size(), stdout);
       std::exit(0);
     }
     const Flag& flag = find_flag(arg);

@@ -26,11 +26,6 @@
 #include "trace.h"
 #include "vocab.h"
 
-torch::Tensor latency_input(const torch::Tensor& test_x, int64_t batch_size, bool channels_last) {
-  const auto idx = torch::arange(batch_size, test_x.options().dtype(torch::kInt64)) % test_x.size(0);
-  return as_input_layout(test_x.index({idx}), channels_last);
-}
-
 namespace {
 
 constexpr int kCudaGraphWarmup = 3;    // forwards on a side stream before the capture
@@ -38,6 +33,37 @@ constexpr int kConcurrencyWarmup = 5;  // untimed requests per thread before the
 
 // An inference path: runs the model on one input and returns its output.
 using PathFn = std::function<torch::Tensor(const torch::Tensor&)>;
+
+std::string aoti_package_path(const InferOptions& options, int64_t batch_size) {
+  const auto name = aoti_package_name(options.model, options.precision, options.channels_last, batch_size);
+  return (std::filesystem::path(options.aoti_dir) / name).string();
+}
+
+// Why this language cannot run `path` on `device` ("" when it can).
+}  // namespace
+
+void check_aoti_packages(const InferOptions& options, const torch::Device& device) {
+  const auto& paths = options.inference_paths;
+  if (std::find(paths.begin(), paths.end(), "aoti") == paths.end() || options.latency_iters == 0) return;
+  for (const int64_t bs : options.latency_batch_sizes) {
+    const std::string path = aoti_package_path(options, bs);
+    if (std::filesystem::is_regular_file(path)) continue;
+    std::string sizes;
+    for (const int64_t b : options.latency_batch_sizes) sizes += c10::str(sizes.empty() ? "" : ",", b);
+    throw std::runtime_error(
+        c10::str("AOTInductor package ", path, " not found: build it with `python -m suite.experiments.aoti ",
+                 "package --model ", options.model, " --device ", device.is_cuda() ? "cuda" : "cpu", " --precision ",
+                 options.precision, options.channels_last ? " --channels-last" : "", " --batch-sizes ", sizes,
+                 "` and pass the folder it prints as --aoti-dir"));
+  }
+}
+
+torch::Tensor latency_input(const torch::Tensor& test_x, int64_t batch_size, bool channels_last) {
+  const auto idx = torch::arange(batch_size, test_x.options().dtype(torch::kInt64)) % test_x.size(0);
+  return as_input_layout(test_x.index({idx}), channels_last);
+}
+
+namespace {
 
 // The monotonic clock in ns without a device sync (Python: time.perf_counter_ns()).
 int64_t clock_ns() {
@@ -81,12 +107,6 @@ Json latency_entry(const std::string& path, int64_t batch_size, const std::vecto
   return entry;
 }
 
-std::string aoti_package_path(const InferOptions& options, int64_t batch_size) {
-  const auto name = aoti_package_name(options.model, options.precision, options.channels_last, batch_size);
-  return (std::filesystem::path(options.aoti_dir) / name).string();
-}
-
-// Why this language cannot run `path` on `device` ("" when it can).
 std::string unavailable_reason(const std::string& path, const torch::Device& device) {
   if (path == "compile") return "torch.compile has no C++ API";
   if (path == "cuda-graph" && !device.is_cuda()) return "CUDA graphs need a CUDA device";
@@ -164,6 +184,59 @@ PathFn prepare_path_or_fail(const std::string& path, ResNet& model, const torch:
     throw std::runtime_error(failed + first_line(e.what()));
   }
 }
+
+}  // namespace
+
+std::pair<Json::Array, Json::Array> measure_latency(ResNet& model, const torch::Tensor& test_x,
+                                                    const torch::Device& device, const InferOptions& options,
+                                                    NamedTensors* outputs) {
+  model->eval();
+  Json::Array latency, unavailable;
+  for (const auto& path : options.inference_paths) {
+    if (const auto reason = unavailable_reason(path, device); !reason.empty()) {
+      unavailable.push_back(Json::object({{"feature", "inference path " + path}, {"reason", reason}}));
+      continue;
+    }
+    for (const int64_t bs : options.latency_batch_sizes) {
+      const auto x = latency_input(test_x, bs, options.channels_last);
+      const PathFn fn = prepare_path_or_fail(path, model, x, device, options);
+      reset_peak_memory(device);  // this path's samples only: packaging and capturing excluded
+      c10::InferenceMode inference;
+      AutocastScope autocast(device, options.precision, /*cache_enabled=*/false);
+      std::vector<double> samples;
+      {
+        const auto window = process_window("latency", c10::str("latency ", path, " bs=", bs));
+        samples = time_samples(fn, x, options.latency_iters, options.latency_warmup, device);
+      }
+      auto peak = peak_memory_bytes(device);
+      if (outputs) {  // clone: a graph's output is reused
+        outputs->emplace_back(c10::str(path, ".bs", bs), fn(x).to(torch::kFloat32).clone());
+      }
+      latency.push_back(latency_entry(path, bs, samples, std::move(peak)));
+    }
+  }
+  return {latency, unavailable};
+}
+
+void trace_inference(ResNet& model, const torch::Tensor& test_x, const torch::Device& device,
+                     const InferOptions& options, int64_t samples, const std::string& path) {
+  Trace trace(device, path);
+  model->eval();
+  for (const auto& p : options.inference_paths) {
+    if (!unavailable_reason(p, device).empty()) continue;  // compile among them: nothing to compare with
+    for (const int64_t bs : options.latency_batch_sizes) {
+      const auto x = latency_input(test_x, bs, options.channels_last);
+      const PathFn fn = prepare_path_or_fail(p, model, x, device, options);
+      c10::InferenceMode inference;
+      AutocastScope autocast(device, options.precision, /*cache_enabled=*/false);
+      const auto window = process_window("latency", c10::str("traced ", p, " bs=", bs));
+      time_samples(fn, x, samples, options.latency_warmup, device, &trace, c10::str("bs=", bs, " path=", p));
+    }
+  }
+  trace.stop();
+}
+
+namespace {
 
 // The calling thread's own CUDA stream, made current for it until the scope ends (Python:
 // torch.cuda.stream(torch.cuda.Stream(device))); nothing on CPU. The pool holds 32 streams per device:
@@ -306,71 +379,6 @@ class IntraOpThreadsScope {
 };
 
 }  // namespace
-
-void check_aoti_packages(const InferOptions& options, const torch::Device& device) {
-  const auto& paths = options.inference_paths;
-  if (std::find(paths.begin(), paths.end(), "aoti") == paths.end() || options.latency_iters == 0) return;
-  for (const int64_t bs : options.latency_batch_sizes) {
-    const std::string path = aoti_package_path(options, bs);
-    if (std::filesystem::is_regular_file(path)) continue;
-    std::string sizes;
-    for (const int64_t b : options.latency_batch_sizes) sizes += c10::str(sizes.empty() ? "" : ",", b);
-    throw std::runtime_error(c10::str("AOTInductor package ", path, " not found: build it with `python -m suite.aoti ",
-                                      "package --model ", options.model, " --device ",
-                                      device.is_cuda() ? "cuda" : "cpu", " --precision ", options.precision,
-                                      options.channels_last ? " --channels-last" : "", " --batch-sizes ", sizes,
-                                      "` and pass the folder it prints as --aoti-dir"));
-  }
-}
-
-std::pair<Json::Array, Json::Array> measure_latency(ResNet& model, const torch::Tensor& test_x,
-                                                    const torch::Device& device, const InferOptions& options,
-                                                    NamedTensors* outputs) {
-  model->eval();
-  Json::Array latency, unavailable;
-  for (const auto& path : options.inference_paths) {
-    if (const auto reason = unavailable_reason(path, device); !reason.empty()) {
-      unavailable.push_back(Json::object({{"feature", "inference path " + path}, {"reason", reason}}));
-      continue;
-    }
-    for (const int64_t bs : options.latency_batch_sizes) {
-      const auto x = latency_input(test_x, bs, options.channels_last);
-      const PathFn fn = prepare_path_or_fail(path, model, x, device, options);
-      reset_peak_memory(device);  // this path's samples only: packaging and capturing excluded
-      c10::InferenceMode inference;
-      AutocastScope autocast(device, options.precision, /*cache_enabled=*/false);
-      std::vector<double> samples;
-      {
-        const auto window = process_window("latency", c10::str("latency ", path, " bs=", bs));
-        samples = time_samples(fn, x, options.latency_iters, options.latency_warmup, device);
-      }
-      auto peak = peak_memory_bytes(device);
-      if (outputs) {  // clone: a graph's output is reused
-        outputs->emplace_back(c10::str(path, ".bs", bs), fn(x).to(torch::kFloat32).clone());
-      }
-      latency.push_back(latency_entry(path, bs, samples, std::move(peak)));
-    }
-  }
-  return {latency, unavailable};
-}
-
-void trace_inference(ResNet& model, const torch::Tensor& test_x, const torch::Device& device,
-                     const InferOptions& options, int64_t samples, const std::string& path) {
-  Trace trace(device, path);
-  model->eval();
-  for (const auto& p : options.inference_paths) {
-    if (!unavailable_reason(p, device).empty()) continue;  // compile among them: nothing to compare with
-    for (const int64_t bs : options.latency_batch_sizes) {
-      const auto x = latency_input(test_x, bs, options.channels_last);
-      const PathFn fn = prepare_path_or_fail(p, model, x, device, options);
-      c10::InferenceMode inference;
-      AutocastScope autocast(device, options.precision, /*cache_enabled=*/false);
-      const auto window = process_window("latency", c10::str("traced ", p, " bs=", bs));
-      time_samples(fn, x, samples, options.latency_warmup, device, &trace, c10::str("bs=", bs, " path=", p));
-    }
-  }
-  trace.stop();
-}
 
 Json::Array measure_concurrency(ResNet& model, const torch::Tensor& test_x, const torch::Device& device,
                                 const InferOptions& options) {

@@ -1,5 +1,5 @@
-// CIFAR ResNet-18/34, weight init from an explicit generator, state dict and weights files
-// (twin of bench/model.py).
+// CIFAR ResNet-18/34 (3x3 stem, no max-pool), weight init from an explicit generator, and the state dict (twin of
+// bench/model.py). Weights files are weights.h.
 #pragma once
 
 #include <torch/torch.h>
@@ -7,6 +7,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "data.h"  // kChannels, kNumClasses
 
 struct BasicBlockImpl : torch::nn::Module {
   BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride);
@@ -19,7 +21,7 @@ struct BasicBlockImpl : torch::nn::Module {
 TORCH_MODULE(BasicBlock);
 
 struct ResNetImpl : torch::nn::Module {
-  ResNetImpl(const std::vector<int64_t>& blocks_per_stage, int64_t num_classes = 10);
+  ResNetImpl(const std::vector<int64_t>& blocks_per_stage, int64_t num_classes = kNumClasses);
   torch::Tensor forward(const torch::Tensor& x);
 
   torch::nn::Conv2d conv1{nullptr};
@@ -29,28 +31,19 @@ struct ResNetImpl : torch::nn::Module {
 };
 TORCH_MODULE(ResNet);
 
-// A model of kModels (cpp/vocab.h).
+// A model of kModels (vocab.h), or std::invalid_argument "unknown model 'x' (choose from ...)".
 ResNet make_model(const std::string& name);
-
-// Python's model.to(memory_format=torch.channels_last): every 4-d parameter and buffer becomes channels_last.
-void to_channels_last(ResNet& model);
 
 // PyTorch's default init distributions, drawn from `gen` in module pre-order.
 void init_weights(ResNet& model, at::Generator& gen);
 
 int64_t param_count(const ResNet& model);
 
+// Python's model.to(memory_format=torch.channels_last): every 4-d parameter and buffer becomes channels_last.
+void to_channels_last(ResNet& model);
+
 // Named tensors in order (Python: a dict of tensors).
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 // Python's Module.state_dict() order: pre-order modules, each one's parameters then its buffers.
 NamedTensors state_dict(const ResNet& model);
-
-// Writes the state dict as a torch pickle of a dict (CPU, contiguous): torch.load reads it.
-void save_weights(const ResNet& model, const std::string& path);
-// Reads a dict of tensors written by torch.save or save_weights; every key, shape and dtype must fit.
-// std::runtime_error names the file and the cause ("cannot read weights file ...", "... does not fit ...").
-void load_weights(ResNet& model, const std::string& path, const std::string& model_name);
-
-// Writes {name: tensor} as a torch pickle (weights files, --dump-* files).
-void save_tensor_dict(const NamedTensors& tensors, const std::string& path);

@@ -29,41 +29,12 @@
 
 #include "build_facts.h"
 #include "flags.h"
+#include "vocab.h"  // kWatchedEnvPrefixes, kTestHooks, kPlants (from bench/vocab.py)
 
 extern char** environ;
 
 namespace {
 
-// The environment variables both processes read (bench/process.py WATCHED_ENV_PREFIXES, the same list).
-constexpr std::array<std::string_view, 23> kWatchedEnvPrefixes = {"OMP_",
-                                                                  "GOMP_",
-                                                                  "KMP_",
-                                                                  "MKL_",
-                                                                  "OPENBLAS_",
-                                                                  "ONEDNN_",
-                                                                  "DNNL_",
-                                                                  "ATEN_",
-                                                                  "TORCH_",
-                                                                  "TORCHINDUCTOR_",
-                                                                  "PYTORCH_",
-                                                                  "CUDA_",
-                                                                  "CUBLAS_",
-                                                                  "CUBLASLT_",
-                                                                  "CUDNN_",
-                                                                  "NCCL_",
-                                                                  "NVIDIA_",
-                                                                  "KINETO_",
-                                                                  "LD_",
-                                                                  "MALLOC_",
-                                                                  "GLIBC_TUNABLES",
-                                                                  "THP_MEM_ALLOC_ENABLE",
-                                                                  "PYTHON"};
-constexpr std::array<std::string_view, 4> kTestHooks = {"BENCH_SLEEP_PER_STEP_MS", "BENCH_NAN_AT_STEP",
-                                                        "BENCH_CRASH_AT_STEP", "BENCH_PLANT"};
-// BENCH_PLANT's drifts (bench/process.py PLANTS, but gc and switch-interval: C++ has no garbage collector and no
-// interpreter).
-constexpr std::array<std::string_view, 7> kPlants = {
-    "cudnn-deterministic", "anomaly", "interop-threads", "worker-threads", "no-grad", "affinity", "thp"};
 constexpr int64_t kDenormals = int64_t(1) << 20;  // elements computed on denormals: enough for every intra-op thread
 constexpr uint32_t kPtNote = 4, kNtGnuBuildId = 3;
 constexpr std::array<std::pair<const char*, const char*>, 9> kFp32Precisions = {{{"generic", "all"},

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
+#include <type_traits>
+#include <variant>
 
 #include "vocab.h"
 
@@ -62,39 +64,33 @@ Json empty_sample_entry(const std::vector<double>& samples_us) {
   return Json::object({{"samples_us", samples_us}, {"median_us", percentile(sorted, 50)}});
 }
 
+Json final_json(const Json& train_loss, const Json& train_accuracy, double test_loss, double test_accuracy) {
+  return Json::object({{"train_loss", train_loss},
+                       {"train_accuracy", train_accuracy},
+                       {"test_loss", test_loss},
+                       {"test_accuracy", test_accuracy}});
+}
+
 Json run_config(const Args& args) {
-  return Json::object({{"model", args.model},
-                       {"epochs", args.epochs},
-                       {"batch_size", args.batch_size},
-                       {"lr", args.lr},
-                       {"momentum", kMomentum},
-                       {"weight_decay", kWeightDecay},
-                       {"nesterov", true},
-                       {"schedule", "linear-warmup-linear-decay"},
-                       {"seed", args.seed},
-                       {"repeat", args.repeat},
-                       {"train_limit", args.train_limit},
-                       {"test_limit", args.test_limit},
-                       {"device", args.device},
-                       {"threads", args.threads},
-                       {"latency_batch_sizes", args.latency_batch_sizes},
-                       {"latency_iters", args.latency_iters},
-                       {"latency_warmup", args.latency_warmup},
-                       {"warmup_steps", args.warmup_steps},
-                       {"optimizer_impl", args.optimizer_impl},
-                       {"eval_only", args.eval_only},
-                       {"load_weights", args.load_weights.empty() ? Json() : Json(args.load_weights)},
-                       {"precision", args.precision},
-                       {"channels_last", args.channels_last},
-                       {"cudnn_benchmark", args.cudnn_benchmark},
-                       {"data_pipeline", args.data_pipeline},
-                       {"workers", args.workers},
-                       {"inference_paths", args.inference_paths},
-                       {"aoti_dir", args.aoti_dir.empty() ? Json() : Json(args.aoti_dir)},
-                       {"concurrency", args.concurrency},
-                       {"concurrency_iters", args.concurrency_iters},
-                       {"trace_steps", args.trace_steps},
-                       {"trace_dir", args.trace_dir.empty() ? Json() : Json(args.trace_dir)}});
+  Json config = Json::object({});
+  for (const auto& flag : kFlags) {
+    if (flag.config_key.empty()) continue;
+    std::visit(
+        [&](auto member) {
+          const auto& value = args.*member;
+          if constexpr (std::is_same_v<std::remove_cvref_t<decltype(value)>, std::string>) {
+            config.set(std::string(flag.config_key), value.empty() ? Json() : Json(value));  // an empty path: null
+          } else {
+            config.set(std::string(flag.config_key), value);
+          }
+        },
+        flag.field);
+  }
+  config.update(Json::object({{"momentum", kMomentum},
+                              {"weight_decay", kWeightDecay},
+                              {"nesterov", kNesterov},
+                              {"schedule", std::string(kSchedule)}}));
+  return config;
 }
 
 Json trace_files(const Args& args) {

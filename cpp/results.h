@@ -10,7 +10,7 @@
 #include "flags.h"
 #include "json.h"
 
-// One epoch's record (Python: a dict with these keys).
+// One epoch's record, its keys in the schema's order (Python: results.EpochRecord).
 struct EpochRecord {
   int64_t epoch;
   double train_seconds, eval_seconds, images_per_second, train_loss, train_accuracy, test_loss, test_accuracy, lr;
@@ -38,7 +38,11 @@ Json summarize_ms(const std::vector<double>& samples_ms);
 // The results' record of the clock's own cost: every empty sample (µs) and their median.
 Json empty_sample_entry(const std::vector<double>& samples_us);
 
-// The run's configuration: its flags that change what is measured, and the recipe's constants.
+// The final metrics: the last epoch's, or with --eval-only one evaluation's (no training ones: null).
+Json final_json(const Json& train_loss, const Json& train_accuracy, double test_loss, double test_accuracy);
+
+// The run's configuration: every flag the table records in config (kFlags' config_key), in its order, then the
+// recipe's constants.
 Json run_config(const Args& args);
 
 // The Chrome traces --trace-steps writes, by what they hold; null without it.
@@ -46,21 +50,16 @@ Json trace_files(const Args& args);
 
 // The whole document, in the schema's order. `facts` is run_facts() (runtime.h); `startup_seconds` is
 // seconds_since_process_start() once the model is ready (before the first training step, or the first inference
-// with --eval-only); `dataset_hash_seconds` the dataset's SHA-256, timed apart; `final_metrics` holds train_loss,
-// train_accuracy, test_loss and test_accuracy; `peak_rss_bytes` is peak_rss_bytes(); `process` the run's
-// ProcessRecord::section().
+// with --eval-only); `dataset_hash_seconds` the dataset's SHA-256, timed apart; `final_metrics` is final_json(...);
+// `peak_rss_bytes` is peak_rss_bytes(); `process` the run's ProcessRecord::section().
 Json results_document(const Args& args, const Json& facts, int64_t param_count, const DatasetIdentity& dataset,
                       const Json& startup_seconds, double dataset_hash_seconds, const Json& warmup_seconds,
                       const std::vector<double>& empty_samples, const Training& training, const Json& final_metrics,
                       const Inference& inference, int64_t peak_rss_bytes, const Json& process);
 
-// Writes `doc` to PATH.tmp.<pid>, then renames it over PATH; throws std::runtime_error "cannot write results
-// to PATH: ..." on failure (a non-finite number included: JSON has none) and leaves no file behind.
-void write_results_atomic(const Json& doc, const std::string& path);
-
 // The temporary file being written ("" when none): a signal handler removes it before the process exits.
 const char* pending_tmp();
 
-// The recipe's constants (config records them; train.cpp's optimizer uses them).
-inline constexpr double kMomentum = 0.9;
-inline constexpr double kWeightDecay = 5e-4;
+// Writes `doc` to PATH.tmp.<pid>, then renames it over PATH; throws std::runtime_error "cannot write results
+// to PATH: ..." on failure (a non-finite number included: JSON has none) and leaves no file behind.
+void write_results_atomic(const Json& doc, const std::string& path);

@@ -31,11 +31,13 @@
 #include "runtime.h"
 #include "trace.h"
 #include "vocab.h"
+#include "weights.h"
 
 namespace {
 
 constexpr int kExitRuntimeError = 1;
 constexpr int kExitUsageError = 2;
+constexpr int kExitSignalBase = 128;            // killed by signal N: exit 128 + N, as a shell reports it
 constexpr int64_t kMaxHookSleepMs = 3'600'000;  // an hour per step: far above any test's slowdown
 
 // ---- test hooks and the options of the parts -------------------------------------------------------
@@ -71,19 +73,6 @@ InferOptions infer_options(const Args& args) {
 
 PipelineOptions pipeline_options(const Args& args) {
   return {args.batch_size, args.workers, args.seed, args.train_limit, args.test_limit};
-}
-
-extern "C" void on_signal(int sig) {
-  // Only async-signal-safe calls here: unlink(2), write(2) and _exit(2).
-  if (pending_tmp()[0] != '\0') ::unlink(pending_tmp());  // interrupted while writing the results
-  static const char kInt[] = "bench_train: error: interrupted by SIGINT; no results written\n";
-  static const char kTerm[] = "bench_train: error: interrupted by SIGTERM; no results written\n";
-  if (sig == SIGINT) {
-    (void)!::write(STDERR_FILENO, kInt, sizeof kInt - 1);
-    ::_exit(130);
-  }
-  (void)!::write(STDERR_FILENO, kTerm, sizeof kTerm - 1);
-  ::_exit(143);
 }
 
 // ---- setting up: backend, data, model, batches -----------------------------------------------------
@@ -141,7 +130,7 @@ ResNet build_model(const Args& args, const torch::Device& device, at::Generator&
 // SGD with the recipe's momentum, Nesterov and weight decay: LibTorch's per-tensor loop, or ForeachSGD.
 std::unique_ptr<torch::optim::SGD> make_optimizer(ResNet& model, const Args& args) {
   const auto options =
-      torch::optim::SGDOptions(args.lr).momentum(kMomentum).nesterov(true).weight_decay(kWeightDecay).dampening(0);
+      torch::optim::SGDOptions(args.lr).momentum(kMomentum).nesterov(kNesterov).weight_decay(kWeightDecay).dampening(0);
   if (args.optimizer_impl == "foreach") return std::make_unique<ForeachSGD>(model->parameters(), options);
   return std::make_unique<torch::optim::SGD>(model->parameters(), options);
 }
@@ -346,13 +335,13 @@ void print_progress(int64_t epoch, int64_t epochs, const EpochRecord& rec, doubl
                rec.train_accuracy, rec.test_loss, rec.test_accuracy, rec.lr, elapsed, eta);
 }
 
-// The timed epochs: each trains, checks its losses, evaluates, and is recorded and printed. The window (time and
-// peak memory) opens here: warm-up, data loading and the model's creation excluded.
 // The profiler for the traced epoch (--trace-steps), or null.
 std::unique_ptr<Trace> train_trace(const Args& args, const torch::Device& device) {
   return args.trace_steps > 0 ? std::make_unique<Trace>(device, trace_files(args).get("train").str()) : nullptr;
 }
 
+// The timed epochs: each trains, checks its losses, evaluates, and is recorded and printed. The window (time and
+// peak memory) opens here: warm-up, data loading and the model's creation excluded.
 Training train(ResNet& model, torch::optim::SGD& optimizer, const BatchSources& sources, const Data& data,
                const torch::Device& device, const Args& args, const TestHooks& hooks) {
   const int64_t steps_per_epoch = (data.train_x.size(0) + args.batch_size - 1) / args.batch_size;
@@ -405,16 +394,12 @@ Json final_metrics(ResNet& model, const BatchSources& sources, const Training& t
                    const Args& args) {
   if (!args.eval_only) {
     const auto& last = training.epochs.back();
-    return Json::object({{"train_loss", last.train_loss},
-                         {"train_accuracy", last.train_accuracy},
-                         {"test_loss", last.test_loss},
-                         {"test_accuracy", last.test_accuracy}});
+    return final_json(last.train_loss, last.train_accuracy, last.test_loss, last.test_accuracy);
   }
   auto test_batches = sources.test();
   const auto [test_loss, test_acc] = evaluate(model, *test_batches, device, args);
   std::fprintf(stderr, "eval test_loss %.4f test_acc %.2f%%\n", test_loss, test_acc);
-  return Json::object(
-      {{"train_loss", nullptr}, {"train_accuracy", nullptr}, {"test_loss", test_loss}, {"test_accuracy", test_acc}});
+  return final_json(Json(), Json(), test_loss, test_acc);
 }
 
 // ---- inference and what the run leaves behind ------------------------------------------------------
@@ -482,14 +467,23 @@ void run(const Args& args) {
   if (!args.results.empty()) write_results_atomic(doc, args.results);
 }
 
+extern "C" void on_signal(int sig) {
+  // Only async-signal-safe calls here: unlink(2), write(2) and _exit(2).
+  if (pending_tmp()[0] != '\0') ::unlink(pending_tmp());  // interrupted while writing the results
+  static const char kInt[] = "bench_train: error: interrupted by SIGINT; no results written\n";
+  static const char kTerm[] = "bench_train: error: interrupted by SIGTERM; no results written\n";
+  const std::string_view message = sig == SIGINT ? kInt : kTerm;
+  (void)!::write(STDERR_FILENO, message.data(), message.size());
+  ::_exit(kExitSignalBase + sig);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::signal(SIGINT, on_signal);  // before parsing, as in Python
+  std::signal(SIGTERM, on_signal);
   try {
-    const Args args = parse_args(argc, argv);
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
-    run(args);
+    run(parse_args(argc, argv));
   } catch (const UsageError& e) {
     std::fprintf(stderr, "%s: error: %s\n", kProgram.data(), first_line(e.what()).c_str());
     return kExitUsageError;

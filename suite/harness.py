@@ -25,8 +25,8 @@ class BuildError(Exception):
 def aoti_package_command(model, device, precision, channels_last, batch_sizes):
     """The command that builds (first use) one configuration's AOTInductor packages and prints their folder."""
     layout = ["--channels-last"] if channels_last else []
-    return [sys.executable, "-m", "suite.aoti", "package", "--model", model, "--device", device, "--precision",
-            precision, *layout, "--batch-sizes", ",".join(map(str, batch_sizes))]
+    return [sys.executable, "-m", "suite.experiments.aoti", "package", "--model", model, "--device", device,
+            "--precision", precision, *layout, "--batch-sizes", ",".join(map(str, batch_sizes))]
 
 
 def aoti_packages(model, device, precision, channels_last, batch_sizes):
@@ -126,13 +126,13 @@ def gpus_for_worker(worker, visible, count):
 
 def ensure_synthetic(folder, train, test, seed=0):
     """The synthetic dataset, generated once per (train, test, seed) and reused."""
-    from bench import data as D
+    from bench import prepare
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(folder.parent / f".{folder.name}.lock"):  # one generator per set (pytest-xdist workers)
-        if not (folder / D.SYNTH_MARKER).exists():
-            D.synth(folder, train, test, seed)
+        if not (folder / prepare.SYNTH_MARKER).exists():
+            prepare.synth(folder, train, test, seed)
     return folder
 
 

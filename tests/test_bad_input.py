@@ -16,7 +16,7 @@ import time
 import pytest
 
 from bench import data as D
-from bench import vocab
+from bench import prepare, vocab
 from bench.vocab import LANGUAGES
 from suite import harness as H
 
@@ -79,11 +79,11 @@ def test_corrupt_label(lang, cpp_exe, data_copy, one_line_error):
 def test_verify_names_the_bad_file(data_copy):
     path = data_copy / "data_batch_4.bin"
     path.write_bytes(path.read_bytes() + b"\0")
-    proc = subprocess.run([sys.executable, "-m", "bench.data", "verify", str(data_copy)], cwd=H.ROOT,
+    proc = subprocess.run([sys.executable, "-m", "bench.prepare", "verify", str(data_copy)], cwd=H.ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        f"bench.data: error: {path}: size {path.stat().st_size} is not a positive multiple of the 3073-byte record"]
+        f"bench.prepare: error: {path}: size {path.stat().st_size} is not a positive multiple of the 3073-byte record"]
 
 
 def test_download_with_wrong_checksum_extracts_nothing(tmp_path):
@@ -94,11 +94,11 @@ def test_download_with_wrong_checksum_extracts_nothing(tmp_path):
     with tarfile.open(fake, "w:gz") as tar:
         tar.add(member, arcname="cifar-10-batches-bin/data_batch_1.bin")
     target = tmp_path / "cifar"
-    proc = subprocess.run([sys.executable, "-m", "bench.data", "download", str(target), "--url", fake.as_uri()],
+    proc = subprocess.run([sys.executable, "-m", "bench.prepare", "download", str(target), "--url", fake.as_uri()],
                           cwd=H.ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     [line] = proc.stderr.strip().splitlines()
-    assert line.startswith("bench.data: error: ") and f"does not match the expected {D.OFFICIAL_MD5}" in line
+    assert line.startswith("bench.prepare: error: ") and f"does not match the expected {prepare.OFFICIAL_MD5}" in line
     assert not any(target.rglob("*.bin")), "nothing may be extracted from an archive with the wrong checksum"
 
 
@@ -213,8 +213,8 @@ def test_missing_aoti_package_names_the_file_and_the_command(lang, cpp_exe, tiny
     proc = run(lang, cpp_exe, args)
     package = tmp_path / vocab.aoti_package_name("resnet18", "fp32", True, 1)
     one_line_error(proc, lang, 1, f"AOTInductor package {package} not found",
-                   "python -m suite.aoti package --model resnet18 --device cpu --precision fp32 --channels-last "
-                   "--batch-sizes 1,8")
+                   "python -m suite.experiments.aoti package --model resnet18 --device cpu --precision fp32 "
+                   "--channels-last --batch-sizes 1,8")
     assert "epoch 1/" not in proc.stderr, "the run trained before finding the package missing"
 
 
@@ -235,9 +235,10 @@ def test_truncated_weights_file(lang, cpp_exe, tiny_data, tmp_path, one_line_err
     """Found by a user: half a weights file gave, in Python, the first line of torch's generic weights_only
     notice. Both languages say what is wrong with the file, in one line."""
     from bench import model as M
+    from bench import weights as W
 
     weights = tmp_path / "half.pt"
-    M.save_weights(M.make_model("resnet18"), weights)
+    W.save_weights(M.make_model("resnet18"), weights)
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     proc = run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--load-weights", str(weights)])
     one_line_error(proc, lang, 1, f"cannot read weights file {weights}: truncated")
@@ -246,9 +247,10 @@ def test_truncated_weights_file(lang, cpp_exe, tiny_data, tmp_path, one_line_err
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_weights_of_the_other_model(lang, cpp_exe, tiny_data, tmp_path, one_line_error):
     from bench import model as M
+    from bench import weights as W
 
     weights = tmp_path / "r18.pt"
-    M.save_weights(M.make_model("resnet18"), weights)
+    W.save_weights(M.make_model("resnet18"), weights)
     proc = run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--model", "resnet34", "--load-weights", str(weights)])
     one_line_error(proc, lang, 1, f"weights file {weights} does not fit resnet34: missing layer1.2.conv1.weight")
 

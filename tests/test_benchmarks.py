@@ -62,9 +62,9 @@ def common_info(docs, run_config):
 def replay_runs(benchmark, test, docs, params):
     """Store every run's samples of this test's metric (suite/metrics.py), and which run (repeat) each came from:
     the gate's statistics are over runs."""
-    per_run_samples = METRICS[test].runs(docs, params)
-    benchmark.extra_info["sample_runs"] = [d for d, samples in enumerate(per_run_samples, 1) for _ in samples]
-    replay(benchmark, [s for samples in per_run_samples for s in samples])
+    samples = METRICS[test].samples(docs, params)
+    benchmark.extra_info["sample_runs"] = samples.sample_runs()
+    replay(benchmark, samples.flat())
 
 
 @pytest.mark.benchmark(timer=REPLAY, disable_gc=False, warmup=False)

@@ -1,5 +1,5 @@
-"""The build environment: CMakeLists.txt refuses a CUDA toolkit of another major than torch's, and suite/aoti.py
-finds an unversioned libcuda.so for the link of a CUDA AOTInductor package."""
+"""The build environment: CMakeLists.txt refuses a CUDA toolkit of another major than torch's, and
+suite/experiments/aoti.py finds an unversioned libcuda.so for the link of a CUDA AOTInductor package."""
 
 import os
 import subprocess
@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from suite import aoti
 from suite import harness as H
+from suite.experiments import aoti
 
 
 def fake_toolkit(root, nvcc_prints):

@@ -1,5 +1,5 @@
-"""suite.gpu_session, the one GPU-session command, through its --dry-run: the same stages, markers, resume,
-results, benchmark storage and report as on a GPU, tiny and on the CPU."""
+"""suite.experiments.gpu_session, the one GPU-session command, through its --dry-run: the same stages, markers,
+resume, results, benchmark storage and report as on a GPU, tiny and on the CPU."""
 
 import json
 import os
@@ -13,15 +13,15 @@ import time
 import pytest
 
 from bench.vocab import LANGUAGES
-from suite import gpu_session as G
 from suite import harness as H
+from suite.experiments import gpu_session as G
 from suite.schema import load_results
 
 pytestmark = pytest.mark.cpp
 
 
 def session(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "suite.gpu_session", *args], cwd=H.ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "suite.experiments.gpu_session", *args], cwd=H.ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
 
 
@@ -88,8 +88,9 @@ def test_dry_run_runs_every_stage_resumes_and_redoes(tmp_path, cpp_exe, env):
 
 
 def test_aoti_stages_build_one_folder_per_configuration_with_every_latency_batch_size(tmp_path):
-    """The GPU plan: one `suite.aoti package` call per model and (precision, layout) of the matrix's modes, with all
-    the matrix's latency batch sizes, so every matrix trainer finds its --aoti-dir built and times, not compiles."""
+    """The GPU plan: one `suite.experiments.aoti package` call per model and (precision, layout) of the matrix's
+    modes, with all the matrix's latency batch sizes, so every matrix trainer finds its --aoti-dir built and times,
+    not compiles."""
     parsed, _ = G.parse_args(["--out", str(tmp_path / "s")])
     c = G.Ctx(parsed)
     configs = {H.mode_precision_and_layout(mode) for mode in G.GPU.modes}
@@ -97,7 +98,7 @@ def test_aoti_stages_build_one_folder_per_configuration_with_every_latency_batch
     got = set()
     for st in aoti_stages:
         [cmd] = st.commands(c)
-        assert cmd[:4] == [sys.executable, "-m", "suite.aoti", "package"], cmd
+        assert cmd[:4] == [sys.executable, "-m", "suite.experiments.aoti", "package"], cmd
         value = {flag: cmd[cmd.index(flag) + 1] for flag in ("--model", "--device", "--precision", "--batch-sizes")}
         assert (value["--device"], value["--batch-sizes"]) == ("cuda", G.GPU.latency_sizes), cmd
         got.add((value["--model"], value["--precision"], "--channels-last" in cmd))
@@ -122,7 +123,7 @@ def test_failures_are_recorded_block_dependents_and_set_the_exit_code(tmp_path, 
 
 def test_a_stage_cut_off_leaves_no_marker(tmp_path, env):
     out = tmp_path / "s"
-    proc = subprocess.Popen([sys.executable, "-m", "suite.gpu_session", "--dry-run", "--out", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "suite.experiments.gpu_session", "--dry-run", "--out", str(out),
                              "--stages", "data-synthetic"], cwd=H.ROOT, env=env, stdout=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if "started data-synthetic" in line:

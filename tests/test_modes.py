@@ -9,6 +9,7 @@ numbers by design: tests/test_pipeline.py covers it; the inference paths: tests/
 import pytest
 import torch
 
+from bench import vocab
 from bench.vocab import LANGUAGES, MODES
 
 LOCKSTEP = ["--device", "cpu", "--model", "resnet18", "--train-limit", "96", "--test-limit", "16", "--batch-size", "32",
@@ -55,7 +56,8 @@ def test_python_optimizer_runs_the_kernels_its_mode_names(impl):
     optimizer = train.make_optimizer(M.make_model("resnet18"), SimpleNamespace(lr=0.1, optimizer_impl=impl))
     [group] = optimizer.param_groups
     assert group["foreach"] is (impl == "foreach")
-    assert (group["momentum"], group["nesterov"], group["weight_decay"], group["dampening"]) == (0.9, True, 5e-4, 0)
+    assert (group["momentum"], group["nesterov"], group["weight_decay"], group["dampening"]) == (
+        vocab.MOMENTUM, vocab.NESTEROV, vocab.WEIGHT_DECAY, 0)
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

@@ -21,15 +21,14 @@ import torch
 from test_traces import SHAPE, traced_args
 
 from bench import process as P
-from bench.vocab import LANGUAGES
+from bench.vocab import LANGUAGES, PYTHON_ONLY_PLANTS
 from suite import harness as H
 from suite import process as S
 from suite.schema import load_results
 
 PLANT_SOURCE = H.ROOT / "tests" / "plants"
 # Every BENCH_PLANT drift each trainer takes (C++ has no garbage collector and no interpreter).
-PYTHON_ONLY = ("gc", "switch-interval")
-PLANTS = {"python": P.PLANTS, "cpp": tuple(p for p in P.PLANTS if p not in PYTHON_ONLY)}
+PLANTS = {"python": P.PLANTS, "cpp": tuple(p for p in P.PLANTS if p not in PYTHON_ONLY_PLANTS)}
 # family (README, "Confounders checklist") -> the keys (fnmatch patterns) its planted drift must show
 FAMILIES = {
     "libraries loaded": ["libraries/libbenchplant.so"],

@@ -19,7 +19,7 @@ from suite.schema import ResultsError, load_results, results_schema, validate_re
 # Real documents to break: schema version 3 and version 2 (with latency and concurrency); the trainers write version 6.
 V3 = ROOT / "docs" / "results" / "warmup-cpu" / "python-resnet18-warmup3.json"
 V2 = ROOT / "docs" / "report-example" / "results" / "python-resnet18-default.json"
-# Every committed trainer results document; not the report's own report.json, nor suite.sweep's sweep.json
+# Every committed trainer results document; not the report's own report.json, nor the sweep's sweep.json
 NOT_RESULTS = {"report.json", "sweep.json"}
 COMMITTED = sorted(p for p in (ROOT / "docs").rglob("*.json") if p.name not in NOT_RESULTS)
 

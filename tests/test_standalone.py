@@ -17,6 +17,7 @@ from suite.schema import load_results
 QUICK = ["--device", "cpu", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32", "--threads", "1",
          "--latency-iters", "2", "--latency-batch-sizes", "1", "--inference-paths", "eager", "--warmup-steps", "1"]
 # A call that starts a program: what bench_train must not contain (comments are left out before the search).
+DEFAULT_SYNTHETIC = D.synthetic_dir(D.SYNTHETIC_TRAIN, D.SYNTHETIC_TEST, D.SYNTHETIC_SEED)  # where both look
 STARTS_A_PROGRAM = re.compile(r"\b(popen|system|exec[lv]p?e?|posix_spawnp?|fork)\s*\(")
 
 
@@ -67,7 +68,7 @@ def copy_data(source, folder, synthetic):
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_default_data_is_the_synthetic_set_said_loudly(lang, cpp_exe, tiny_data, tmp_path):
-    synthetic = copy_data(tiny_data, tmp_path / "cache" / D.SYNTHETIC_DIR, synthetic=True)
+    synthetic = copy_data(tiny_data, tmp_path / "cache" / DEFAULT_SYNTHETIC, synthetic=True)
     out = tmp_path / "out.json"
     proc = run(lang, cpp_exe, [*QUICK, "--results", str(out)], tmp_path, {"BENCH_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -81,7 +82,7 @@ def test_default_data_is_the_synthetic_set_said_loudly(lang, cpp_exe, tiny_data,
 def test_default_data_prefers_the_official_folder(lang, cpp_exe, tiny_data, tmp_path):
     cache = tmp_path / "cache"
     official = copy_data(tiny_data, cache / D.OFFICIAL_DIR, synthetic=False)
-    copy_data(tiny_data, cache / D.SYNTHETIC_DIR, synthetic=True)
+    copy_data(tiny_data, cache / DEFAULT_SYNTHETIC, synthetic=True)
     out = tmp_path / "out.json"
     proc = run(lang, cpp_exe, [*QUICK, "--results", str(out)], tmp_path, {"BENCH_CACHE": str(cache)})
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -94,5 +95,5 @@ def test_no_prepared_data_names_the_command(lang, cpp_exe, tmp_path, one_line_er
     out = tmp_path / "out.json"
     proc = run(lang, cpp_exe, [*QUICK, "--results", str(out)], tmp_path, {"BENCH_CACHE": str(tmp_path / "empty")})
     line = one_line_error(proc, lang, 1, "no --data given", str(tmp_path / "empty" / D.OFFICIAL_DIR))
-    assert "python -m bench.data default" in line and "--data DIR" in line
+    assert "python -m bench.prepare default" in line and "--data DIR" in line
     assert not out.exists()

@@ -1,110 +1,93 @@
-"""One vocabulary: `bench_train --help` shows cpp/vocab.h's table, and it must be bench/vocab.py's exactly
-(flags, kinds, defaults, limits, choices, help texts, modes, models); the Python parser accepts exactly
-vocab.FLAGS. A choice, flag or limit added in one language only fails here, naming the first difference."""
+"""One flag table: bench/vocab.py FLAGS, and what is generated from it. The C++ trainer's table (vocab_table.h in
+its build folder) is what bench/generate.py writes now, both --help texts are help_text(), docs/trainers.md holds
+the generated flag table, the Python parser's Args and defaults follow the table, and both trainers' results
+record every flag where the table says."""
 
-import re
+import dataclasses
 import subprocess
 
 import pytest
 
-from bench import flags, vocab
+from bench import flags, generate, vocab
+from bench.results import run_config
+from bench.vocab import FLAGS, LANGUAGES
+from suite.schema import results_schema
 
-# "  --epochs N  training epochs [1..1000000] (default: 1)": name, metavar (none for a switch), help, the
-# limits ([low..high] for ints, (low..high] for a float), default.
-FLAG_LINE = re.compile(r"  (?P<name>--[a-z-]+)(?: (?P<meta>\S+))?  (?P<help>.*?)"
-                       r"(?: (?P<limits>[\[(]-?\d+\.\.-?\d+\]))? \(default: (?P<default>[^)]*)\)")
-CHOICES = re.compile(r"\{(?P<choices>[^}]*)\}(?P<many>\[,\.\.\.\])?")
-KIND_OF_METAVAR = {"N": "int", "X": "float", "PATH": "text", None: "switch", "N[,N...]": "ints"}
+RECIPE_KEYS = ("momentum", "weight_decay", "nesterov", "schedule")
+
+# Every flag that config records, away from its default (the checks below would miss a value that equals its
+# default), in a run short enough for a unit test: --eval-only, a few images, one latency sample. --load-weights
+# stays unset: it needs a weights file.
+RECORDED_RUN = [
+    "--model", "resnet34", "--epochs", "2", "--batch-size", "8", "--lr", "0.05", "--train-limit", "16",
+    "--test-limit", "8", "--device", "cpu", "--seed", "3", "--repeat", "4", "--threads", "1",
+    "--latency-batch-sizes", "2", "--latency-iters", "1", "--latency-warmup", "0", "--warmup-steps", "1",
+    "--eval-only", "--deterministic", "--cudnn-benchmark", "--record-step-losses", "--trace-steps", "1",
+    "--trace-dir", "{out}/traces", "--precision", "bf16", "--channels-last", "--optimizer-impl", "foreach",
+    "--data-pipeline", "idiomatic", "--workers", "0", "--inference-paths", "eager,cuda-graph", "--aoti-dir", "{out}",
+    "--concurrency", "1", "--concurrency-iters", "2",
+]
 
 
-@pytest.fixture(scope="module")
-def cpp_help(cpp_exe):
+def test_cpp_table_is_what_the_generator_writes_now(cpp_exe):
+    """CMake regenerated the header when bench/ changed: the build holds no stale table."""
+    header = cpp_exe.parent / "generated" / "vocab_table.h"
+    assert header.read_text() == generate.cpp_header(), f"{header} is stale: rebuild (CMake regenerates it)"
+
+
+def test_cpp_help_is_the_generated_text(cpp_exe):
     proc = subprocess.run([str(cpp_exe), "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and not proc.stderr, proc.stderr
-    return proc.stdout.splitlines()
+    assert proc.stdout == flags.help_text("cpp")
 
 
-def parse_flag_line(line):
-    """One --help line as a vocab.Flag (the C++ side's facts, in Python's types)."""
-    m = FLAG_LINE.fullmatch(line)
-    assert m, f"not a flag line in the regular layout: {line!r}"
-    meta, choices = m["meta"], ()
-    kind = KIND_OF_METAVAR.get(meta)
-    if kind is None:
-        c = CHOICES.fullmatch(meta)
-        assert c, f"unknown metavar {meta!r} in {line!r}"
-        kind, choices = ("names" if c["many"] else "choice"), tuple(c["choices"].split(","))
-    low = high = None
-    if m["limits"]:
-        low, high = (int(v) for v in m["limits"][1:-1].split(".."))
-        assert (m["limits"][0] == "(") == (kind == "float"), f"a float's range opens with '(': {line!r}"
-    return vocab.Flag(m["name"], kind, parse_default(kind, m["default"]), m["help"], low, high, choices)
+def test_python_help_is_the_same_text(capsys):
+    with pytest.raises(SystemExit) as done:
+        flags.parse_args(["--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == flags.help_text("python")
+    python, cpp = (flags.help_text(lang).split("\noptions:\n") for lang in LANGUAGES)
+    assert python[1] == cpp[1], "the flags' lines differ between the languages"
+    assert python[0].startswith(f"usage: {vocab.PROGRAMS['python']} ") and cpp[0].startswith("usage: bench_train ")
 
 
-def parse_default(kind, text):
-    if kind == "switch":
-        return {"off": False, "on": True}[text]
-    if kind in ("ints", "names"):
-        items = () if text == "none" else tuple(text.split(","))
-        return tuple(map(int, items)) if kind == "ints" else items
-    if text == "none":
-        return None
-    return {"int": int, "float": float}.get(kind, str)(text)
+def test_docs_flag_table_is_current():
+    doc = generate.TRAINERS_DOC.read_text()
+    assert generate.with_flag_table(doc) == doc, "docs/trainers.md is stale: run `python -m bench.generate docs`"
 
 
-def first_difference(python, cpp):
-    """The first flag whose facts differ, as a readable line (or None)."""
-    for i, (p, c) in enumerate(zip(python, cpp)):
-        if p != c:
-            fields = [f for f in ("name", "kind", "default", "help", "low", "high", "choices")
-                      if getattr(p, f) != getattr(c, f)]
-            return (f"flag {i} ({p.name}): " +
-                    "; ".join(f"{f}: Python {getattr(p, f)!r}, C++ {getattr(c, f)!r}" for f in fields))
-    if len(python) != len(cpp):
-        return f"Python has {len(python)} flags, C++ {len(cpp)}: " \
-               f"{[f.name for f in python[len(cpp):]] or [f.name for f in cpp[len(python):]]} in one only"
-    return None
+def test_python_args_are_the_table():
+    assert [field.name for field in dataclasses.fields(flags.Args)] == [flag.dest for flag in FLAGS]
 
 
-def test_cpp_flag_table_is_the_python_one(cpp_help):
-    lines = [line for line in cpp_help if line.startswith("  --")]
-    cpp = [parse_flag_line(line) for line in lines]
-    python = [vocab.Flag(f.name, f.kind, f.default, f.help, f.low, f.high, tuple(f.choices)) for f in vocab.FLAGS]
-    difference = first_difference(python, cpp)
-    assert difference is None, f"bench/vocab.py and cpp/vocab.h differ: {difference}"
-
-
-def test_cpp_modes_models_and_program_are_the_python_ones(cpp_help):
-    assert cpp_help[0] == f"usage: {vocab.PROGRAMS['cpp']} [options]"
-    facts = dict(line.split(": ", 1) for line in cpp_help if line.startswith(("modes: ", "models: ")))
-    modes = dict(entry.split("=", 1) for entry in facts["modes"].split(", "))
-    assert {name: tuple(v.split()) for name, v in modes.items()} == vocab.MODES
-    assert list(modes) == list(vocab.MODES)
-    models = dict(entry.split("=", 1) for entry in facts["models"].split(", "))
-    assert {name: tuple(map(int, v.split())) for name, v in models.items()} == vocab.MODELS
-
-
-def test_python_parser_accepts_exactly_the_table():
-    parser = flags.build_parser()
-    options = [s for action in parser._actions for s in action.option_strings if s not in ("-h", "--help")]
-    assert options == [f.name for f in vocab.FLAGS]
-    assert list(vars(parser.parse_args([]))) == [f.dest for f in vocab.FLAGS] == list(flags.Args.__dataclass_fields__)
-
-
-def test_python_help_shows_each_flags_limits_and_default():
-    """The Python --help says what the C++ one says, through the same text for each flag."""
-    text = " ".join(flags.build_parser().format_help().split())  # argparse wraps lines
-    for flag in vocab.FLAGS:
-        assert " ".join(flags.help_text(flag).split()) in text, flag.name
-    assert flags.vocabulary_text().splitlines()[0] in flags.build_parser().format_help()
-
-
-@pytest.mark.parametrize("flag", [f for f in vocab.FLAGS if f.kind not in ("switch", "text")], ids=lambda f: f.name)
-def test_python_parser_reads_each_default_as_the_table_says(flag):
-    """The default as --help prints it, given on the command line, parses back to the default."""
-    text = flags.default_text(flag)
+@pytest.mark.parametrize("flag", [f for f in FLAGS if f.kind != "switch"], ids=lambda f: f.name)
+def test_each_default_parses_back_to_itself(flag):
+    """The default's text (what C++ parses at start, and what --help shows) given on the command line is the
+    default, as the parser sets it when the flag is absent."""
     expected = list(flag.default) if flag.kind in ("ints", "names") else flag.default
-    for parse in (lambda argv: vars(flags.build_parser().parse_args(argv)),  # --help's parser
-                  lambda argv: vars(flags.parse_args(argv))):  # the run's parser (the same loop as C++'s)
-        assert parse([flag.name, "" if text == "none" else text])[flag.dest] == expected
-        assert parse([])[flag.dest] == expected
+    assert getattr(flags.parse_args([flag.name, flags.default_arg(flag)]), flag.dest) == expected
+    assert getattr(flags.parse_args([]), flag.dest) == expected
+
+
+def test_the_schema_config_is_the_flag_table_and_the_recipe():
+    schema = results_schema()["properties"]["config"]["properties"]
+    assert set(schema) == {flag.config_key for flag in FLAGS if flag.config_key} | set(RECIPE_KEYS)
+
+
+def value_at(doc, dotted):
+    for key in dotted.split("."):
+        doc = doc[key]
+    return doc
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_results_record_every_flag_where_the_table_says(lang, cached_run, tiny_data):
+    doc, out, _ = cached_run(lang, ["--data", str(tiny_data), *RECORDED_RUN])
+    args = flags.parse_args(["--data", str(tiny_data), *(a.replace("{out}", str(out)) for a in RECORDED_RUN)])
+    assert doc["config"] == run_config(args)
+    assert list(doc["config"]) == [flag.config_key for flag in FLAGS if flag.config_key] + [*RECIPE_KEYS]
+    assert (doc["config"]["momentum"], doc["config"]["weight_decay"], doc["config"]["nesterov"],
+            doc["config"]["schedule"]) == (vocab.MOMENTUM, vocab.WEIGHT_DECAY, vocab.NESTEROV, vocab.SCHEDULE)
+    elsewhere = {flag.results_key: value_at(doc, flag.results_key) for flag in FLAGS
+                 if flag.results_key and not flag.config_key}
+    assert elsewhere == {"dataset.path": str(tiny_data), "backend.deterministic": True, "step_losses": []}

@@ -1,7 +1,7 @@
 """One GPU session in resumable stages: build, correctness, data, AOTI packages, the benchmark matrix, batch
 sizes, real-subset accuracy, report.
 
-    python3 -m suite.gpu_session --out DIR [--stages a,b] [--force] [--dry-run] [--real-subset DIR]
+    python3 -m suite.experiments.gpu_session --out DIR [--stages a,b] [--force] [--dry-run] [--real-subset DIR]
                                  [--epochs N] [--real-epochs N] [--build-dir DIR] [--archive FILE.tar.gz]
 
 Each stage is one or a few subprocesses, sized to end well inside a 10-minute device call on an H100. A stage
@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.vocab import INFERENCE_PATHS, MODELS
 from suite import harness as H
 
-PROG = "suite.gpu_session"
+PROG = "suite.experiments.gpu_session"
 PY = sys.executable
 SUITE = ["tests/test_trainers.py", "tests/test_benchmarks.py"]
 DEFAULT_SUBSETS = [H.ROOT / ".data" / "cifar10-real-subset", H.ROOT.parent / "shared" / "data" / "cifar10-real-subset"]
@@ -49,7 +49,7 @@ class Plan:
     real_epochs: int
     real_batch: int
     trace_steps: int      # the traces stages' --trace-steps
-    sweep: tuple = ()     # python -m suite.sweep's options beyond its defaults
+    sweep: tuple = ()     # python -m suite.experiments.sweep's options beyond its defaults
     tiny: dict = field(default_factory=dict)  # suite options of every trainer run (a stage's own win)
 
 
@@ -88,7 +88,7 @@ class Ctx:
     """The options and the paths every stage builder reads."""
 
     def __init__(self, args):
-        from bench.data import cache_dir  # imports torch: only here, not at module import
+        from bench.data import cache_dir, synthetic_dir  # imports torch: only here, not at module import
 
         self.args, self.plan = args, (DRY if args.dry_run else GPU)
         self.out = Path(args.out).resolve()
@@ -98,7 +98,7 @@ class Ctx:
         self.repeats = args.repeats or self.plan.repeats
         self.workers = max(1, min(8, (os.cpu_count() or 2) // 2))  # DataLoader workers / xdist processes
         train, test = self.plan.synth
-        self.synthetic = cache_dir() / f"synthetic-{train}-{test}-0"  # suite.harness.ensure_synthetic's naming
+        self.synthetic = cache_dir() / synthetic_dir(train, test, 0)
         if args.dry_run:  # no real images on a CPU test machine: the tiny set stands in for them
             self.subset = self.synthetic
         else:
@@ -145,7 +145,7 @@ def correctness(c):
 
 
 def subset_check(c):
-    cmds = [[PY, "-m", "bench.data", "verify", str(c.subset)]]
+    cmds = [[PY, "-m", "bench.prepare", "verify", str(c.subset)]]
     if (c.subset / "SHA256SUMS").is_file():
         cmds.append([PY, "-c", CHECK_SUMS, str(c.subset)])
     return cmds
@@ -245,8 +245,8 @@ def stages(c):
                     needs=data, owns=suite_outputs(f"traces-{m}"))
               for m in p.models]
     table.append(Stage("sweep", "the crossover: batch-size sweep of both languages, start-up and footprint",
-                       lambda c: [[PY, "-m", "suite.sweep", "--out", str(c.out / "sweep"), "--device", p.device,
-                                   "--build-dir", str(c.build_dir), *p.sweep]],
+                       lambda c: [[PY, "-m", "suite.experiments.sweep", "--out", str(c.out / "sweep"),
+                                   "--device", p.device, "--build-dir", str(c.build_dir), *p.sweep]],
                        needs=("build",), owns=lambda c: [c.out / "sweep"]))
     table.append(Stage("baseline", "the matrix's benchmark saves as one baseline.json", baseline,
                        owns=lambda c: [c.out / "baseline.json"]))

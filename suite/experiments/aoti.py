@@ -1,6 +1,7 @@
 """AOTInductor packages of the CIFAR ResNet: built once per configuration and cached; both trainers load them.
 
-    python -m suite.aoti package --model resnet18 --device cpu --precision fp32 [--channels-last] --batch-sizes 1,8
+    python -m suite.experiments.aoti package --model resnet18 --device cpu --precision fp32 [--channels-last]
+                                             --batch-sizes 1,8
 
 builds each missing package and prints the folder to pass to either trainer as --aoti-dir. The folder is keyed
 by the device the kernels were compiled for and the torch version; its files are named by
@@ -26,7 +27,7 @@ from bench.infer import use_persistent_inductor_cache
 from bench.model import ResNet, make_model
 from bench.vocab import MAX_BATCH, MODELS, PRECISIONS, aoti_package_name
 
-PROG = "suite.aoti"
+PROG = "suite.experiments.aoti"
 
 
 class AotiError(Exception):

@@ -2,7 +2,7 @@
 Python / C++ ratio's confidence band, and the batch size below which C++ is measurably faster, if any. Then
 start-up and footprint: process start to the first training step and to the first inference, peak memory.
 
-    python -m suite.sweep --out DIR [--batch-sizes 1,2,4,...,256] [--repeats 4] [--model resnet18]
+    python -m suite.experiments.sweep --out DIR [--batch-sizes 1,2,4,...,256] [--repeats 4] [--model resnet18]
                           [--device auto] [--steps 4] [--latency-iters 20] [--threads 0] [--data DIR]
                           [--build-dir DIR]
 
@@ -10,31 +10,27 @@ Every run is a fresh trainer process; the languages alternate (python, cpp, then
 repeat) at each batch size, and the batch sizes are swept once per repeat, so that a drift of the machine's
 speed falls on both languages and every batch size alike. A run trains 2 epochs of --steps steps at its batch
 size; its training-step sample is the steady-state epoch (epoch 2) over its steps, its latency samples are its
-eager latency at that batch size. suite/stats.py compares the languages per batch size (over per-run medians
-from 4 runs a side). Writes DIR/sweep.json, DIR/sweep.md, DIR/crossover.png and every run's results in
-DIR/results/.
+eager latency at that batch size. The report's comparisons (suite/report/compare.py) judge the languages per
+batch size, over per-run medians from 4 runs a side, and its renderers draw DIR/sweep.md and DIR/crossover.png,
+as `python -m suite.report ... --sweep DIR/sweep.json` draws the same section. Writes DIR/sweep.json, those two
+and every run's results in DIR/results/.
 """
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
-import matplotlib
+from bench.vocab import DEVICES, LANGUAGES, MODELS
+from suite import harness as H
+from suite import metrics
+from suite.report import compare, markdown, plots
+from suite.report.samples import RunSamples
+from suite.schema import ResultsError, load_results
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from bench.vocab import LANGUAGES, MODELS  # noqa: E402
-from suite import harness as H  # noqa: E402
-from suite import stats  # noqa: E402
-from suite.schema import ResultsError, load_results  # noqa: E402
-
-PROG = "suite.sweep"
+PROG = "suite.experiments.sweep"
 DEFAULT_BATCH_SIZES = "1,2,4,8,16,32,64,128,256"
 LR = 0.01  # small enough that batch 1 does not diverge in a few steps; the same in both languages
-METRICS = {"train_step_ms": "training step (ms)", "latency_ms": "inference latency (ms)"}
 
 
 def parse_args(argv):
@@ -43,7 +39,7 @@ def parse_args(argv):
     p.add_argument("--batch-sizes", default=DEFAULT_BATCH_SIZES, help=f"(default {DEFAULT_BATCH_SIZES})")
     p.add_argument("--repeats", type=int, default=4, help="runs per language and batch size (default 4)")
     p.add_argument("--model", default="resnet18", choices=list(MODELS))
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=list(DEVICES))
     p.add_argument("--steps", type=int, default=4, help="training steps per epoch (default 4)")
     p.add_argument("--latency-iters", type=int, default=20, help="latency samples per run (default 20)")
     p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (default 0: torch's)")
@@ -64,9 +60,9 @@ def parse_args(argv):
 def data_folder(args):
     if args.data:
         return Path(args.data)
-    from bench.data import cache_dir  # the suite's smoke set (conftest.SMOKE): 5000 / 1000 synthetic images
+    from bench.data import cache_dir, synthetic_dir  # the suite's smoke set (conftest.SMOKE): 5000 / 1000 images
 
-    return H.ensure_synthetic(cache_dir() / "synthetic-5000-1000-0", 5000, 1000)
+    return H.ensure_synthetic(cache_dir() / synthetic_dir(5000, 1000, 0), 5000, 1000)
 
 
 def trainer_args(args, data, bs, repeat, out):
@@ -88,10 +84,12 @@ def run(lang, argv, exe):
 
 
 def samples(doc):
-    """{metric: this run's samples}: the steady-state epoch over the steps it ran, and every latency sample (ms)."""
-    steps = -(-doc["dataset"]["train_records"] // doc["config"]["batch_size"])
-    return {"train_step_ms": [doc["epochs"][1]["train_seconds"] / steps * 1000],
-            "latency_ms": doc["latency"][0]["samples_ms"]}
+    """{metric: this run's samples} (compare.SWEEP_METRICS): the steady-state epoch over the steps it ran, and
+    every eager latency sample at the run's batch size, in ms."""
+    bs = doc["config"]["batch_size"]
+    steps = -(-doc["dataset"]["train_records"] // bs)
+    return {"train_step_ms": [s / steps * 1000 for s in metrics.steady_epoch_seconds([doc]).flat()],
+            "latency_ms": metrics.latency_ms([doc], "eager", bs).flat()}
 
 
 def sweep(args, data, exe, out):
@@ -113,55 +111,19 @@ def sweep(args, data, exe, out):
     return runs, failures
 
 
-def compare(runs, metric):
-    """Per batch size: each language's median, the ratio with its interval, and the verdict."""
+def table(by_batch_size):
+    """sweep.json's rows of one metric: per batch size, each language's median of per-run medians, the ratio with
+    its interval, and the report's verdict (suite/report/compare.py)."""
     rows = []
-    for bs, by_lang in runs.items():
-        py, cpp = ([r[metric] for r in by_lang[lang]] for lang in LANGUAGES)
-        if not py or not cpp:
+    for bs, r in sorted(by_batch_size.items()):
+        if r is None:
             rows.append({"batch_size": bs, "verdict": "n/a: a language has no run"})
             continue
-        c = stats.compare_runs(py, cpp)
-        p_two = min(1.0, 2 * min(c.p_greater, c.p_less))
-        faster = c.excludes_one() and (c.unit != stats.UNIT_RUNS or p_two <= 0.05)
-        rows.append({"batch_size": bs, "python_ms": stats.median_of_runs(py), "cpp_ms": stats.median_of_runs(cpp),
-                     "ratio": c.ratio, "low": c.low, "high": c.high, "unit": c.unit, "runs": (len(py), len(cpp)),
-                     "p_two_sided": p_two,
-                     "verdict": ("C++ faster" if c.low > 1 else "Python faster") if faster else "no difference shown"})
+        c = r.comparison
+        rows.append({"batch_size": bs, "python_ms": r.python.median_of_runs, "cpp_ms": r.cpp.median_of_runs,
+                     "ratio": c.ratio, "low": c.low, "high": c.high, "unit": c.unit,
+                     "runs": (r.python.n_runs, r.cpp.n_runs), "p_two_sided": r.p_two_sided, "verdict": r.verdict})
     return rows
-
-
-def crossover(rows):
-    """The largest batch size up to which C++ is measurably faster at every batch size swept, from the smallest;
-    None when it is not at the smallest (whatever happens at larger ones: the table shows them)."""
-    below = None
-    for row in sorted(rows, key=lambda r: r["batch_size"]):
-        if row["verdict"] != "C++ faster":
-            break
-        below = row["batch_size"]
-    return below
-
-
-def plot(tables, path):
-    fig, axes = plt.subplots(1, len(tables), figsize=(5.5 * len(tables), 4), squeeze=False)
-    for ax, (metric, rows) in zip(axes[0], tables.items()):
-        rows = [r for r in rows if "ratio" in r]
-        bs = [r["batch_size"] for r in rows]
-        ax.plot(bs, [r["ratio"] for r in rows], marker="o", label="Python / C++ (ratio of medians)")
-        band = [(r["batch_size"], r["low"], r["high"]) for r in rows if r["low"] is not None]
-        if band:
-            ax.fill_between([b for b, _, _ in band], [lo for _, lo, _ in band], [hi for _, _, hi in band],
-                            alpha=0.25, label="95% CI")
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(bs, [str(b) for b in bs])
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("Python / C++")
-        ax.set_title(METRICS[metric])
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def startup(args, data, exe, out, failures):
@@ -184,46 +146,16 @@ def startup(args, data, exe, out, failures):
                 failures.append(f"eval-only start-up run {repeat}: {doc}")
             else:
                 found[lang]["to_first_inference_s"].append(doc["startup_seconds"])
-    return {lang: {k: summary([x for x in v if x is not None]) for k, v in facts.items()}
+    return {lang: {k: summary(v) for k, v in facts.items()}
             for lang, facts in found.items()}
 
 
 def summary(values):
-    """Median, min, max and count, or None without values (start-up is null where /proc cannot be read)."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)} \
-        if values else None
-
-
-def markdown(sweep, plot_name="crossover.png"):
-    """The sweep's tables as Markdown lines, from sweep.json's content (the report includes them too)."""
-    args, tables, crossovers = sweep["args"], sweep["tables"], sweep["crossover"]
-    lines = [f"Model {args['model']}, device {args['device']}, {args['repeats']} runs per language and batch size "
-             f"(alternating), {args['steps']} steps per epoch, {args['latency_iters']} latency samples per run.", "",
-             f"![Python / C++ against batch size, with the 95% interval]({plot_name})", ""]
-    for metric, rows in tables.items():
-        lines += [f"### {METRICS[metric]}", "",
-                  "| Batch size | Python (ms) | C++ (ms) | Python / C++ | 95% CI | p (two-sided) | Verdict |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in rows:
-            if "ratio" not in r:
-                lines.append(f"| {r['batch_size']} | | | | | | {r['verdict']} |")
-                continue
-            ci = "n/a" if r["low"] is None else f"{r['low']:.3f}–{r['high']:.3f}"
-            lines.append(f"| {r['batch_size']} | {r['python_ms']:.3f} | {r['cpp_ms']:.3f} | {r['ratio']:.3f} | {ci} | "
-                         f"{r['p_two_sided']:.3g} | {r['verdict']} |")
-        below = crossovers[metric]
-        lines += ["", "C++ is measurably faster at every batch size up to " + str(below) if below else
-                  "There is no batch size from the smallest swept at which C++ is measurably faster.", ""]
-    lines += ["### Start-up and footprint", "",
-              "| Language | Process start to first training step (s) | to first inference (s) | Peak RSS (MiB) |",
-              "|---|---|---|---|"]
-    for lang, facts in sweep["startup"].items():
-        cells = ["n/a" if (f := facts[k]) is None else f"{f['median']:.2f} ({f['min']:.2f}–{f['max']:.2f})"
-                 for k in ("to_first_step_s", "to_first_inference_s", "peak_rss_mib")]
-        lines.append(f"| {lang} | " + " | ".join(cells) + " |")
-    if sweep["failures"]:
-        lines += ["", "Runs that failed: " + "; ".join(sweep["failures"])]
-    return lines
+    """Median, min, max and count of per-run values, or None without any (start-up is null where /proc cannot
+    be read)."""
+    samples = RunSamples.one_per_run(values, "")
+    return {"median": samples.median, "min": samples.percentile(0), "max": samples.percentile(100),
+            "n": samples.n_runs} if samples else None
 
 
 def main(argv=None):
@@ -236,13 +168,15 @@ def main(argv=None):
         sys.exit(f"{PROG}: error: {err}")
     data = data_folder(args)
     runs, failures = sweep(args, data, exe, out / "results")
-    tables = {metric: compare(runs, metric) for metric in METRICS}
-    result = {"args": vars(args), "runs": runs, "tables": tables,
-              "crossover": {metric: crossover(rows) for metric, rows in tables.items()},
+    ratios = compare.sweep_ratios(runs)
+    result = {"args": vars(args), "runs": runs, "tables": {metric: table(by_bs) for metric, by_bs in ratios.items()},
+              "crossover": {metric: compare.crossover(by_bs) for metric, by_bs in ratios.items()},
               "startup": startup(args, data, exe, out / "results", failures), "failures": failures}
     (out / "sweep.json").write_text(json.dumps(result, indent=1, default=str))
-    plot(tables, out / "crossover.png")
-    (out / "sweep.md").write_text("\n".join(markdown(json.loads((out / "sweep.json").read_text()))) + "\n")
+    # drawn by the report's renderers, as `python -m suite.report ... --sweep DIR/sweep.json` draws it
+    plots.plot_crossover(ratios, out / "crossover.png")
+    (out / "sweep.md").write_text(markdown.sweep_md(json.loads((out / "sweep.json").read_text()), out / "sweep.json")
+                                  + "\n")
     print((out / "sweep.md").read_text())
     return 0
 
