@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from bench.runtime import DETAIL_LINES
 from suite import harness as H
 from suite.experiments import aoti
 
@@ -128,3 +129,19 @@ def test_configure_runs_once_per_folder_python_and_sources(tmp_path, monkeypatch
     assert H.configure_command(tmp_path / "new", H.ROOT)[5:7] == ["-G", "Ninja"]
     monkeypatch.setattr(H.shutil, "which", lambda tool: None if tool == "ninja" else f"/usr/bin/{tool}")
     assert "-G" not in H.configure_command(tmp_path / "new", H.ROOT)
+
+
+def test_a_failed_package_build_shows_the_compiler_output_before_its_one_line(tmp_path, monkeypatch, capsys):
+    """Inductor's CppCompileError says "C++ compile error" on its first line and why (the command, the compiler's
+    output) after it: those lines, the last DETAIL_LINES of them, go to stderr before the one-line error."""
+    output = [f"/tmp/x.cpp:{i}: error: line {i}" for i in range(100)]
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("\n".join(["C++ compile error", "", "Command:", "g++ x.cpp -lcuda", "", "Output:", *output]))
+    monkeypatch.setattr(torch.export, "export", fail)
+    with pytest.raises(aoti.AotiError) as err:
+        aoti.build_package(tmp_path / "p.pt2", "resnet18", 1, torch.device("cpu"), "fp32", False)
+    assert str(err.value) == "cannot build the AOTInductor package p.pt2: RuntimeError: C++ compile error"
+    shown = capsys.readouterr().err.splitlines()
+    assert shown == [f"  | {line}" for line in output[-DETAIL_LINES:]]
+    assert not list(tmp_path.iterdir()), "no package, no temporary file"
