@@ -55,8 +55,8 @@ def constructed(c, stages, seconds):
 
 def test_budget_starts_what_fits_in_order_and_stops_an_overrun_with_its_processes(tmp_path, monkeypatch, capsys):
     """A stage starts only when its estimate fits in what is left less the report's; one that does not is left for
-    the next call while smaller ones after it run; a stage that outlives the budget is stopped, child processes
-    included, and leaves no marker; after it nothing starts but the report, and the whole call ends in time."""
+    the next run while smaller ones after it run; a stage that outlives the budget is stopped, child processes
+    included, and leaves no marker; after it nothing starts but the report, and the whole run ends in time."""
     monkeypatch.setattr(G, "STOP_GRACE_S", 0.5)
     monkeypatch.setattr(G, "ARCHIVE_S", 0)
     budget_s = 5.0
@@ -79,7 +79,7 @@ def test_budget_starts_what_fits_in_order_and_stops_an_overrun_with_its_processe
     assert {n: o.status for n, o in outcomes.items()} == {
         "first": "ok", "big": G.NO_TIME, "after-big": "ok", "needs-big": G.WAITING, "overrun": G.CUT_OFF,
         "late": G.NO_TIME, "report": "ok"}
-    assert took < budget_s, f"the call took {took:.1f}s of a {budget_s}s budget"
+    assert took < budget_s, f"the run took {took:.1f}s of a {budget_s}s budget"
     assert sorted(p.stem for p in (c.out / "stages").glob("*.json")) == ["after-big", "first", "report"]
     out = capsys.readouterr().out
     assert re.search(r"NOT STARTED big: its estimate 10000s is more than the \ds left", out), out
@@ -257,11 +257,12 @@ def test_dry_run_keeps_its_budget_resumes_and_redoes(tmp_path, cpp_exe, env):
     c = ctx(*args)
     names = list(c.table)
 
-    # A budget that holds (a) and the report, not everything: the call ends within it and leaves the rest.
+    # A budget that holds (a) and the report, not everything: the run ends within it and leaves the rest.
     budget = sum(G.DRY.seconds[n] for n in ("build", "correctness", "data-synthetic", "report")) + G.ARCHIVE_S + 20
     t0 = time.perf_counter()
     first = session(*args, "--budget", str(budget), env=env)
     took = time.perf_counter() - t0
+    print(first.stdout)  # the summary's seconds beside the estimates (pytest -rP shows them)
     assert first.returncode == 3, first.stdout + first.stderr
     assert took < budget + 15, f"{took:.0f}s for a budget of {budget}s"  # + the interpreter's start before the clock
     for name in ("build", "correctness", "data-synthetic"):
@@ -270,10 +271,11 @@ def test_dry_run_keeps_its_budget_resumes_and_redoes(tmp_path, cpp_exe, env):
         left = re.search(rf"NOT STARTED {name}: its estimate (\d+)s is more than the (\d+)s left", first.stdout)
         assert left or re.search(rf"finished {name}: ok|WAITING {name}", first.stdout), (name, first.stdout)
         assert not left or int(left[1]) > int(left[2])
-    assert "left for another call" in first.stdout
+    assert "left for the next run" in first.stdout
 
     # The same command without a budget goes on where the first stopped and runs the rest.
     rest = session(*args, "--archive", str(archive), env=env)
+    print(rest.stdout)
     assert rest.returncode == 0, rest.stdout + rest.stderr
     assert re.search(rf"^{G.PROG}: skipped build: already finished \(ok", rest.stdout, re.M), rest.stdout
     suite_stages = [n for n in names if n.startswith(("matrix-", "accuracy-real-", "traces-"))]

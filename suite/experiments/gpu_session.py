@@ -1,6 +1,6 @@
 """One GPU session in priority order under a time budget: (a) the C++ build and the CUDA correctness proofs, (b)
 ResNet18's decisive numbers, (c) the same in bf16 + channels-last, (d) the batch-size crossover, (e) the rest
-as time allows; at the end of every call, the report of what has finished.
+as time allows; at the end of every run of the command, the report of what has finished.
 
     python -m suite.experiments.gpu_session --out DIR [--budget SECONDS] [--stages a,b] [--force] [--dry-run]
                                             [--real-subset DIR] [--epochs N] [--real-epochs N] [--repeats N]
@@ -106,7 +106,7 @@ class Stage:
     owns: object = lambda c: []  # noqa: E731  what the stage (re)writes: removed before it runs, no stale files
     products: object = lambda c: []  # noqa: E731  what it leaves: a marker without them does not count as done
     if_failed: str = ""   # said loudly when it fails
-    finishing: bool = False  # the report: run at the end of every call that finished a stage, its time set aside
+    finishing: bool = False  # the report: at the end of every run that finished a stage, its time set aside
     resumes: bool = False    # goes on from what a cut-off run of it left (owns is removed with --force only)
 
 
@@ -117,7 +117,7 @@ class Outcome:
     failed: bool = False
 
 
-# What a stage's outcome says about the session: a failure, or time that ran out (another call goes on).
+# What a stage's outcome says about the session: a failure, or time that ran out (the next run goes on).
 FAILED, NO_TIME, WAITING, CUT_OFF = "failed", "no time", "waiting", "cut off at the budget"
 LEFT_FOR_LATER = (NO_TIME, WAITING, CUT_OFF)
 
@@ -125,12 +125,11 @@ LEFT_FOR_LATER = (NO_TIME, WAITING, CUT_OFF)
 class Budget:
     """The session's deadline: `seconds` from now, or none."""
 
-    def __init__(self, seconds, clock=time.monotonic):
-        self.clock = clock
-        self.deadline = None if seconds is None else clock() + seconds
+    def __init__(self, seconds):
+        self.deadline = None if seconds is None else time.monotonic() + seconds
 
     def left(self):
-        return float("inf") if self.deadline is None else self.deadline - self.clock()
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
 
 
 class OutOfTime(Exception):
@@ -140,11 +139,11 @@ class OutOfTime(Exception):
 class Ctx:
     """The options and the paths every stage builder reads."""
 
-    def __init__(self, args, budget=None):
+    def __init__(self, args):
         from bench.data import cache_dir, synthetic_dir  # imports torch: only here, not at module import
 
         self.args, self.plan = args, (DRY if args.dry_run else GPU)
-        self.budget = budget or Budget(args.budget)
+        self.budget = Budget(args.budget)  # its clock starts now
         self.out = Path(args.out).resolve()
         self.build_dir = Path(args.build_dir).resolve()
         self.epochs = args.epochs or self.plan.epochs
@@ -274,7 +273,7 @@ def report(c):
     files = sorted((c.out / "results").glob("*/*.json"))
     if not files:
         return f"no results files under {c.out / 'results'} yet"
-    swept = c.out / "sweep" / "sweep.json"  # a sweep cut off has no start-up section yet: the next call ends it
+    swept = c.out / "sweep" / "sweep.json"  # a sweep cut off has no start-up section yet: the next run ends it
     complete = swept.is_file() and json.loads(swept.read_text()).get("complete")
     return [[PY, "-m", "suite.report", *map(str, files), "--out", str(c.out / "report"),
              *(["--sweep", str(swept)] if complete else [])]]
@@ -411,7 +410,7 @@ def run_stage(c, st, seconds):
     estimate = c.plan.seconds[st.name]
     if estimate > seconds:
         say(f"NOT STARTED {st.name}: its estimate {estimate:.0f}s is more than the {max(seconds, 0):.0f}s left of "
-            "the budget; the next call starts with it")
+            "the budget; the next run starts with it")
         return Outcome(NO_TIME)
     c.marker(st.name).unlink(missing_ok=True)
     for path in st.owns(c) if not st.resumes or c.args.force else ():
@@ -447,7 +446,7 @@ def run_stage(c, st, seconds):
 
 def run_stages(c, selected, outcomes, after_each=lambda: None):
     """Each stage in order into `outcomes` ({name: Outcome}), within the budget less the finishing stages'
-    estimates; a finishing stage (the report reads all that finished) again whenever this call finished one."""
+    estimates; a finishing stage (the report reads all that finished) again whenever this run finished one."""
     archive_s = ARCHIVE_S if c.budget.deadline is not None else 0
     reserve = sum(c.plan.seconds[st.name] for st in selected if st.finishing) + archive_s
     spent = False
@@ -536,7 +535,7 @@ def summary(outcomes, c):
           "benchmarks/ (pytest-benchmark saves), benchmark-json/, baseline.json, correctness.xml, sweep/, "
           "report/report.md, session.json" + (f"; archive {Path(c.args.archive).resolve()}" if c.args.archive else ""))
     if left:
-        say(f"{len(left)} stage(s) left for another call: {', '.join(left)} (the same command goes on)")
+        say(f"{len(left)} stage(s) left for the next run: {', '.join(left)} (the same command goes on)")
     if failed:
         say(f"{len(failed)} stage(s) failed or did not run: {', '.join(failed)} "
             "(logs/<stage>.log; --stages NAME --force retries one)")
@@ -549,7 +548,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder; markers there make a rerun resume")
     p.add_argument("--budget", type=float, default=None,
-                   help="seconds this call may take: a stage starts only if its estimate fits, and the session ends "
+                   help="seconds this run may take: a stage starts only if its estimate fits, and the session ends "
                         "within them with the report (default: no limit)")
     p.add_argument("--stages", default="", help="comma-separated stage names to run (default: all, in priority order)")
     p.add_argument("--force", action="store_true", help="redo the selected stages even if already finished")
@@ -596,7 +595,7 @@ def _terminated(signum, frame):
 
 def main(argv=None):
     args, parser = parse_args(argv)
-    c = Ctx(args)  # the budget's clock starts here
+    c = Ctx(args)
     table = stages(c)
     c.table = {st.name: st for st in table}
     names = [n for n in args.stages.split(",") if n]
