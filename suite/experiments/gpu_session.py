@@ -84,14 +84,15 @@ GPU = Plan("cuda", (50_000, 10_000), tuple(MODELS), ("default", "bf16-cl", "fore
                     "matrix-resnet34-foreach": 200, "matrix-resnet34-cudnn-benchmark": 210,
                     "matrix-resnet34-idiomatic": 230, "report": 30})
 # Tiny, on the CPU: with --data and --device cpu the suite picks the full-cpu preset (5000/1000 images), so every
-# size is given explicitly. Its estimates are this dry run's own on 2 loaded cores (docs/gpu.md, "Sizing").
+# size is given explicitly. Its estimates are this dry run's own seconds on 2 cores loaded by other work, rounded
+# up (docs/gpu.md, "Sizing"); the build's is an incremental one's.
 DRY = Plan("cpu", (128, 32), ("resnet18",), ("default", "bf16-cl"), "eager", "1", "", epochs=1, repeats=1,
            real_epochs=1, real_batch=32, trace_steps=2,
            sweep=("--batch-sizes", "1,2", "--repeats", "1", "--steps", "1", "--latency-iters", "2",
                   "--startup-runs", "1"),
-           seconds={"build": 30, "correctness": 20, "data-synthetic": 10, "matrix-resnet18-default": 60,
-                    "matrix-resnet18-bf16-cl": 60, "sweep": 90, "data-real-subset": 10,
-                    "accuracy-real-resnet18": 60, "traces-resnet18": 60, "report": 30},
+           seconds={"build": 30, "correctness": 10, "data-synthetic": 10, "matrix-resnet18-default": 80,
+                    "matrix-resnet18-bf16-cl": 140, "sweep": 270, "data-real-subset": 5,
+                    "accuracy-real-resnet18": 150, "traces-resnet18": 120, "report": 20},
            tiny={"--train-limit": 64, "--test-limit": 32, "--batch-size": 32, "--latency-iters": 2,
                  "--latency-batch-sizes": 1})
 
