@@ -13,8 +13,6 @@ Every explicit option overrides its preset value. README.md documents every opti
 """
 
 import os
-import platform
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -671,26 +669,11 @@ def _interleaved_baseline(config, run):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    """What a stored baseline was measured on: GPUs, driver, CUDA, cuDNN, torch, torchvision, CPU, commit."""
-    import torch
-    import torchvision
+    """What a stored baseline was measured on: GPUs, driver, CUDA, cuDNN, torch, torchvision, CPU (suite.machine);
+    the commit is in pytest-benchmark's commit_info, the suite's configuration in each benchmark's extra_info."""
+    from suite.machine import machine_facts
 
-    from bench.runtime import cpu_name
-
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    driver = None
-    if gpus:
-        try:
-            driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                    capture_output=True, text=True, timeout=10).stdout.split("\n")[0] or None
-        except (OSError, subprocess.SubprocessError):
-            pass
-    machine_info["torch_api_bench"] = {
-        "gpu_names": gpus, "gpu_count": len(gpus), "gpu": gpus[0] if gpus else "none (CPU)",
-        "driver": driver, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if gpus else None,
-        "torch": torch.__version__, "torchvision": torchvision.__version__, "cpu_model": cpu_name(),
-        "cpu_threads": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-    }  # the commit is in pytest-benchmark's commit_info; the suite's configuration in each benchmark's extra_info
+    machine_info["torch_api_bench"] = machine_facts()
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's own, which would dump both machine_infos whole

@@ -21,6 +21,7 @@ from bench.runtime import (
     first_line,
     now_ns,
     peak_memory_bytes,
+    print_detail,
     reset_peak_memory,
     synchronize,
 )
@@ -165,6 +166,7 @@ def prepare_path_or_fail(path, model, x, device, options, compiled):
     try:
         return prepare_path(path, model, x, device, options, compiled)
     except Exception as err:  # export, Inductor and CUDA raise many types
+        print_detail(err)
         raise InferenceError(f"cannot prepare inference path {path} at batch size {x.shape[0]}: "
                              f"{first_line(err)}") from err
 

@@ -179,8 +179,10 @@ PathFn prepare_path_or_fail(const std::string& path, ResNet& model, const torch:
   try {
     return prepare_path(path, model, x, device, options);
   } catch (const c10::Error& e) {
+    print_detail(e.what_without_backtrace());
     throw std::runtime_error(failed + first_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {
+    print_detail(e.what());
     throw std::runtime_error(failed + first_line(e.what()));
   }
 }

@@ -75,11 +75,17 @@ def test_architecture_identical(tmp_path, cpp_exe, tiny_data, expected_params, m
 
 # 2. Weights to logits -----------------------------------------------------------------------------------------
 
+CUDA = pytest.param(["--device", "cuda", "--deterministic"], id="cuda", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")])
+
+
+@pytest.mark.parametrize("device", [pytest.param(CPU, id="cpu"), CUDA])
 @pytest.mark.parametrize("writer", LANGUAGES)
-def test_weights_cross_load_same_logits(tmp_path, cpp_exe, tiny_data, writer):
-    """Weights trained and saved by one language give the same logits and accuracy in the other."""
+def test_weights_cross_load_same_logits(tmp_path, cpp_exe, tiny_data, writer, device):
+    """Weights trained and saved by one language give the same logits and accuracy in the other (on CUDA with
+    deterministic algorithms: the same kernels for the same shapes in both)."""
     reader = "cpp" if writer == "python" else "python"
-    base = [*CPU, "--model", "resnet18", "--data", str(tiny_data), "--threads", "1", *NO_LATENCY]
+    base = [*device, "--model", "resnet18", "--data", str(tiny_data), "--threads", "1", *NO_LATENCY]
     weights = tmp_path / "w.pt"
     run_ok(writer, base + ["--train-limit", "64", "--batch-size", "32", "--save-weights", str(weights),
                            "--dump-logits", str(tmp_path / "writer.pt"), "--results", str(tmp_path / "w.json")],

@@ -4,6 +4,8 @@ runs, the crossover, and the section the report's renderers draw from a saved re
 (tests/test_gpu_session.py) runs it tiny."""
 
 import json
+import subprocess
+from pathlib import Path
 
 from suite.experiments import sweep
 from suite.report import compare, markdown, plots
@@ -55,3 +57,29 @@ def test_section_and_plot_from_the_saved_result(tmp_path):
     assert "| python | 2.50 (2.40–2.60) | n/a | n/a |" in text and "Runs that failed: batch 256" in text
     plots.plot_crossover(compare.sweep_ratios(result["runs"]), tmp_path / "crossover.png")
     assert (tmp_path / "crossover.png").stat().st_size > 1000
+
+
+def test_resume_reuses_the_runs_a_cut_off_sweep_left(tmp_path, monkeypatch):
+    """--resume: a run whose results file is there and valid is not run again; one whose file does not validate
+    (cut off while writing) is. Without --resume every run runs."""
+    started = []
+
+    def run_trainer(lang, argv, exe):
+        started.append(argv[argv.index("--results") + 1])
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    def load_results(path):  # stands in for the schema: an empty document does not validate
+        doc = json.loads(Path(path).read_text())
+        if not doc:
+            raise sweep.ResultsError(f"{path}: empty")
+        return doc
+    monkeypatch.setattr(sweep.H, "run_trainer", run_trainer)
+    monkeypatch.setattr(sweep, "load_results", load_results)
+    kept, broken = tmp_path / "kept.json", tmp_path / "broken.json"
+    kept.write_text('{"run": "earlier"}')
+    broken.write_text("{}")
+    assert sweep.run("python", ["--results", str(kept)], None, resume=True) == {"run": "earlier"}
+    assert started == []
+    sweep.run("python", ["--results", str(broken)], None, resume=True)
+    sweep.run("python", ["--results", str(kept)], None)
+    assert started == [str(broken), str(kept)]

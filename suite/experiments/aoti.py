@@ -25,6 +25,7 @@ from bench.data import cache_dir
 from bench.flags import UsageError, parse_ints
 from bench.infer import use_persistent_inductor_cache
 from bench.model import ResNet, make_model
+from bench.runtime import first_line, print_detail
 from bench.vocab import MAX_BATCH, MODELS, PRECISIONS, aoti_package_name
 
 PROG = "suite.experiments.aoti"
@@ -118,10 +119,10 @@ def build_package(path, model_name, batch_size, device, precision, channels_last
         exported = torch.export.export(model, (x,))
         aoti_compile_and_package(exported, package_path=str(tmp))
         os.replace(tmp, path)
-    except Exception as err:  # export and inductor raise many types; the caller gets one line
-        lines = str(err).strip().splitlines()
+    except Exception as err:  # export and inductor raise many types; the caller gets one line, after the rest
+        print_detail(err)     # (inductor's CppCompileError has the compiler's command and output there)
         raise AotiError(f"cannot build the AOTInductor package {path.name}: {type(err).__name__}: "
-                        f"{lines[0] if lines else ''}") from err
+                        f"{first_line(err)}") from err
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -4,7 +4,7 @@ start-up and footprint: process start to the first training step and to the firs
 
     python -m suite.experiments.sweep --out DIR [--batch-sizes 1,2,4,...,256] [--repeats 4] [--model resnet18]
                           [--device auto] [--steps 4] [--latency-iters 20] [--threads 0] [--data DIR]
-                          [--build-dir DIR]
+                          [--build-dir DIR] [--resume]
 
 Every run is a fresh trainer process; the languages alternate (python, cpp, then cpp, python on the next
 repeat) at each batch size, and the batch sizes are swept once per repeat, so that a drift of the machine's
@@ -13,7 +13,9 @@ size; its training-step sample is the steady-state epoch (epoch 2) over its step
 eager latency at that batch size. The report's comparisons (suite/report/compare.py) judge the languages per
 batch size, over per-run medians from 4 runs a side, and its renderers draw DIR/sweep.md and DIR/crossover.png,
 as `python -m suite.report ... --sweep DIR/sweep.json` draws the same section. Writes DIR/sweep.json, those two
-and every run's results in DIR/results/.
+and every run's results in DIR/results/. DIR/sweep.json is written after every repeat too ("complete": false
+until the end), so a sweep cut off keeps its finished repeats; --resume reuses the runs whose results are
+already in DIR/results/ (a sweep cut off goes on where it stopped).
 """
 
 import argparse
@@ -47,6 +49,7 @@ def parse_args(argv):
                    help="--eval-only runs per language for start-up to the first inference (default 4)")
     p.add_argument("--data", default=None, help="CIFAR-10 binary folder (default: the cached synthetic smoke set)")
     p.add_argument("--build-dir", default=str(H.ROOT / "build"), help="C++ build folder (default build/)")
+    p.add_argument("--resume", action="store_true", help="reuse the runs whose results DIR/results/ already holds")
     args = p.parse_args(argv)
     try:
         args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
@@ -72,8 +75,15 @@ def trainer_args(args, data, bs, repeat, out):
             "--repeat", str(repeat), "--results", str(out)]
 
 
-def run(lang, argv, exe):
-    """The validated document of one run, or the one line of why it failed."""
+def run(lang, argv, exe, resume=False):
+    """The validated document of one run, or the one line of why it failed; with `resume`, the results file an
+    earlier run left, if it validates."""
+    results = argv[argv.index("--results") + 1]
+    if resume and Path(results).is_file():
+        try:
+            return load_results(results)
+        except ResultsError:
+            pass  # a file from a run cut off while writing: run it again
     proc = H.run_trainer(lang, argv, exe)
     if proc.returncode:
         return f"{lang} exit {proc.returncode}: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
@@ -92,8 +102,9 @@ def samples(doc):
             "latency_ms": metrics.latency_ms([doc], "eager", bs).flat()}
 
 
-def sweep(args, data, exe, out):
-    """{bs: {lang: [per-run samples]}} and the failures, running every (repeat, bs, lang) once."""
+def sweep(args, data, exe, out, after_repeat=lambda runs, failures: None):
+    """{bs: {lang: [per-run samples]}} and the failures, running every (repeat, bs, lang) once; after_repeat sees
+    both after each repeat."""
     runs = {bs: {lang: [] for lang in LANGUAGES} for bs in args.batch_sizes}
     failures = []
     for repeat in range(1, args.repeats + 1):
@@ -101,13 +112,14 @@ def sweep(args, data, exe, out):
         for bs in args.batch_sizes:
             for lang in order:
                 doc = run(lang, trainer_args(args, data, bs, repeat, out / f"{lang}-bs{bs}-r{repeat}.json"),
-                          exe if lang == "cpp" else None)
+                          exe if lang == "cpp" else None, args.resume)
                 if isinstance(doc, str):
                     failures.append(f"batch {bs} repeat {repeat}: {doc}")
                 else:
                     runs[bs][lang].append(samples(doc))
                 print(f"{PROG}: repeat {repeat} batch {bs} {lang}: "
                       + (doc if isinstance(doc, str) else "ok"), flush=True)
+        after_repeat(runs, failures)
     return runs, failures
 
 
@@ -134,14 +146,14 @@ def startup(args, data, exe, out, failures):
         for lang in LANGUAGES if repeat % 2 else LANGUAGES[::-1]:
             exe_lang = exe if lang == "cpp" else None
             base = trainer_args(args, data, 32, repeat, out / f"{lang}-startup-train-r{repeat}.json")
-            doc = run(lang, base, exe_lang)
+            doc = run(lang, base, exe_lang, args.resume)
             if isinstance(doc, str):
                 failures.append(f"start-up run {repeat}: {doc}")
             else:
                 found[lang]["to_first_step_s"].append(doc["startup_seconds"])
                 found[lang]["peak_rss_mib"].append(doc["peak_rss_bytes"] / 2**20)
             doc = run(lang, [*trainer_args(args, data, 1, repeat, out / f"{lang}-startup-infer-r{repeat}.json"),
-                             "--eval-only"], exe_lang)
+                             "--eval-only"], exe_lang, args.resume)
             if isinstance(doc, str):
                 failures.append(f"eval-only start-up run {repeat}: {doc}")
             else:
@@ -158,6 +170,18 @@ def summary(values):
             "n": samples.n_runs} if samples else None
 
 
+def write_result(out, args, runs, failures, startup_facts):
+    """DIR/sweep.json, whole or not at all; "complete" once the start-up runs are in (`startup_facts`)."""
+    ratios = compare.sweep_ratios(runs)
+    result = {"args": vars(args), "complete": startup_facts is not None, "runs": runs,
+              "tables": {metric: table(by_bs) for metric, by_bs in ratios.items()},
+              "crossover": {metric: compare.crossover(by_bs) for metric, by_bs in ratios.items()},
+              "startup": startup_facts, "failures": failures}
+    tmp = out / "sweep.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1, default=str))
+    tmp.replace(out / "sweep.json")
+
+
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out).resolve()
@@ -167,12 +191,10 @@ def main(argv=None):
     except H.BuildError as err:
         sys.exit(f"{PROG}: error: {err}")
     data = data_folder(args)
-    runs, failures = sweep(args, data, exe, out / "results")
+    runs, failures = sweep(args, data, exe, out / "results",
+                           lambda runs, failures: write_result(out, args, runs, failures, None))
+    write_result(out, args, runs, failures, startup(args, data, exe, out / "results", failures))
     ratios = compare.sweep_ratios(runs)
-    result = {"args": vars(args), "runs": runs, "tables": {metric: table(by_bs) for metric, by_bs in ratios.items()},
-              "crossover": {metric: compare.crossover(by_bs) for metric, by_bs in ratios.items()},
-              "startup": startup(args, data, exe, out / "results", failures), "failures": failures}
-    (out / "sweep.json").write_text(json.dumps(result, indent=1, default=str))
     # drawn by the report's renderers, as `python -m suite.report ... --sweep DIR/sweep.json` draws it
     plots.plot_crossover(ratios, out / "crossover.png")
     (out / "sweep.md").write_text(markdown.sweep_md(json.loads((out / "sweep.json").read_text()), out / "sweep.json")
