@@ -171,6 +171,9 @@ class Args:
     aoti_dir: str | None
     concurrency: list
     concurrency_iters: int
+    grad_sync: str
+    no_sync_blocks: int
+    dist_timeout: int
 
 
 def check_combinations(args):

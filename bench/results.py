@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.vocab import TRACE_FILES
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
 SCHEDULE = "linear-warmup-linear-decay"
@@ -31,6 +31,7 @@ class Training:
     step_losses: list
     total_seconds: float
     peak_memory_bytes: int | None
+    distributed: dict | None = None  # a distributed run's section (bench/dist.py DataParallel.section)
 
 
 @dataclass
@@ -74,7 +75,8 @@ def run_config(args):
             "load_weights": args.load_weights, "precision": args.precision, "channels_last": args.channels_last,
             "cudnn_benchmark": args.cudnn_benchmark, "data_pipeline": args.data_pipeline, "workers": args.workers,
             "inference_paths": args.inference_paths, "aoti_dir": args.aoti_dir, "concurrency": args.concurrency,
-            "concurrency_iters": args.concurrency_iters, "trace_steps": args.trace_steps, "trace_dir": args.trace_dir}
+            "concurrency_iters": args.concurrency_iters, "trace_steps": args.trace_steps, "trace_dir": args.trace_dir,
+            "grad_sync": args.grad_sync, "no_sync_blocks": args.no_sync_blocks}
 
 
 def trace_files(args):
@@ -101,7 +103,7 @@ def results_document(args, facts, param_count, dataset, startup_seconds, warmup_
         "epochs": training.epochs, "total_seconds": training.total_seconds, "final": final,
         "latency": inference.latency, "concurrency": inference.concurrency, "unavailable": inference.unavailable,
         "peak_memory_bytes": training.peak_memory_bytes, "peak_rss_bytes": peak_rss_bytes,
-        "traces": trace_files(args),
+        "traces": trace_files(args), "distributed": training.distributed,
     }
     if args.record_step_losses:
         doc["step_losses"] = training.step_losses

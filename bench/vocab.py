@@ -18,6 +18,10 @@ PRECISIONS = ("fp32", "bf16")
 OPTIMIZER_IMPLS = ("per-tensor", "foreach")
 DATA_PIPELINES = ("matched", "idiomatic")
 INFERENCE_PATHS = ("eager", "compile", "aoti", "cuda-graph")
+# Data-parallel training (bench/dist.py, cpp/dist.cpp): how gradients are averaged across ranks, and the process
+# group's backend per device type.
+GRAD_SYNCS = ("ddp", "flat")
+DIST_BACKENDS = {"cpu": "gloo", "cuda": "nccl"}
 DATASET_KINDS = ("official", "subset", "synthetic")
 # The suite's named modes (pytest --modes) and the trainer flags each stands for (docs/twins.md, "Modes").
 MODES = {
@@ -43,6 +47,7 @@ MAX_BATCH = 65_536
 MAX_WORKERS = 256
 MAX_SEED = 2**63 - 1  # the largest int64: C++ holds the seed as one
 MAX_LR = 1000  # already diverges at once (tests/test_bad_input.py relies on it); beyond it, a typo
+MAX_DIST_TIMEOUT = 86_400  # a day: a rank silent for longer is gone
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ class Flag:
 FLAGS = (
     Flag("--model", "choice", "resnet18", "network to train", choices=tuple(MODELS)),
     Flag("--epochs", "int", 1, "training epochs", 1, MAX_COUNT),
-    Flag("--batch-size", "int", 128, "training and eval batch size", 1, MAX_BATCH),
+    Flag("--batch-size", "int", 128, "training and eval batch size (per rank under torchrun)", 1, MAX_BATCH),
     Flag("--lr", "float", 0.1, "peak learning rate", 0, MAX_LR),
     Flag("--data", "text", None, "CIFAR-10 binary folder; none = the one `python -m bench.data default` prepared"),
     Flag("--train-limit", "int", 0, "use the first N training records, 0 = all", 0, MAX_COUNT),
@@ -111,6 +116,13 @@ FLAGS = (
     Flag("--concurrency", "ints", (), "comma-separated thread counts for concurrent batch-1 inference",
          1, MAX_THREADS),
     Flag("--concurrency-iters", "int", 50, "timed requests per thread", 1, MAX_COUNT),
+    # Data-parallel training, launched by torchrun (docs/distributed.md): read only under its environment.
+    Flag("--grad-sync", "choice", "ddp", "gradient averaging across ranks: DDP's buckets overlapped with backward, "
+         "or one flat allreduce after it (an ablation)", choices=GRAD_SYNCS),
+    Flag("--no-sync-blocks", "int", 0, "timing probe: alternate N steps with gradient sync and N without (no_sync: "
+         "the ranks' weights drift apart), 0 = always sync", 0, MAX_COUNT),
+    Flag("--dist-timeout", "int", 300, "seconds a rank waits for the others (store, collectives) before the job ends "
+         "naming the rank that failed", 1, MAX_DIST_TIMEOUT),
 )
 
 

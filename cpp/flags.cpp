@@ -119,6 +119,9 @@ const std::map<std::string_view, Field> kFields = {
     {"--aoti-dir", &Args::aoti_dir},
     {"--concurrency", &Args::concurrency},
     {"--concurrency-iters", &Args::concurrency_iters},
+    {"--grad-sync", &Args::grad_sync},
+    {"--no-sync-blocks", &Args::no_sync_blocks},
+    {"--dist-timeout", &Args::dist_timeout},
 };
 
 // Stores `text`, checked as the table says, in the flag's field (Python: parse_value, then argparse stores it).

@@ -51,6 +51,9 @@ struct Args {
   std::string aoti_dir;
   std::vector<int64_t> concurrency;
   int64_t concurrency_iters = 0;
+  std::string grad_sync;
+  int64_t no_sync_blocks = 0;
+  int64_t dist_timeout = 0;
 };
 
 // `text` as an integer in [low, high], else UsageError "<name> must be an integer in [low, high], got '<text>'".

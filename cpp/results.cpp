@@ -14,7 +14,7 @@
 
 namespace {
 
-constexpr int64_t kSchemaVersion = 5;
+constexpr int64_t kSchemaVersion = 6;
 
 Json epoch_json(const EpochRecord& e) {
   return Json::object({{"epoch", e.epoch},
@@ -94,7 +94,9 @@ Json run_config(const Args& args) {
                        {"concurrency", args.concurrency},
                        {"concurrency_iters", args.concurrency_iters},
                        {"trace_steps", args.trace_steps},
-                       {"trace_dir", args.trace_dir.empty() ? Json() : Json(args.trace_dir)}});
+                       {"trace_dir", args.trace_dir.empty() ? Json() : Json(args.trace_dir)},
+                       {"grad_sync", args.grad_sync},
+                       {"no_sync_blocks", args.no_sync_blocks}});
 }
 
 Json trace_files(const Args& args) {
@@ -134,7 +136,8 @@ Json results_document(const Args& args, const Json& facts, int64_t param_count, 
                            {"unavailable", inference.unavailable},
                            {"peak_memory_bytes", training.peak_memory_bytes},
                            {"peak_rss_bytes", peak_rss_bytes},
-                           {"traces", trace_files(args)}});
+                           {"traces", trace_files(args)},
+                           {"distributed", training.distributed}});
   if (args.record_step_losses) doc.set("step_losses", training.step_losses);
   return doc;
 }

@@ -32,6 +32,11 @@ inline constexpr std::array<std::string_view, 2> kPrecisions = {"fp32", "bf16"};
 inline constexpr std::array<std::string_view, 2> kOptimizerImpls = {"per-tensor", "foreach"};
 inline constexpr std::array<std::string_view, 2> kDataPipelines = {"matched", "idiomatic"};
 inline constexpr std::array<std::string_view, 4> kInferencePaths = {"eager", "compile", "aoti", "cuda-graph"};
+// Data-parallel training (dist.h; Python: vocab.GRAD_SYNCS, DIST_BACKENDS): how gradients are averaged across ranks,
+// and the process group's backend per device type.
+inline constexpr std::array<std::string_view, 2> kGradSyncs = {"ddp", "flat"};
+inline constexpr std::string_view kCpuBackend = "gloo";
+inline constexpr std::string_view kCudaBackend = "nccl";
 
 // The suite's named modes (pytest --modes) and the trainer flags each stands for (docs/twins.md, "Modes").
 struct Mode {
@@ -61,7 +66,8 @@ inline constexpr int64_t kMaxThreads = 1024;  // torch::set_num_threads(100000) 
 inline constexpr int64_t kMaxBatch = 65'536;
 inline constexpr int64_t kMaxWorkers = 256;
 inline constexpr int64_t kMaxSeed = std::numeric_limits<int64_t>::max();
-inline constexpr int64_t kMaxLr = 1000;  // already diverges at once; beyond it, a typo
+inline constexpr int64_t kMaxLr = 1000;             // already diverges at once; beyond it, a typo
+inline constexpr int64_t kMaxDistTimeout = 86'400;  // a day: a rank silent for longer is gone
 
 // int, float, text, choice, switch, ints (comma-separated ints; an empty text is the empty list where the
 // default is empty), names (distinct comma-separated choices).
@@ -82,7 +88,7 @@ struct Flag {
 inline constexpr std::array kFlags = {
     Flag{"--model", FlagKind::kChoice, "resnet18", "network to train", 0, 0, kModelNames},
     Flag{"--epochs", FlagKind::kInt, "1", "training epochs", 1, kMaxCount},
-    Flag{"--batch-size", FlagKind::kInt, "128", "training and eval batch size", 1, kMaxBatch},
+    Flag{"--batch-size", FlagKind::kInt, "128", "training and eval batch size (per rank under torchrun)", 1, kMaxBatch},
     Flag{"--lr", FlagKind::kFloat, "0.1", "peak learning rate", 0, kMaxLr},
     Flag{"--data", FlagKind::kText, "",
          "CIFAR-10 binary folder; none = the one `python -m bench.data default` prepared"},
@@ -130,6 +136,19 @@ inline constexpr std::array kFlags = {
     Flag{"--concurrency", FlagKind::kInts, "", "comma-separated thread counts for concurrent batch-1 inference", 1,
          kMaxThreads},
     Flag{"--concurrency-iters", FlagKind::kInt, "50", "timed requests per thread", 1, kMaxCount},
+    // Data-parallel training, launched by torchrun (docs/distributed.md): read only under its environment.
+    Flag{"--grad-sync", FlagKind::kChoice, "ddp",
+         "gradient averaging across ranks: DDP's buckets overlapped with backward, or one flat allreduce after it (an "
+         "ablation)",
+         0, 0, kGradSyncs},
+    Flag{
+        "--no-sync-blocks", FlagKind::kInt, "0",
+        "timing probe: alternate N steps with gradient sync and N without (no_sync: the ranks' weights drift apart), 0 "
+        "= always sync",
+        0, kMaxCount},
+    Flag{"--dist-timeout", FlagKind::kInt, "300",
+         "seconds a rank waits for the others (store, collectives) before the job ends naming the rank that failed", 1,
+         kMaxDistTimeout},
 };
 
 // The Chrome traces --trace-steps writes into --trace-dir (trace.h; Python: vocab.TRACE_FILES).
