@@ -27,6 +27,8 @@ MAX_RANKS = 1 << 20
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 BROADCAST_BUCKET_BYTES = 250 << 20  # DistributedDataParallel's broadcast_bucket_size
 HEARTBEAT_MAX_S = 1.0  # a rank's heartbeat period: at most this, a quarter of --dist-timeout when that is shorter
+# What a trainer without a backend cannot do (--help, and the results' `unavailable` on that device type).
+FEATURES = {"cpu": "distributed CPU training (gloo)", "cuda": "distributed CUDA training (NCCL)"}
 
 
 class JobError(Exception):
@@ -147,8 +149,9 @@ class Watchdog:
         after = self.peers()
         stopped = [r for r, beat in after.items() if beat is not None and before.get(r) == beat]
         if stopped:
-            return f"rank {stopped[0]} stopped {at_step(after[stopped[0]][1])}: crashed or killed (its heartbeat " \
-                   f"ended); rank {self.rank} saw: {cause}"
+            r = stopped[0]
+            return f"rank {r} crashed or was killed: its heartbeat stopped ({last_seen(after[r][1])}); rank " \
+                   f"{self.rank} saw: {cause}"
         behind = sorted((beat[1], r) for r, beat in after.items() if beat is not None and beat[1] < self.step)
         if behind:
             step, r = behind[0]
@@ -164,6 +167,7 @@ class Watchdog:
         if self.failing:
             return None
         self.failing = True
+        cause = short_cause(cause)
         try:
             if self.store.check(["failure"]):
                 return None
@@ -173,8 +177,41 @@ class Watchdog:
             return f"rank {self.rank}: {cause}"
 
 
+def backend_problems():
+    """{device type: why this torch has no backend for it} (empty with the wheels, which have both where they can)."""
+    problems = {}
+    if not dist.is_gloo_available():
+        problems["cpu"] = "this torch was built without gloo"
+    if not dist.is_nccl_available():
+        problems["cuda"] = "this torch was built without NCCL (a CPU build)"
+    return problems
+
+
+def backends_text():
+    """--help's lines on the backends: each feature, available or why not."""
+    problems = backend_problems()
+    return "\n".join(f"{feature}: " + (f"unavailable: {problems[kind]}" if kind in problems else "available")
+                     for kind, feature in FEATURES.items())
+
+
+def unavailable(device):
+    """The results' `unavailable` entry for the run's device type, when this torch cannot train data-parallel there."""
+    why = backend_problems().get(device.type)
+    return [{"feature": FEATURES[device.type], "reason": why}] if why else []
+
+
 def at_step(step):
     return f"at step {step}" if step >= 0 else "before the first training step"
+
+
+def last_seen(step):
+    return f"last at step {step}" if step >= 0 else "before the first training step"
+
+
+def short_cause(cause):
+    """A backend's error without its source location and advice ("[pair.cc:561] Connection closed by peer
+    [127.0.0.1]:7896. This is typically caused by ..."): its first sentence."""
+    return cause.split("] ", 1)[-1].split(". ")[0] if cause.startswith("[") else cause
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -238,7 +275,10 @@ def check_world_size(job):
 
 
 def start(job, args, device):
-    """The process group on the run's device: gloo on CPU, NCCL on CUDA (the rank's GPU)."""
+    """The process group on the run's device: gloo on CPU, NCCL on CUDA (the rank's GPU). Checks first that this
+    torch has the backend and that every rank agrees with rank 0 about the world size."""
+    if device.type in backend_problems():
+        raise UsageError(f"{FEATURES[device.type]} is unavailable: {backend_problems()[device.type]}")
     check_world_size(job)
     job.backend, job.device = DIST_BACKENDS[device.type], device
     dist.init_process_group(job.backend, store=dist.PrefixStore("default_pg", job.store), rank=job.rank,
@@ -379,11 +419,12 @@ def barrier(job):
 
 
 def rank_args(args, job):
-    """The command line as this rank runs it: only rank 0 writes files (results, weights, dumps, traces)."""
+    """The command line as this rank runs it: rank 0 writes the files (results, dumps, traces); the other ranks only
+    their weights (their BatchNorm statistics are their own), beside rank 0's as PATH.rank<r>."""
     if job is None or job.rank == 0:
         return args
-    return dataclasses.replace(args, results=None, save_weights=None, dump_init=None, dump_batch=None,
-                               dump_logits=None, trace_steps=0, trace_dir=None)
+    return dataclasses.replace(args, results=None, dump_init=None, dump_batch=None, dump_logits=None, trace_steps=0,
+                               trace_dir=None, save_weights=args.save_weights and f"{args.save_weights}.rank{job.rank}")
 
 
 class StepClock:

@@ -211,7 +211,10 @@ def parse_args(argv=None):
     while i < len(argv):
         arg = argv[i]
         if arg in ("-h", "--help"):
+            from bench.dist import backends_text  # torch, for --help only
+
             build_parser().print_help()
+            print(f"\n{backends_text()}")
             sys.exit(0)
         flag = find_flag(arg)
         value = arg.split("=", 1)[1] if "=" in arg else None

@@ -463,10 +463,13 @@ def run(args):
     empty_samples = empty_samples_us(device)
     training = train(model, optimizer, sources, data, device, args, hooks, replica)
     if job is not None and job.rank != 0:  # rank 0 measures inference and writes the results
+        if args.save_weights:
+            save_weights(model, args.save_weights)
         return dist.finish(job)
     final = final_metrics(model, sources, training, device, args)
     outputs = {} if args.dump_logits else None
     inference = measure_inference(model, data.test_x, device, infer_options(args), outputs, args)
+    inference.unavailable += dist.unavailable(device)
     save_outputs(args, model, inference, outputs)
     doc = results_document(args, run_facts(device, args.precision), param_count(model), data.dataset,
                            startup_seconds, warmup_seconds, empty_samples, training, final, inference,

@@ -29,6 +29,9 @@ namespace {
 constexpr int64_t kMaxRanks = int64_t(1) << 20;
 constexpr size_t kBroadcastBucketBytes = size_t(250) << 20;  // DistributedDataParallel's broadcast_bucket_size
 constexpr std::chrono::milliseconds kHeartbeatMax{1000};     // at most, a quarter of --dist-timeout when shorter
+// What a build without a backend cannot do (--help, and the results' `unavailable` on that device type).
+const std::map<std::string, std::string> kFeatures = {{"cpu", "distributed CPU training (gloo)"},
+                                                      {"cuda", "distributed CUDA training (NCCL)"}};
 
 // A distributed run cannot start or go on (the store, the process group).
 struct JobError : std::runtime_error {
@@ -45,6 +48,19 @@ std::string env_or(const char* name, const std::string& fallback) {
 
 std::string at_step(int64_t step) {
   return step >= 0 ? c10::str("at step ", step) : std::string("before the first training step");
+}
+
+std::string last_seen(int64_t step) {
+  return step >= 0 ? c10::str("last at step ", step) : std::string("before the first training step");
+}
+
+// A backend's error without its source location and advice ("[pair.cc:561] Connection closed by peer
+// [127.0.0.1]:7896. This is typically caused by ..."): its first sentence.
+std::string short_cause(const std::string& cause) {
+  if (cause.empty() || cause[0] != '[') return cause;
+  const size_t open = cause.find("] ");
+  const std::string rest = open == std::string::npos ? cause : cause.substr(open + 2);
+  return rest.substr(0, rest.find(". "));
 }
 
 std::string signal_name(int signal_number) { return signal_number == SIGINT ? "SIGINT" : "SIGTERM"; }
@@ -243,8 +259,8 @@ std::string Watchdog::diagnose(const std::string& cause) {
   for (const auto& [r, beat] : after) {
     const auto was = before.find(r);
     if (beat && was != before.end() && was->second == beat) {
-      return c10::str("rank ", r, " stopped ", at_step(beat->second),
-                      ": crashed or killed (its heartbeat ended); rank ", rank_, " saw: ", cause);
+      return c10::str("rank ", r, " crashed or was killed: its heartbeat stopped (", last_seen(beat->second),
+                      "); rank ", rank_, " saw: ", cause);
     }
   }
   std::optional<std::pair<int64_t, int64_t>> behind;  // (step, rank)
@@ -262,8 +278,9 @@ std::string Watchdog::diagnose(const std::string& cause) {
   return c10::str("rank ", rank_, ": ", cause);
 }
 
-std::optional<std::string> Watchdog::fail(const std::string& cause) {
+std::optional<std::string> Watchdog::fail(const std::string& message) {
   if (failing_.exchange(true)) return std::nullopt;
+  const std::string cause = short_cause(message);
   try {
     if (store->check({"failure"})) return std::nullopt;
     const std::string line = diagnose(cause);
@@ -301,7 +318,10 @@ int64_t gpu_index(const Job& job) {
 
 void start(Job& job, const Args& args, const torch::Device& device) {
   const bool cuda = device.is_cuda();
-  if (!cuda && !gloo_unavailable().empty()) throw UsageError(gloo_unavailable());
+  const auto problems = backend_problems();
+  if (const auto problem = problems.find(cuda ? "cuda" : "cpu"); problem != problems.end()) {
+    throw UsageError(kFeatures.at(problem->first) + " is unavailable: " + problem->second);
+  }
   check_world_size(job);
   job.backend = std::string(cuda ? kCudaBackend : kCpuBackend);
   job.device = device;
@@ -340,8 +360,9 @@ bool interrupt_job(int signal_number) {
 Args rank_args(const Args& args, const Job* job) {
   if (job == nullptr || job->rank() == 0) return args;
   Args mine = args;
-  mine.results = mine.save_weights = mine.dump_init = mine.dump_batch = mine.dump_logits = mine.trace_dir = "";
+  mine.results = mine.dump_init = mine.dump_batch = mine.dump_logits = mine.trace_dir = "";
   mine.trace_steps = 0;
+  if (!mine.save_weights.empty()) mine.save_weights += c10::str(".rank", job->rank());
   return mine;
 }
 
@@ -532,23 +553,49 @@ Json DataParallel::section(const Args& args) {
                        {"step_losses", args.record_step_losses ? Json(losses) : Json()}});
 }
 
-// ---- a build without a backend -------------------------------------------------------------------------------
+// ---- the backends this build has ----------------------------------------------------------------------------
+
+std::map<std::string, std::string> backend_problems() {
+  std::map<std::string, std::string> problems;
+#ifndef BENCH_WITH_GLOO
+  problems["cpu"] =
+      "this bench_train was built without gloo's headers (torch's wheels do not ship them): install libgloo-dev "
+      "or pass -DBENCH_GLOO_INCLUDE_DIR=DIR to CMake, then rebuild";
+#endif
+#ifndef BENCH_WITH_NCCL
+  problems["cuda"] = "this bench_train was built without NCCL (a CPU torch, or no nccl.h in its wheel)";
+#endif
+  return problems;
+}
+
+std::string backends_text() {
+  const auto problems = backend_problems();
+  std::string text;
+  for (const auto& [kind, feature] : kFeatures) {
+    const auto problem = problems.find(kind);
+    text += c10::str(text.empty() ? "" : "\n", feature, ": ",
+                     problem == problems.end() ? std::string("available") : "unavailable: " + problem->second);
+  }
+  return text;
+}
+
+Json::Array unavailable(const torch::Device& device) {
+  const std::string kind = device.is_cuda() ? "cuda" : "cpu";
+  const auto problems = backend_problems();
+  if (!problems.count(kind)) return {};
+  return {Json::object({{"feature", kFeatures.at(kind)}, {"reason", problems.at(kind)}})};
+}
 
 #ifndef BENCH_WITH_GLOO
 c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10d::Store>&, int, int,
                                                     std::chrono::milliseconds) {
-  throw UsageError(gloo_unavailable());
-}
-
-std::string gloo_unavailable() {
-  return "distributed CPU training is unavailable: this bench_train was built without gloo's headers (torch's wheels "
-         "do not ship them; install libgloo-dev or pass -DBENCH_GLOO_INCLUDE_DIR=DIR to CMake, then rebuild)";
+  throw UsageError(kFeatures.at("cpu") + " is unavailable: " + backend_problems().at("cpu"));
 }
 #endif
 
 #ifndef BENCH_WITH_NCCL
 c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>&, int, int,
                                                     std::chrono::milliseconds, const torch::Device&) {
-  throw UsageError("distributed CUDA training is unavailable: this bench_train was built without NCCL (a CPU torch)");
+  throw UsageError(kFeatures.at("cuda") + " is unavailable: " + backend_problems().at("cuda"));
 }
 #endif

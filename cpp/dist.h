@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -117,7 +118,8 @@ void finish(Job& job);
 // the failure and ends the process; false in a single-process run.
 bool interrupt_job(int signal_number);
 
-// The command line as this rank runs it: only rank 0 writes files (results, weights, dumps, traces).
+// The command line as this rank runs it: rank 0 writes the files (results, dumps, traces); the other ranks only their
+// weights (their BatchNorm statistics are their own), beside rank 0's as PATH.rank<r>.
 Args rank_args(const Args& args, const Job* job);
 
 // --no-sync-blocks N: blocks of N steps with gradient sync, then N without, in turn (0: every step syncs).
@@ -187,9 +189,15 @@ class DataParallel {
 };
 
 // The backends (cpp/dist_gloo.cpp, cpp/dist_nccl.cpp): gloo needs gloo's headers, which torch's wheels do not ship,
-// and NCCL a CUDA build; a build without one says why (gloo_unavailable: "" when built with gloo).
+// and NCCL a CUDA build with nccl.h; without one, make_* throws why (backend_problems).
 c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
                                                     std::chrono::milliseconds timeout);
-std::string gloo_unavailable();
 c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
                                                     std::chrono::milliseconds timeout, const torch::Device& device);
+
+// {device type ("cpu", "cuda"): why this build has no backend for it} (Python: backend_problems).
+std::map<std::string, std::string> backend_problems();
+// --help's lines on the backends: each feature, available or why not.
+std::string backends_text();
+// The results' `unavailable` entry for the run's device type, when this build cannot train data-parallel there.
+Json::Array unavailable(const torch::Device& device);

@@ -26,5 +26,3 @@ c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10
   options->threads = int(options->devices.size()) * 2;
   return c10::make_intrusive<ProcessGroupGloo>(store, rank, size, options);
 }
-
-std::string gloo_unavailable() { return ""; }

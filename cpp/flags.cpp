@@ -12,6 +12,7 @@
 #include <set>
 #include <variant>
 
+#include "dist.h"
 #include "vocab.h"
 
 namespace {
@@ -186,7 +187,7 @@ void print_help() {
     models += c10::str(models.empty() ? "" : ", ", model.name, "=", model.stages[0], " ", model.stages[1], " ",
                        model.stages[2], " ", model.stages[3]);
   }
-  std::printf("\nmodes: %s\nmodels: %s\n", modes.c_str(), models.c_str());
+  std::printf("\nmodes: %s\nmodels: %s\n\n%s\n", modes.c_str(), models.c_str(), backends_text().c_str());
 }
 
 // The flag `arg` names (before any "=value"), or UsageError.

@@ -499,11 +499,15 @@ void run(const Args& command_line) {
       args.warmup_steps > 0 && !args.eval_only ? Json(warm_up(model, data, device, args, replica.get())) : Json();
   const auto empty_samples = empty_samples_us(device);
   const Training training = train(model, *optimizer, sources, data, device, args, hooks, replica.get());
-  if (job && job->rank() != 0) return finish(*job);  // rank 0 measures inference and writes the results
+  if (job && job->rank() != 0) {  // rank 0 measures inference and writes the results
+    if (!args.save_weights.empty()) save_weights(model, args.save_weights);
+    return finish(*job);
+  }
   const Json final = final_metrics(model, sources, training, device, args);
   NamedTensors outputs;
   NamedTensors* dump = args.dump_logits.empty() ? nullptr : &outputs;
-  const Inference inference = measure_inference(model, data.test_x, device, infer_options(args), dump, args);
+  Inference inference = measure_inference(model, data.test_x, device, infer_options(args), dump, args);
+  for (auto& entry : unavailable(device)) inference.unavailable.push_back(std::move(entry));
   save_outputs(args, model, inference, dump);
   const Json doc =
       results_document(args, run_facts(device, args.precision), param_count(model), data.dataset, startup_seconds,
