@@ -161,9 +161,10 @@ class Watchdog:
             return f"rank {absent[0]} never joined the job; rank {self.rank} saw: {cause}"
         return f"rank {self.rank}: {cause}"
 
-    def fail(self, cause):
+    def fail(self, cause, collective):
         """The job's one line for this failure, if this rank is the first to name it; None when another rank did,
-        or this process is already naming one."""
+        or this process is already naming one. A collective's failure or a signal (`collective`) is diagnosed; an
+        error of this rank's own is its own."""
         if self.failing:
             return None
         self.failing = True
@@ -171,7 +172,7 @@ class Watchdog:
         try:
             if self.store.check(["failure"]):
                 return None
-            line = self.diagnose(cause)
+            line = self.diagnose(cause) if collective else f"rank {self.rank}: {cause}"
             return line if self.store.compare_set("failure", "", line).decode() == line else None
         except Exception:  # the store is gone (rank 0 hosted it): say what this rank knows
             return f"rank {self.rank}: {cause}"
@@ -270,8 +271,8 @@ def check_world_size(job):
     job.store.set(f"world_size/{job.rank}", str(job.world_size))
     ours, theirs = job.world_size, int(job.store.get("world_size/0"))
     if ours != theirs:
-        raise UsageError(f"rank {job.rank} has WORLD_SIZE {ours} but rank 0 has {theirs}: the ranks were started with "
-                         "different world sizes")
+        raise UsageError(f"WORLD_SIZE {ours} here but {theirs} on rank 0: the ranks were started with different world "
+                         "sizes")
 
 
 def start(job, args, device):
@@ -288,10 +289,11 @@ def start(job, args, device):
     return job
 
 
-def failure_line(cause):
+def failure_line(cause, collective):
     """The line an error ends this process with: the cause itself in a single-process run; in a distributed one the
-    job's line naming the rank that failed, or None when another rank names it."""
-    return cause if current is None else current.watchdog.fail(cause)
+    job's line naming the rank that failed, or None when another rank names it. `collective`: any error but a usage
+    error may come from another rank (a collective's error or timeout, a signal), so the watchdog diagnoses it."""
+    return cause if current is None else current.watchdog.fail(cause, collective)
 
 
 def finish(job):

@@ -484,7 +484,7 @@ def run(args):
 def _interrupted(signum, _frame):
     if dist.current is not None and dist.current.watchdog.failing:
         return  # this process is naming a failure already: let it finish
-    line = dist.failure_line(f"interrupted by {signal.Signals(signum).name}")  # None: another rank names it
+    line = dist.failure_line(f"interrupted by {signal.Signals(signum).name}", collective=True)  # None: named already
     if results.pending_tmp is not None:  # interrupted while writing the results: no half-written file stays
         results.pending_tmp.unlink(missing_ok=True)
     if line is not None:
@@ -495,7 +495,7 @@ def _interrupted(signum, _frame):
 def fail(err, code):
     """The error's one line (in a distributed run, the job's line naming the rank that failed, printed by the rank
     that names it first) and the exit status. A distributed run ends at once: its process group may be broken."""
-    line = dist.failure_line(first_line(err))
+    line = dist.failure_line(first_line(err), collective=code != 2)
     if line is not None:
         print(f"{PROG}: error: {line}", file=sys.stderr, flush=True)
     if dist.current is not None:

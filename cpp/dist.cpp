@@ -77,8 +77,8 @@ void check_world_size(Job& job) {
   job.store->set(c10::str("world_size/", job.rank()), std::to_string(job.world_size()));
   const int64_t ours = job.world_size(), theirs = std::stoll(job.store->get_to_str("world_size/0"));
   if (ours != theirs) {
-    throw UsageError(c10::str("rank ", job.rank(), " has WORLD_SIZE ", ours, " but rank 0 has ", theirs,
-                              ": the ranks were started with different world sizes"));
+    throw UsageError(c10::str("WORLD_SIZE ", ours, " here but ", theirs,
+                              " on rank 0: the ranks were started with different world sizes"));
   }
 }
 
@@ -193,7 +193,7 @@ void Watchdog::run() {
       char signal_number = 0;
       if (::read(wake_[0], &signal_number, 1) != 1 || signal_number == 0) return;  // finish() or the destructor
       if (failing_) continue;  // the main thread is naming a failure: let it finish
-      const auto line = fail(c10::str("interrupted by ", signal_name(signal_number)));
+      const auto line = fail(c10::str("interrupted by ", signal_name(signal_number)), /*collective=*/true);
       if (pending_tmp()[0] != '\0') ::unlink(pending_tmp());  // interrupted while writing the results
       if (line) std::fprintf(stderr, "%s: error: %s; no results written\n", kProgram.data(), line->c_str());
       std::fflush(stderr);
@@ -278,12 +278,12 @@ std::string Watchdog::diagnose(const std::string& cause) {
   return c10::str("rank ", rank_, ": ", cause);
 }
 
-std::optional<std::string> Watchdog::fail(const std::string& message) {
+std::optional<std::string> Watchdog::fail(const std::string& message, bool collective) {
   if (failing_.exchange(true)) return std::nullopt;
   const std::string cause = short_cause(message);
   try {
     if (store->check({"failure"})) return std::nullopt;
-    const std::string line = diagnose(cause);
+    const std::string line = collective ? diagnose(cause) : c10::str("rank ", rank_, ": ", cause);
     return store->compareSet("failure", "", line) == line ? std::optional(line) : std::nullopt;
   } catch (const std::exception&) {  // the store is gone (rank 0 hosted it): say what this rank knows
     return c10::str("rank ", rank_, ": ", cause);
@@ -343,9 +343,9 @@ void start(Job& job, const Args& args, const torch::Device& device) {
   if (cuda) backend->eagerConnectSingleDevice(device);
 }
 
-std::optional<std::string> failure_line(const std::string& cause) {
+std::optional<std::string> failure_line(const std::string& cause, bool collective) {
   if (!g_job) return cause;
-  return g_job->watchdog->fail(cause);
+  return g_job->watchdog->fail(cause, collective);
 }
 
 void finish(Job& job) { job.watchdog->finish(); }

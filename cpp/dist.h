@@ -61,8 +61,9 @@ class Watchdog {
 
   std::atomic<int64_t> step{-1};  // the global step the main thread is at (-1: before training)
   // The job's one line for this failure, if this rank is the first to name it; none when another rank did, or this
-  // process is already naming one.
-  std::optional<std::string> fail(const std::string& cause);
+  // process is already naming one. A collective's failure or a signal (`collective`) is diagnosed; an error of this
+  // rank's own is its own.
+  std::optional<std::string> fail(const std::string& cause, bool collective);
   // This rank is done: no heartbeat from now on, and no rank should take its silence for a failure.
   void finish();
   // Async-signal-safe: the heartbeat thread names the failure ("interrupted by SIG...") and ends the process.
@@ -108,8 +109,9 @@ int64_t gpu_index(const Job& job);
 void start(Job& job, const Args& args, const torch::Device& device);
 
 // The line an error ends this process with: the cause itself in a single-process run; in a distributed one the job's
-// line naming the rank that failed, or none when another rank names it.
-std::optional<std::string> failure_line(const std::string& cause);
+// line naming the rank that failed, or none when another rank names it. `collective`: any error but a usage error
+// may come from another rank (a collective's error or timeout, a signal), so the watchdog diagnoses it.
+std::optional<std::string> failure_line(const std::string& cause, bool collective);
 
 // The rank leaves the job: the watchdog stops (the process group goes with the process).
 void finish(Job& job);

@@ -519,7 +519,7 @@ void run(const Args& command_line) {
 // The error's one line (in a distributed run, the job's line naming the rank that failed, printed by the rank that
 // names it first) and the exit status. A distributed run ends at once: its process group may be broken.
 int fail(const std::string& message, int code) {
-  if (const auto line = failure_line(first_line(message))) {
+  if (const auto line = failure_line(first_line(message), /*collective=*/code != kExitUsageError)) {
     std::fprintf(stderr, "%s: error: %s\n", kProgram.data(), line->c_str());
   }
   if (current_job()) {

@@ -49,7 +49,7 @@ def cpp_unavailable(cpp_exe):
     out = subprocess.run([str(cpp_exe), "--help"], capture_output=True, text=True, timeout=60).stdout
     said = next((line.split(": ", 1)[1] for line in out.splitlines() if line.startswith(GLOO_FEATURE + ": ")),
                 f"its --help has no '{GLOO_FEATURE}' line")
-    return None if said == "available" else said
+    return None if said == "available" else said.removeprefix("unavailable: ")
 
 
 # ---------------------------------------------------------------------------------------------------------
