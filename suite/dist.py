@@ -157,17 +157,20 @@ def exposed_comm_seconds(section):
     return statistics.median(synced_steps(section)) - statistics.median(without)
 
 
-def run_summary(doc):
-    """One run's distributed numbers: the job's median synced step (seconds, with p10-p90), global images/s."""
+def run_summary(doc, trace=None):
+    """One run's distributed numbers: the job's median synced step (seconds, with p10-p90), global images/s, exposed
+    communication, and (`trace`: rank 0's training trace) the median traced step's allreduce time."""
     section = doc["distributed"]
     times = sorted(synced_steps(section))
     median = statistics.median(times)
+    allreduce = allreduce_seconds(trace) if trace else []
     return {"language": doc["language"], "model": doc["model"], "world_size": section["world_size"],
             "threads": doc["device"]["threads"], "grad_sync": section["grad_sync"],
             "per_rank_batch_size": section["per_rank_batch_size"], "device": doc["device"]["type"],
             "step_median_s": median, "step_p10_s": percentile(times, 10), "step_p90_s": percentile(times, 90),
             "images_per_second": section["global_batch_size"] / median,
-            "exposed_comm_s": exposed_comm_seconds(section), "steps": len(times)}
+            "exposed_comm_s": exposed_comm_seconds(section), "steps": len(times),
+            "allreduce_s": statistics.median(allreduce) if allreduce else None}
 
 
 def percentile(sorted_values, q):
@@ -176,14 +179,14 @@ def percentile(sorted_values, q):
     return linear(sorted_values, q)
 
 
-def scaling_rows(docs):
+def scaling_rows(docs, trace_file=None):
     """Per (language, model, grad_sync, per-rank batch, threads per rank) and world size: the median run's numbers
     and the weak-scaling efficiency against the same configuration's one-rank job (throughput_W / (W x
-    throughput_1); None without a one-rank job)."""
+    throughput_1); None without a one-rank job). trace_file(doc, "train"): where a run's trace is (or None)."""
     groups = {}
     for doc in docs:
         if doc.get("distributed"):
-            s = run_summary(doc)
+            s = run_summary(doc, trace_file(doc, "train") if trace_file else None)
             key = (s["language"], s["model"], s["grad_sync"], s["per_rank_batch_size"], s["threads"], s["device"])
             groups.setdefault(key, {}).setdefault(s["world_size"], []).append(s)
     rows = []
@@ -192,7 +195,8 @@ def scaling_rows(docs):
                     for w, runs in groups[key].items()}
         one = by_world.get(1)
         for w in sorted(by_world):
-            row = dict(by_world[w], runs=len(groups[key][w]))
+            traced = [s["allreduce_s"] for s in groups[key][w] if s["allreduce_s"] is not None]
+            row = dict(by_world[w], runs=len(groups[key][w]), allreduce_s=statistics.median(traced) if traced else None)
             row["efficiency"] = row["images_per_second"] / (w * one["images_per_second"]) if one else None
             rows.append(row)
     return rows
@@ -204,13 +208,13 @@ def fmt(value, scale=1.0, digits=3):
 
 def scaling_table_md(rows):
     header = ["language", "model", "grad sync", "ranks", "threads/rank", "per-rank batch", "job step ms (p10–p90)",
-              "global images/s", "weak-scaling efficiency", "exposed comm ms", "runs"]
+              "global images/s", "weak-scaling efficiency", "exposed comm ms", "allreduce ms (traced)", "runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         lines.append(f"| {r['language']} | {r['model']} | {r['grad_sync']} | {r['world_size']} | {r['threads']} | "
                      f"{r['per_rank_batch_size']} | {fmt(r['step_median_s'], 1e3)} ({fmt(r['step_p10_s'], 1e3)}–"
                      f"{fmt(r['step_p90_s'], 1e3)}) | {fmt(r['images_per_second'])} | {fmt(r['efficiency'])} | "
-                     f"{fmt(r['exposed_comm_s'], 1e3)} | {r['runs']} |")
+                     f"{fmt(r['exposed_comm_s'], 1e3)} | {fmt(r['allreduce_s'], 1e3)} | {r['runs']} |")
     return lines
 
 
@@ -241,16 +245,17 @@ def plot_scaling(rows, path):
     plt.close(fig)
 
 
-def scaling_md(docs, out_dir):
+def scaling_md(docs, out_dir, trace_file=None):
     """The report's scaling section (table and plot) for the distributed runs among `docs`; [] when none."""
-    rows = scaling_rows(docs)
+    rows = scaling_rows(docs, trace_file)
     if not rows:
         return []
     plot_scaling(rows, Path(out_dir) / "scaling.png")
     return ["", "## Data-parallel scaling (torchrun)", "",
             "Per step the job's time is the slowest rank's; synced steps only. Weak scaling: the same per-rank batch "
             "and threads per rank as the one-rank job (efficiency = throughput_W / (W x throughput_1)). Exposed "
-            "comm: a synced step's median minus a step's without sync (--no-sync-blocks).", "",
+            "comm: a synced step's median minus a step's without sync (--no-sync-blocks). Allreduce: the median "
+            "traced step's gradient allreduce time on rank 0 (--trace-steps; gloo's scopes, NCCL's kernels).", "",
             *scaling_table_md(rows), "", "![Data-parallel scaling](scaling.png)"]
 
 

@@ -45,6 +45,14 @@ def concurrency(docs, params):
     return [[ms / 1000 for ms in c["samples_ms"]] for c in concurrency_entries(docs, params["concurrency_n"])]
 
 
+def dist_step(docs, params):
+    """A torchrun job's synced training steps, each the slowest rank's time (suite/dist.py); KeyError for a
+    single-process run's document."""
+    from suite.dist import synced_steps
+
+    return [synced_steps(doc.get("distributed") or {}) for doc in docs]
+
+
 @dataclass(frozen=True)
 class Metric:
     group: str  # the gate's threshold group (suite/gate.toml)
@@ -58,6 +66,7 @@ METRICS = {
     "test_startup": Metric("startup", startup),
     "test_latency": Metric("latency", latency),
     "test_concurrency": Metric("throughput", concurrency),
+    "test_dist_step": Metric("dist_step", dist_step),
 }
 
 

@@ -24,7 +24,7 @@ import matplotlib.ticker  # noqa: E402
 
 from bench.results import percentile  # noqa: E402
 from bench.vocab import FLAGS, INFERENCE_PATHS, LANGUAGES, MODES  # noqa: E402
-from suite import stats, traces  # noqa: E402
+from suite import dist, stats, traces  # noqa: E402
 from suite.schema import ResultsError, load_results  # noqa: E402
 
 PROG = "suite.report"
@@ -112,7 +112,8 @@ def comparability_key(doc):
            "dataset.test_records": doc["dataset"]["test_records"],
            "device.type": doc["device"]["type"], "device.name": doc["device"]["name"],
            "device.threads": doc["device"]["threads"],
-           "config.load_weights": doc["config"].get("load_weights") is not None}
+           "config.load_weights": doc["config"].get("load_weights") is not None,
+           "distributed.world_size": (doc.get("distributed") or {}).get("world_size")}  # a torchrun job's ranks
     for name, value in doc["backend"].items():
         if name not in MODE_DEFAULTS:  # cudnn_benchmark is a mode, recorded in config too
             key[f"backend.{name}"] = value
@@ -978,7 +979,9 @@ def build_report(paths, out_dir, peak_tflops=None, sweep=None):
         json.dump(report_json(sections), f, indent=1)
         f.write("\n")
     md = out_dir / "report.md"
-    md.write_text(report_md(sections) + ("\n".join(sweep_md(sweep, out_dir)) if sweep else "") + "\n")
+    scaling = dist.scaling_md(docs, out_dir, trace_file)  # torchrun jobs' results (suite/dist.py); [] without any
+    md.write_text(report_md(sections) + ("\n".join(sweep_md(sweep, out_dir)) if sweep else "") +
+                  "\n".join(scaling) + "\n")
     return md
 
 

@@ -14,7 +14,7 @@ from bench.results import SCHEMA_VERSION
 from suite.harness import ROOT
 from suite.schema import ResultsError, load_results, results_schema, validate_results
 
-# Real documents to break: schema version 3 and version 2 (with latency and concurrency); the trainers write version 5.
+# Real documents to break: schema version 3 and version 2 (with latency and concurrency); the trainers write version 6.
 V3 = ROOT / "docs" / "results" / "warmup-cpu" / "python-resnet18-warmup3.json"
 V2 = ROOT / "docs" / "report-example" / "results" / "python-resnet18-default.json"
 # Every committed trainer results document; not the report's own report.json, nor suite.sweep's sweep.json
@@ -60,6 +60,25 @@ def v5_eval_only():
     return doc
 
 
+def v6():
+    """v5 as the trainers write it now: a single process (distributed null) with the distributed flags in config."""
+    doc = v5()
+    doc.update(schema_version=6, distributed=None)
+    doc["config"].update(grad_sync="ddp", no_sync_blocks=0)
+    return doc
+
+
+def v6_distributed():
+    """v6() as rank 0's document of a 2-rank job of 2 timed steps."""
+    doc = v6()
+    batch = doc["config"]["batch_size"]
+    doc["distributed"] = {"world_size": 2, "local_world_size": 2, "nodes": 1, "backend": "gloo", "grad_sync": "ddp",
+                          "per_rank_batch_size": batch, "global_batch_size": 2 * batch, "no_sync_blocks": 0,
+                          "timeout_seconds": 300, "step_seconds": [[0.5, 0.6], [0.55, 0.5]],
+                          "step_synced": [True, True], "step_losses": [[2.3, 2.2], [2.4, 2.1]]}
+    return doc
+
+
 def enums(node, pointer="#"):
     """{JSON pointer: enum} of every enum in the schema."""
     found = {pointer: node["enum"]} if isinstance(node, dict) and "enum" in node else {}
@@ -85,6 +104,9 @@ def test_the_schema_enums_are_the_vocabulary():
         f"{config}/data_pipeline": vocab.DATA_PIPELINES,
         f"{config}/inference_paths/items": vocab.INFERENCE_PATHS,
         "#/properties/latency/items/properties/path": vocab.INFERENCE_PATHS,
+        f"{config}/grad_sync": vocab.GRAD_SYNCS,
+        "#/properties/distributed/oneOf/1/properties/grad_sync": vocab.GRAD_SYNCS,
+        "#/properties/distributed/oneOf/1/properties/backend": tuple(vocab.DIST_BACKENDS.values()),
     }
     found = enums(results_schema())
     assert set(found) == set(expected), "an enum of the schema is not tied to bench.vocab here"
@@ -103,10 +125,10 @@ def test_committed_results_validate(path):
     load_results(path)
 
 
-@pytest.mark.parametrize("make", [v4, v4_eval_only, v5, v5_eval_only])
-def test_version_4_and_5_documents_validate(make):
-    """The bases of the version 4 and 5 breakages below are valid: each breakage fails for its own reason."""
-    assert make()["schema_version"] in (4, SCHEMA_VERSION) and SCHEMA_VERSION == 5
+@pytest.mark.parametrize("make", [v4, v4_eval_only, v5, v5_eval_only, v6, v6_distributed])
+def test_version_4_to_6_documents_validate(make):
+    """The bases of the version 4 to 6 breakages below are valid: each breakage fails for its own reason."""
+    assert make()["schema_version"] in (4, 5, SCHEMA_VERSION) and SCHEMA_VERSION == 6
     validate_results(make())
 
 
@@ -135,7 +157,7 @@ MUTATIONS = {
     "v3 without warmup_steps": (V3, ["config", "warmup_steps"], DROP, "$.config: 'warmup_steps' is a required"),
     "v3 latency without peak memory": (V3, ["latency"], lambda _: json.loads(V2.read_text())["latency"][:1],
                                        "$.latency[0]: 'peak_memory_bytes' is a required property"),
-    "unknown schema version": (v5, ["schema_version"], 6, "$.schema_version: 6 is not one of"),
+    "unknown schema version": (v6, ["schema_version"], 7, "$.schema_version: 7 is not one of"),
     "v4 without startup_seconds": (v4, ["startup_seconds"], DROP, "$: 'startup_seconds' is a required property"),
     "v4 without repeat": (v4, ["config", "repeat"], DROP, "$.config: 'repeat' is a required property"),
     "v4 without precision_label": (v4, ["precision_label"], DROP, "$: 'precision_label' is a required property"),
@@ -187,6 +209,20 @@ MUTATIONS = {
     "v5 without peak_rss_bytes": (v5, ["peak_rss_bytes"], DROP, "$: 'peak_rss_bytes' is a required property"),
     "v5 without trace_steps": (v5, ["config", "trace_steps"], DROP, "$.config: 'trace_steps' is a required"),
     "traces without inference": (v5, ["traces", "inference"], DROP, "$.traces: "),
+    "v6 without distributed": (v6, ["distributed"], DROP, "$: 'distributed' is a required property"),
+    "v6 without grad_sync": (v6, ["config", "grad_sync"], DROP, "$.config: 'grad_sync' is a required property"),
+    "unknown backend": (v6_distributed, ["distributed", "backend"], "mpi",
+                        "$.distributed.backend: 'mpi' is not one of"),
+    "a rank's step times missing": (v6_distributed, ["distributed", "step_seconds"], lambda rows: rows[:1],
+                                    "$.distributed.step_seconds: has 1 rows for 2 ranks"),
+    "a step's time missing": (v6_distributed, ["distributed", "step_seconds", 1], lambda row: row[:1],
+                              "$.distributed.step_seconds: each rank's row must have one value per timed step (2)"),
+    "a step's loss missing": (v6_distributed, ["distributed", "step_losses", 0], lambda row: row[:1],
+                              "$.distributed.step_losses: each rank's row"),
+    "global batch is not ranks x batch": (v6_distributed, ["distributed", "global_batch_size"], 3,
+                                          "$.distributed.global_batch_size: is not world_size x per_rank_batch_size"),
+    "section's grad_sync is not config's": (v6_distributed, ["distributed", "grad_sync"], "flat",
+                                            "$.distributed.grad_sync: differs from config.grad_sync"),
 }
 
 
