@@ -158,19 +158,15 @@ def exposed_comm_seconds(section):
 
 
 def run_summary(doc, trace=None):
-    """One run's distributed numbers: the job's median synced step (seconds, with p10-p90), global images/s, exposed
-    communication, and (`trace`: rank 0's training trace) the median traced step's allreduce time."""
+    """One run's distributed facts and numbers: its synced job step times (seconds), its exposed communication, and
+    (`trace`: rank 0's training trace) its traced synced steps' allreduce times."""
     section = doc["distributed"]
-    times = sorted(synced_steps(section))
-    median = statistics.median(times)
-    allreduce = allreduce_seconds(trace) if trace else []
     return {"language": doc["language"], "model": doc["model"], "world_size": section["world_size"],
             "threads": doc["device"]["threads"], "grad_sync": section["grad_sync"],
-            "per_rank_batch_size": section["per_rank_batch_size"], "device": doc["device"]["type"],
-            "step_median_s": median, "step_p10_s": percentile(times, 10), "step_p90_s": percentile(times, 90),
-            "images_per_second": section["global_batch_size"] / median,
-            "exposed_comm_s": exposed_comm_seconds(section), "steps": len(times),
-            "allreduce_s": statistics.median(allreduce) if allreduce else None}
+            "per_rank_batch_size": section["per_rank_batch_size"], "global_batch_size": section["global_batch_size"],
+            "device": doc["device"]["type"], "steps": synced_steps(section),
+            "exposed_comm_s": exposed_comm_seconds(section),
+            "allreduce": [s for s in allreduce_seconds(trace) if s > 0] if trace else []}  # the synced traced steps
 
 
 def percentile(sorted_values, q):
@@ -179,31 +175,56 @@ def percentile(sorted_values, q):
     return linear(sorted_values, q)
 
 
+def median_or_none(values):
+    return statistics.median(values) if values else None
+
+
 def scaling_rows(docs, trace_file=None):
-    """Per (language, model, grad_sync, per-rank batch, threads per rank) and world size: the median run's numbers
-    and the weak-scaling efficiency against the same configuration's one-rank job (throughput_W / (W x
-    throughput_1); None without a one-rank job). trace_file(doc, "train"): where a run's trace is (or None)."""
+    """Per (language, model, grad_sync, per-rank batch, threads per rank, device) and world size, over the runs: the
+    job's synced step time (median, p10-p90 of every run's steps), global images/s at that median, the weak-scaling
+    efficiency against the same configuration's one-rank job (throughput_W / (W x throughput_1); None without one),
+    the runs' median exposed communication, and the traced runs' median allreduce time. Traced runs
+    (--trace-steps: their steps are not benchmark numbers) give only the allreduce time. trace_file(doc, "train"):
+    where a run's trace is (or None)."""
     groups = {}
     for doc in docs:
         if doc.get("distributed"):
-            s = run_summary(doc, trace_file(doc, "train") if trace_file else None)
+            traced = bool(doc["config"].get("trace_steps"))
+            s = run_summary(doc, trace_file(doc, "train") if trace_file and traced else None)
             key = (s["language"], s["model"], s["grad_sync"], s["per_rank_batch_size"], s["threads"], s["device"])
-            groups.setdefault(key, {}).setdefault(s["world_size"], []).append(s)
+            groups.setdefault(key, {}).setdefault(s["world_size"], {"timed": [], "traced": []})[
+                "traced" if traced else "timed"].append(s)
     rows = []
     for key in sorted(groups):
-        by_world = {w: sorted(runs, key=lambda s: s["images_per_second"])[len(runs) // 2]
-                    for w, runs in groups[key].items()}
+        by_world = {}
+        for w, runs in sorted(groups[key].items()):
+            if not runs["timed"]:
+                continue
+            times = sorted(t for run in runs["timed"] for t in run["steps"])
+            median = statistics.median(times)
+            first = runs["timed"][0]
+            by_world[w] = {**{k: first[k] for k in ("language", "model", "world_size", "threads", "grad_sync",
+                                                     "per_rank_batch_size", "device")},
+                           "step_median_s": median, "step_p10_s": percentile(times, 10),
+                           "step_p90_s": percentile(times, 90),
+                           "images_per_second": first["global_batch_size"] / median,
+                           "exposed_comm_s": median_or_none([r["exposed_comm_s"] for r in runs["timed"]
+                                                             if r["exposed_comm_s"] is not None]),
+                           "allreduce_s": median_or_none([a for r in runs["traced"] for a in r["allreduce"]]),
+                           "runs": len(runs["timed"])}
         one = by_world.get(1)
-        for w in sorted(by_world):
-            traced = [s["allreduce_s"] for s in groups[key][w] if s["allreduce_s"] is not None]
-            row = dict(by_world[w], runs=len(groups[key][w]), allreduce_s=statistics.median(traced) if traced else None)
+        for w, row in by_world.items():
             row["efficiency"] = row["images_per_second"] / (w * one["images_per_second"]) if one else None
             rows.append(row)
     return rows
 
 
-def fmt(value, scale=1.0, digits=3):
-    return "—" if value is None else f"{value * scale:.{digits}g}"
+def fmt(value, scale=1.0):
+    """Three significant digits, never in exponent form; — for none."""
+    if value is None:
+        return "—"
+    value *= scale
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def scaling_table_md(rows):
@@ -282,7 +303,10 @@ def main(argv=None):
     except ResultsError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
-    print("\n".join(scaling_table_md(scaling_rows(docs))))
+    def written(doc, which):  # where the run wrote its trace, gzipped or not
+        path = Path((doc.get("traces") or {}).get(which) or "")
+        return next((p for p in (path, path.with_name(path.name + ".gz")) if path.name and p.is_file()), None)
+    print("\n".join(scaling_table_md(scaling_rows(docs, written))))
     return 0
 
 
