@@ -279,7 +279,11 @@ std::string Watchdog::diagnose(const std::string& cause) {
 }
 
 std::optional<std::string> Watchdog::fail(const std::string& message, bool collective) {
-  if (failing_.exchange(true)) return std::nullopt;
+  if (failing_.exchange(true)) {
+    // The other thread (the main one, or this watchdog's on a signal) is naming the failure and ends the process
+    // when it has printed: wait for it rather than end the process first.
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
   const std::string cause = short_cause(message);
   try {
     if (store->check({"failure"})) return std::nullopt;

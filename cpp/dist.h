@@ -60,9 +60,9 @@ class Watchdog {
   Watchdog& operator=(const Watchdog&) = delete;
 
   std::atomic<int64_t> step{-1};  // the global step the main thread is at (-1: before training)
-  // The job's one line for this failure, if this rank is the first to name it; none when another rank did, or this
-  // process is already naming one. A collective's failure or a signal (`collective`) is diagnosed; an error of this
-  // rank's own is its own.
+  // The job's one line for this failure, if this rank is the first to name it; none when another rank did. A second
+  // call (the other thread) waits for the first to end the process. A collective's failure or a signal
+  // (`collective`) is diagnosed; an error of this rank's own is its own.
   std::optional<std::string> fail(const std::string& cause, bool collective);
   // This rank is done: no heartbeat from now on, and no rank should take its silence for a failure.
   void finish();
