@@ -410,6 +410,8 @@ def sum_across_ranks(job, *tensors):
 
 def gather_rows(job, values, dtype):
     """Every rank's list of values (the same length on every rank), in rank order."""
+    if not values:  # --eval-only: no step on any rank (gloo gathers no empty tensor)
+        return [[] for _ in range(job.world_size)]
     mine = torch.tensor(values, dtype=dtype, device=job.device)
     rows = [torch.empty_like(mine) for _ in range(job.world_size)]
     dist.all_gather(rows, mine, group=job.group)

@@ -384,6 +384,8 @@ void sum_across_ranks(Job& job, std::vector<torch::Tensor> tensors) {
 }
 
 std::vector<std::vector<double>> gather_rows(Job& job, const std::vector<double>& values) {
+  // --eval-only: no step on any rank (gloo gathers no empty tensor)
+  if (values.empty()) return std::vector<std::vector<double>>(size_t(job.world_size()));
   const auto mine = torch::tensor(values, torch::kFloat64).to(job.device);
   std::vector<std::vector<at::Tensor>> rows(1);
   for (int64_t r = 0; r < job.world_size(); ++r) rows[0].push_back(torch::empty_like(mine));
