@@ -161,16 +161,17 @@ def aoti(c, model, precision, channels_last):
     return [H.aoti_package_command(model, c.plan.device, precision, channels_last, c.plan.latency_sizes.split(","))]
 
 
-def suite(c, name, models, data, **opts):
-    """One pytest run of the trainer tests and benchmarks (-p no:xdist: pytest-benchmark is off under xdist), with
-    its results, benchmark save and JSON named after the stage: the suite names results
-    <lang>-<model>-<mode>.json, so stages sharing a folder would overwrite each other."""
+def suite(c, name, models, data, keyword=None, **opts):
+    """One pytest run of the trainer tests and benchmarks (-p no:xdist: pytest-benchmark is off under xdist; with
+    `keyword`, the tests pytest's -k selects), with its results, benchmark save and JSON named after the stage: the
+    suite names results <lang>-<model>-<mode>.json, so stages sharing a folder would overwrite each other."""
     (c.out / "benchmark-json").mkdir(parents=True, exist_ok=True)
     merged = {"--device": c.plan.device, "--data": data, "--models": ",".join(models), "--modes": "default",
               "--workers": c.workers, "--build-dir": c.build_dir, "--epochs": c.epochs, **c.plan.tiny,
               **{f"--{k.replace('_', '-')}": v for k, v in opts.items()},
               "--results-dir": c.out / "results" / name}
-    return [[PY, "-m", "pytest", *SUITE, "-p", "no:xdist", "-s", *[str(x) for kv in merged.items() for x in kv],
+    return [[PY, "-m", "pytest", *SUITE, *(["-k", keyword] if keyword else []), "-p", "no:xdist", "-s",
+             *[str(x) for kv in merged.items() for x in kv],
              f"--benchmark-save={name}", f"--benchmark-storage=file://{c.out / 'benchmarks'}",
              f"--benchmark-json={c.out / 'benchmark-json' / f'{name}.json'}"]]
 
@@ -243,6 +244,13 @@ def stages(c):
     table += [Stage(f"traces-{m}", f"{m} profiler traces ({p.trace_steps} steps), both languages, default mode",
                     lambda c, m=m: suite(c, f"traces-{m}", [m], c.synthetic, trace_steps=p.trace_steps),
                     needs=data, owns=suite_outputs(f"traces-{m}"))
+              for m in p.models]
+    # DDP's own overhead in each language (docs/distributed.md): each trainer as a 1-rank torchrun job (reducer,
+    # buffer broadcast, a 1-rank allreduce every step), against its plain runs of the matrix stage.
+    table += [Stage(f"ddp-overhead-{m}", f"{m} as a 1-rank torchrun job (DDP, c10d::Reducer), both languages",
+                    lambda c, m=m: suite(c, f"ddp-overhead-{m}", [m], c.synthetic, keyword="test_dist_step",
+                                         world_sizes=1, repeats=c.repeats),
+                    needs=data, owns=suite_outputs(f"ddp-overhead-{m}"))
               for m in p.models]
     table.append(Stage("sweep", "the crossover: batch-size sweep of both languages, start-up and footprint",
                        lambda c: [[PY, "-m", "suite.sweep", "--out", str(c.out / "sweep"), "--device", p.device,
