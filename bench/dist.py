@@ -8,6 +8,7 @@ times gathered on rank 0); and the watchdog, a heartbeat per rank in the store, 
 one line naming the rank that failed.
 """
 
+import contextlib
 import dataclasses
 import os
 import threading
@@ -130,7 +131,8 @@ class Watchdog:
     def finish(self):
         """This rank is done: no heartbeat from now on, and no rank should take its silence for a failure."""
         self.stopped.set()
-        self.store.set(f"beat/{self.rank}", "done")
+        with contextlib.suppress(Exception):  # rank 0, which hosted the store, may be gone already: nobody asks
+            self.store.set(f"beat/{self.rank}", "done")
 
     def peers(self):
         """{rank: (heartbeat counter, step) or None when done} of every other rank that has started."""

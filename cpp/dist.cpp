@@ -221,7 +221,10 @@ void Watchdog::finish() {
     (void)!::write(wake_[1], &stop, 1);
     thread_.join();
   }
-  store->set(c10::str("beat/", rank_), "done");
+  try {
+    store->set(c10::str("beat/", rank_), "done");
+  } catch (const std::exception&) {  // rank 0, which hosted the store, may be gone already: nobody asks
+  }
 }
 
 namespace {
