@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.vocab import DEVICES, FLAGS, INFERENCE_PATHS, LANGUAGES, MODELS, MODES, PARAM_COUNTS
+from bench.vocab import DEVICES, FLAGS, INFERENCE_PATHS, LANGUAGES, MODELS, MODES, PARAM_COUNTS, TEST_HOOKS
 from suite import benchmark_compat
 from suite import harness as H
 
@@ -81,6 +81,10 @@ def pytest_addoption(parser):
                 help="the interleaved A/B gate: run git revision REV's trainers alternately with this tree's (A B B A "
                      "...), same flags, and gate this tree against them (no stored baseline)")
     g.addoption("--gate-thresholds", default=None, help="the gate's thresholds (default suite/gate.toml)")
+    # Data-parallel benchmarks (issue 27; suite/dist.py, tests/test_benchmarks.py test_dist_step)
+    g.addoption("--world-sizes", default="",
+                help="comma-separated rank counts: each language's trainer also runs as a torchrun job of that many "
+                     "ranks on this machine, one thread per rank unless --threads (default: none)")
 
 
 def _split(text):
@@ -142,6 +146,7 @@ class RunConfig:
         self.warmup_steps = opt("warmup_steps")
         self.trace_steps = opt("trace_steps")
         self.repeats = opt("repeats")
+        self.world_sizes = _positive_ints("world-sizes", opt("world_sizes"), allow_empty=True)  # suite/dist.py
         # Smoke-sized runs on CUDA: deterministic algorithms, so the two languages' 32 steps stay in lockstep
         # as on CPU; without, atomics and autotuned algorithms drift the runs apart by more than noise.
         self.deterministic = preset is not FULL_CPU and preset is not FULL and self.device != "cpu" and \
@@ -332,6 +337,8 @@ def pytest_generate_tests(metafunc):
             metafunc.parametrize(name, values)
     if "latency_bs" in metafunc.fixturenames:
         metafunc.parametrize("latency_bs", cfg.latency_sizes, ids=lambda b: f"bs{b}")
+    if "world_size" in metafunc.fixturenames:  # data-parallel benchmarks (suite/dist.py): one that skips, saying why
+        metafunc.parametrize("world_size", cfg.world_sizes or [None], ids=lambda w: f"x{w}" if w else "not-requested")
     if "concurrency_n" in metafunc.fixturenames:
         # No thread counts requested: one parameter that skips with the reason, so nothing passes silently.
         metafunc.parametrize("concurrency_n", cfg.concurrency_counts or [None],
@@ -485,8 +492,7 @@ def live_line(config, label):
 
 
 # The trainers' test hooks act on this tree's trainers only: the A/B gate's baseline side runs as committed.
-TEST_HOOKS_OFF = {"BENCH_SLEEP_PER_STEP_MS": None, "BENCH_NAN_AT_STEP": None, "BENCH_CRASH_AT_STEP": None,
-                  "BENCH_PLANT": None}
+TEST_HOOKS_OFF = dict.fromkeys(TEST_HOOKS)
 THIS, BASELINE = "this tree", "baseline"
 
 

@@ -129,19 +129,34 @@ def draw_epoch_augmentation(n, generator):
     return perm, crops, flips
 
 
-def matched_batches(images_u8, labels, generator, batch_size):
+def global_batches(n, batch_size, world_size=1):
+    """(start, stop) positions of each global batch of an epoch of n records: world_size * batch_size rows each,
+    the last partial one kept when it has a row for every rank."""
+    rows = world_size * batch_size
+    return [(start, min(start + rows, n)) for start in range(0, n, rows) if min(start + rows, n) - start >= world_size]
+
+
+def rank_rows(start, stop, rank, world_size):
+    """Rank `rank`'s positions in the global batch [start, stop): the batch cut into world_size equal consecutive
+    slices (a partial batch's remainder rows are left out, so every rank's batch has the same size)."""
+    per_rank = (stop - start) // world_size
+    return start + rank * per_rank, start + (rank + 1) * per_rank
+
+
+def matched_batches(images_u8, labels, generator, batch_size, rank=0, world_size=1):
     """One epoch of the matched pipeline: the epoch's draws, then normalized, augmented batches on the device.
 
     The images stay uint8 on the training device; each batch is gathered, cropped, flipped and normalized
-    there. The last partial batch is kept.
+    there. The last partial batch is kept. Data-parallel, every rank makes the same draws and takes its rows of
+    each global batch (global_batches, rank_rows).
     """
     device = images_u8.device
     n = images_u8.shape[0]
     # non_blocking: a blocking host-to-device copy waits for the device (cudaStreamSynchronize) inside the timed
     # epoch. The draws are pageable memory, which CUDA stages before the call returns: freeing them is safe.
     perm, crops, flips = (t.to(device, non_blocking=True) for t in draw_epoch_augmentation(n, generator))
-    for start in range(0, n, batch_size):
-        pos = slice(start, min(start + batch_size, n))
+    for start, stop in global_batches(n, batch_size, world_size):
+        pos = slice(*rank_rows(start, stop, rank, world_size))
         idx = perm[pos]
         yield normalize(random_crop_flip(images_u8[idx], crops[pos], flips[pos])), labels[idx]
 

@@ -158,7 +158,9 @@ def parse_args(argv=None):
     while i < len(argv):
         arg = argv[i]
         if arg in ("-h", "--help"):
-            sys.stdout.write(help_text("python"))
+            from bench.dist import backends_text  # torch, for --help only
+
+            sys.stdout.write(f"{help_text('python')}\n{backends_text()}\n")
             sys.exit(0)
         flag = find_flag(arg)
         value = arg.split("=", 1)[1] if "=" in arg else None

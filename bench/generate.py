@@ -58,6 +58,8 @@ def cpp_header():
     """The text of vocab_table.h: bench/vocab.py's values in C++, for cpp/vocab.h's types."""
     models = ", ".join(f"Model{{{cpp(name)}, {{{', '.join(map(str, stages))}}}}}"
                        for name, stages in vocab.MODELS.items())
+    dist_backends = ", ".join(f"DistBackend{{{cpp(kind)}, {cpp(backend)}, {cpp(vocab.DIST_FEATURES[kind])}}}"
+                              for kind, backend in vocab.DIST_BACKENDS.items())
     lines = [
         "// Generated from bench/vocab.py by `python -m bench.generate header` (CMake reruns it when bench/ changes):",
         "// do not edit. cpp/vocab.h declares the types and includes it.",
@@ -75,6 +77,13 @@ def cpp_header():
         f"inline constexpr double kWeightDecay = {cpp(vocab.WEIGHT_DECAY)};",
         f"inline constexpr bool kNesterov = {cpp(vocab.NESTEROV)};",
         f"inline constexpr std::string_view kSchedule = {cpp(vocab.SCHEDULE)};",
+        "",
+        "// The limit of every count (vocab.MAX_COUNT).",
+        f"inline constexpr int64_t kMaxCount = {vocab.MAX_COUNT};",
+        "",
+        "// Data-parallel training: per device type the backend and the feature it gives (vocab.DIST_BACKENDS,",
+        "// DIST_FEATURES).",
+        f"inline constexpr std::array kDistBackends = {{{dist_backends}}};",
         "",
         "// The Chrome traces --trace-steps writes into --trace-dir, and the named scopes in them (vocab.TRACE_*).",
         f"inline constexpr std::string_view kTrainTraceFile = {cpp(vocab.TRACE_FILES['train'])};",

@@ -42,6 +42,7 @@ class Training:
     step_losses: list
     total_seconds: float
     peak_memory_bytes: int | None
+    distributed: dict | None = None  # a distributed run's section (bench/dist.py DataParallel.section)
 
 
 @dataclass
@@ -111,7 +112,7 @@ def results_document(args, facts, param_count, dataset, startup_seconds, dataset
         "epochs": [asdict(e) for e in training.epochs], "total_seconds": training.total_seconds, "final": final,
         "latency": inference.latency, "concurrency": inference.concurrency, "unavailable": inference.unavailable,
         "peak_memory_bytes": training.peak_memory_bytes, "peak_rss_bytes": peak_rss_bytes,
-        "traces": trace_files(args), "process": process,
+        "traces": trace_files(args), "process": process, "distributed": training.distributed,
     }
     if args.record_step_losses:
         doc["step_losses"] = training.step_losses

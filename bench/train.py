@@ -16,8 +16,17 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench import process, results
-from bench.data import dataset_identity, find_default_data, load_split, matched_batches, normalize, ordered_batches
+from bench import dist, process, results
+from bench.data import (
+    dataset_identity,
+    find_default_data,
+    global_batches,
+    load_split,
+    matched_batches,
+    normalize,
+    ordered_batches,
+    rank_rows,
+)
 from bench.flags import UsageError, parse_args, parse_float, parse_int
 from bench.infer import InferOptions, check_aoti_packages, measure_concurrency, measure_latency, trace_inference
 from bench.model import init_weights, make_model, param_count
@@ -57,7 +66,8 @@ class RunError(Exception):
 
 @dataclass(frozen=True)
 class TestHooks:
-    """Test hooks (README "Test hooks"): a per-step sleep, a NaN loss or an abort at one global step."""
+    """Test hooks (README "Test hooks"): a per-step sleep, a NaN loss or an abort at one global step; in a
+    distributed run on every rank, or on the rank BENCH_HOOK_RANK names."""
 
     __test__ = False  # not a pytest test class
     sleep_per_step_ms: float = 0.0
@@ -67,8 +77,10 @@ class TestHooks:
 
 def read_test_hooks():
     """The hooks set in the environment; a malformed value is a usage error, as a bad flag is."""
-    sleep, nan, crash = (os.environ.get(name) for name in
-                         ("BENCH_SLEEP_PER_STEP_MS", "BENCH_NAN_AT_STEP", "BENCH_CRASH_AT_STEP"))
+    sleep, nan, crash, rank = (os.environ.get(f"BENCH_{name}") for name in
+                               ("SLEEP_PER_STEP_MS", "NAN_AT_STEP", "CRASH_AT_STEP", "HOOK_RANK"))
+    if rank and parse_int("BENCH_HOOK_RANK", rank, 0, INT64_MAX) != int(os.environ.get("RANK") or 0):
+        return TestHooks()  # the hooks act on another rank
     # Unset, empty or "0": no sleep (a sleep's own limit excludes 0, as --lr's does).
     return TestHooks(parse_float("BENCH_SLEEP_PER_STEP_MS", sleep, 0, MAX_HOOK_SLEEP_MS) if sleep not in (None, "", "0")
                      else 0.0,
@@ -92,10 +104,12 @@ def pipeline_options(args):
 # Setting up: backend, data, model, batches
 # ---------------------------------------------------------------------------------------------------------
 
-def setup_backend(args):
-    """The run's device, and the process-wide settings its flags ask for."""
+def setup_backend(args, job):
+    """The run's device (a distributed run's GPU is its LOCAL_RANK), and the process-wide settings its flags ask for."""
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda" if use_cuda else "cpu")
+    device = torch.device("cuda", dist.gpu_index(job) if job else 0) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.deterministic:
@@ -166,13 +180,15 @@ class BatchSources:
     test: Callable
 
 
-def batch_sources(args, data, device, generator):
+def batch_sources(args, data, device, generator, job):
     if args.data_pipeline == "idiomatic":
         from bench.pipeline import device_batches, idiomatic_loaders
 
         train_loader, test_loader = idiomatic_loaders(data.folder, device, pipeline_options(args))
         return BatchSources(lambda: device_batches(train_loader, device), lambda: device_batches(test_loader, device))
-    return BatchSources(lambda: matched_batches(data.train_x, data.train_y, generator, args.batch_size),
+    rank, world_size = (job.rank, job.world_size) if job else (0, 1)
+    return BatchSources(lambda: matched_batches(data.train_x, data.train_y, generator, args.batch_size, rank,
+                                                world_size),
                         lambda: ordered_batches(data.test_x, data.test_y, args.batch_size))
 
 
@@ -188,15 +204,18 @@ def lr_at_step(step, total_steps, peak_lr):
     return peak_lr * (total_steps - step) / (total_steps - warmup)
 
 
-def train_step(model, optimizer, x, y, lr, device, precision):
-    """One SGD step at learning rate `lr`; returns the loss and the logits on the device, without waiting."""
+def train_step(model, optimizer, x, y, lr, device, precision, replica):
+    """One SGD step at learning rate `lr`; returns the loss and the logits on the device, without waiting. In a
+    distributed run the forward goes through the replica, which averages the gradients across ranks."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     with autocast(device, precision):
-        logits = model(x)
+        logits = model(x) if replica is None else replica.forward(x)
         loss = F.cross_entropy(logits, y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if replica is not None:
+        replica.after_backward()
     optimizer.step()
     return loss, logits
 
@@ -211,10 +230,10 @@ class EpochResult:
 
 
 def train_epoch(model, optimizer, batches, device, first_step, total_steps, args, hooks, dump_batch, trace,
-                trace_stop):
+                trace_stop, replica):
     """One epoch over `batches` ((x, y) on the device). Nothing here waits for the device. `dump_batch` (may
     be None) sees the first batch of the run. `trace` (may be None) records each step in a STEP scope and stops
-    after `trace_stop` steps (0: the caller stops it)."""
+    after `trace_stop` steps (0: the caller stops it). `replica` (None in a single-process run) frames each step."""
     model.train()
     loss_sum = torch.zeros((), dtype=torch.float32, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -224,6 +243,8 @@ def train_epoch(model, optimizer, batches, device, first_step, total_steps, args
     for i, (x, y) in enumerate(batches):
         with scope(STEP, trace):
             step = first_step + i
+            if replica is not None:
+                replica.begin_step(step)
             lr = lr_at_step(step, total_steps, args.lr)
             x = as_input_layout(x, args.channels_last)
             if dump_batch is not None and step == 0:
@@ -232,13 +253,15 @@ def train_epoch(model, optimizer, batches, device, first_step, total_steps, args
                 os.abort()  # a trainer crash, as a segfault or OOM kill would be
             if step == hooks.nan_at_step:
                 x = x * float("nan")  # a NaN loss at this step, as a diverging run would have
-            loss, logits = train_step(model, optimizer, x, y, lr, device, args.precision)
+            loss, logits = train_step(model, optimizer, x, y, lr, device, args.precision, replica)
             loss_sum += loss.detach() * y.shape[0]
             correct += (logits.argmax(1) == y).sum()
             step_losses.append(loss.detach())
             images += y.shape[0]
             if hooks.sleep_per_step_ms > 0:
                 time.sleep(hooks.sleep_per_step_ms / 1000)
+            if replica is not None:
+                replica.end_step()
         if trace is not None and i + 1 == trace_stop:
             trace.stop()
     return EpochResult(loss_sum, correct, torch.stack(step_losses), images, lr)
@@ -259,28 +282,33 @@ def evaluate(model, batches, device, args):
     return loss_sum.item() / n, 100.0 * correct.item() / n
 
 
-def warmup_shapes(n, batch_size, full_steps):
-    """The batch sizes a pass over n records in batches of batch_size produces, each once: `full_steps`
+def warmup_shapes(n, batch_size, full_steps, world_size=1):
+    """The batch sizes (per rank) a pass over n records in batches of batch_size produces, each once: `full_steps`
     times the full batch, then the partial last batch if there is one."""
-    return [min(n, batch_size)] * full_steps + ([n % batch_size] if n > batch_size and n % batch_size else [])
+    sizes = [hi - lo for lo, hi in (rank_rows(*rows, 0, world_size) for rows in global_batches(n, batch_size,
+                                                                                                world_size))]
+    return sizes[:1] * full_steps + (sizes[-1:] if sizes[-1] != sizes[0] else [])
 
 
-def warm_up(model, data, device, args):
+def warm_up(model, data, device, args, replica):
     """Untimed training steps at every shape the timed run will see (args.warmup_steps full batches, the
     partial last batch), then evaluation at the full and partial eval batch, in the run's precision and
     layout: cuDNN/cuBLAS handles, lazy kernel loading, per-shape plans (autotuning with --cudnn-benchmark)
     and the allocator's pools are ready before the first clock read. The run stays as if none had happened:
     the batches come from a generator of their own, the optimizer is a throwaway one, the weights and
-    BatchNorm buffers are restored. Returns the seconds it took."""
+    BatchNorm buffers are restored. In a distributed run the steps go through the replica (DDP's first
+    iterations, its bucket rebuild included, are warm-up). Returns the seconds it took."""
     t0 = now_ns(device)
     saved = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = make_optimizer(model, args)
     generator = torch.Generator().manual_seed(args.seed)  # not the run's generator: its draws stay untouched
     x_u8, y = data.train_x[:args.batch_size].to(device), data.train_y[:args.batch_size].to(device)
     model.train()
-    for n in warmup_shapes(data.train_x.shape[0], args.batch_size, args.warmup_steps):
+    world_size = replica.job.world_size if replica else 1
+    for n in warmup_shapes(data.train_x.shape[0], args.batch_size, args.warmup_steps, world_size):
         x, y_n = next(matched_batches(x_u8[:n], y[:n], generator, n))
-        train_step(model, optimizer, as_input_layout(x, args.channels_last), y_n, args.lr, device, args.precision)
+        train_step(model, optimizer, as_input_layout(x, args.channels_last), y_n, args.lr, device, args.precision,
+                   replica)
     for n in warmup_shapes(data.test_x.shape[0], args.batch_size, 1):
         evaluate(model, ordered_batches(data.test_x[:n], data.test_y[:n], n), device, args)
     model.load_state_dict(saved)
@@ -334,10 +362,15 @@ def train_trace(args, device):
     return Trace(device, results.trace_files(args)["train"]) if args.trace_steps else None
 
 
-def train(model, optimizer, sources, data, device, args, hooks):
+def train(model, optimizer, sources, data, device, args, hooks, replica):
     """The timed epochs: each trains, checks its losses, evaluates, and is recorded and printed. The
-    window (time and peak memory) opens here: warm-up, data loading and the model's creation excluded."""
-    steps_per_epoch = math.ceil(data.train_x.shape[0] / args.batch_size)
+    window (time and peak memory) opens here: warm-up, data loading and the model's creation excluded. In a
+    distributed run every rank trains its rows of each global batch; rank 0 alone evaluates (the model itself, not
+    its replica), records and prints, while the others wait for it."""
+    world_size = replica.job.world_size if replica else 1
+    steps_per_epoch = len(global_batches(data.train_x.shape[0], args.batch_size, world_size))
+    if not steps_per_epoch:
+        raise RunError(f"{data.train_x.shape[0]} training records cannot give each of {world_size} ranks one")
 
     dump_batch = None  # None without --dump-batch; built here, outside every timed window
     if args.dump_batch:
@@ -350,24 +383,33 @@ def train(model, optimizer, sources, data, device, args, hooks):
         trace = train_trace(args, device) if epoch == args.epochs else None  # recording before the clock reads
         with process.window("epoch", f"epoch {epoch}"):
             t0 = traced_now_ns(device, trace)
+            if replica is not None:
+                replica.start_epoch()
             # K steps recorded; an epoch of K steps or fewer is traced whole, with its evaluation
             result = train_epoch(model, optimizer, sources.train(), device, (epoch - 1) * steps_per_epoch,
                                  args.epochs * steps_per_epoch, args, hooks, dump_batch, trace,
-                                 args.trace_steps if args.trace_steps < steps_per_epoch else 0)
+                                 args.trace_steps if args.trace_steps < steps_per_epoch else 0, replica)
             train_seconds = (traced_now_ns(device, trace) - t0) / 1e9
-        step_losses += check_step_losses(result.step_losses, epoch, steps_per_epoch)
-        t0 = now_ns(device)
-        test_batches = sources.test()
-        with scope(EVALUATE, trace):
-            test_loss, test_acc = evaluate(model, test_batches, device, args)
-        eval_seconds = seconds_since(t0, device)
-        if trace is not None:
-            trace.stop()
-        check_test_loss(test_loss, epoch)
-        epochs.append(epoch_record(epoch, result, train_seconds, eval_seconds, test_loss, test_acc))
-        print_progress(epoch, args.epochs, epochs[-1], seconds_since(start, device))
+        losses = check_step_losses(result.step_losses, epoch, steps_per_epoch)
+        step_losses += losses
+        if replica is not None:
+            replica.end_epoch(result, losses)
+        if replica is None or replica.job.rank == 0:
+            t0 = now_ns(device)
+            test_batches = sources.test()
+            with scope(EVALUATE, trace):
+                test_loss, test_acc = evaluate(model, test_batches, device, args)
+            eval_seconds = seconds_since(t0, device)
+            if trace is not None:
+                trace.stop()
+            check_test_loss(test_loss, epoch)
+            epochs.append(epoch_record(epoch, result, train_seconds, eval_seconds, test_loss, test_acc))
+            print_progress(epoch, args.epochs, epochs[-1], seconds_since(start, device))
+        if replica is not None:
+            dist.barrier(replica.job)
     total_seconds = seconds_since(start, device)
-    return Training(epochs, step_losses, total_seconds, None if args.eval_only else peak_memory_bytes(device))
+    return Training(epochs, step_losses, total_seconds, None if args.eval_only else peak_memory_bytes(device),
+                    replica.section(args) if replica is not None else None)
 
 
 def final_metrics(model, sources, training, device, args):
@@ -417,38 +459,64 @@ def save_outputs(args, model, inference, outputs):
 def run(args):
     hooks = read_test_hooks()
     plants = process.read_plants()
-    device = setup_backend(args)
+    job = dist.connect(args)  # None unless launched by torchrun (or with its environment)
+    args = dist.rank_args(args, job)
+    device = setup_backend(args, job)
     record = process.start_record(plants)  # the process's state, from here on (BENCH_PLANT's drifts planted)
+    if job is not None:
+        dist.start(job, args, device)
     check_aoti_packages(infer_options(args), device)
     prepare_trace_dir(args)
     data = load_data(args, device)
     generator = torch.Generator().manual_seed(args.seed)
     model = build_model(args, device, generator)
+    replica = dist.DataParallel(model, job, args) if job is not None else None
     optimizer = make_optimizer(model, args)
-    sources = batch_sources(args, data, device, generator)
+    sources = batch_sources(args, data, device, generator, job)
     startup_seconds = seconds_since_process_start(device)  # the model ready: before its first step or inference
     dataset, dataset_hash_seconds = identify_dataset(data)
-    warmup_seconds = warm_up(model, data, device, args) if args.warmup_steps and not args.eval_only else None
+    warmup_seconds = warm_up(model, data, device, args, replica) if args.warmup_steps and not args.eval_only else None
     empty_samples = empty_samples_us(device)
-    training = train(model, optimizer, sources, data, device, args, hooks)
+    training = train(model, optimizer, sources, data, device, args, hooks, replica)
+    if job is not None and job.rank != 0:  # rank 0 measures inference and writes the results
+        if args.save_weights:
+            save_weights(model, args.save_weights)
+        return dist.finish(job)
     final = final_metrics(model, sources, training, device, args)
     outputs = {} if args.dump_logits else None
     inference = measure_inference(model, data.test_x, device, infer_options(args), outputs, args)
+    inference.unavailable += dist.unavailable(device)
     save_outputs(args, model, inference, outputs)
     doc = results_document(args, run_facts(device, args.precision), param_count(model), dataset,
                            startup_seconds, dataset_hash_seconds, warmup_seconds, empty_samples, training, final,
                            inference, peak_rss_bytes(), record.section())
     if args.results:
         results.write_results_atomic(doc, args.results)
+    if job is not None:
+        dist.finish(job)
     return doc
 
 
 def on_signal(signum, _frame):
+    if dist.current is not None and dist.current.watchdog.failing:
+        return  # this process is naming a failure already: let it finish
+    line = dist.failure_line(f"interrupted by {signal.Signals(signum).name}", collective=True)  # None: named already
     if results.pending_tmp is not None:  # interrupted while writing the results: no half-written file stays
         results.pending_tmp.unlink(missing_ok=True)
-    name = signal.Signals(signum).name
-    print(f"{PROG}: error: interrupted by {name}; no results written", file=sys.stderr, flush=True)
+    if line is not None:
+        print(f"{PROG}: error: {line}; no results written", file=sys.stderr, flush=True)
     os._exit(EXIT_SIGNAL_BASE + signum)
+
+
+def fail(err, code):
+    """The error's one line (in a distributed run, the job's line naming the rank that failed, printed by the rank
+    that names it first) and the exit status. A distributed run ends at once: its process group may be broken."""
+    line = dist.failure_line(first_line(err), collective=code != 2)
+    if line is not None:
+        print(f"{PROG}: error: {line}", file=sys.stderr, flush=True)
+    if dist.current is not None:
+        os._exit(code)
+    return code
 
 
 def main(argv=None):
@@ -457,11 +525,9 @@ def main(argv=None):
     try:
         run(parse_args(argv))
     except UsageError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE_ERROR
+        return fail(err, EXIT_USAGE_ERROR)
     except Exception as err:  # data, weights, non-finite loss, writing, torch's own (out of memory): one line
-        print(f"{PROG}: error: {first_line(err)}", file=sys.stderr)
-        return EXIT_RUNTIME_ERROR
+        return fail(err, EXIT_RUNTIME_ERROR)
     return 0
 
 

@@ -23,6 +23,12 @@ PRECISIONS = ("fp32", "bf16")
 OPTIMIZER_IMPLS = ("per-tensor", "foreach")
 DATA_PIPELINES = ("matched", "idiomatic")
 INFERENCE_PATHS = ("eager", "compile", "aoti", "cuda-graph")
+# Data-parallel training (bench/dist.py, cpp/dist.cpp): how gradients are averaged across ranks; per device type
+# the process group's backend and the feature it gives (each trainer's --help says whether its build has it, and
+# a run without it records the feature as unavailable).
+GRAD_SYNCS = ("ddp", "flat")
+DIST_BACKENDS = {"cpu": "gloo", "cuda": "nccl"}
+DIST_FEATURES = {"cpu": "distributed CPU training (gloo)", "cuda": "distributed CUDA training (NCCL)"}
 DATASET_KINDS = ("official", "subset", "synthetic")
 # The suite's named modes (pytest --modes) and the trainer flags each stands for (docs/twins.md, "Modes").
 MODES = {
@@ -54,6 +60,7 @@ MAX_BATCH = 65_536
 MAX_WORKERS = 256
 MAX_SEED = 2**63 - 1  # the largest int64: C++ holds the seed as one
 MAX_LR = 1000  # already diverges at once (tests/test_bad_input.py relies on it); beyond it, a typo
+MAX_DIST_TIMEOUT = 86_400  # a day: a rank silent for longer is gone
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ class Flag:
 FLAGS = (
     Flag("--model", "choice", "resnet18", "network to train", choices=tuple(MODELS)),
     Flag("--epochs", "int", 1, "training epochs", 1, MAX_COUNT),
-    Flag("--batch-size", "int", 128, "training and eval batch size", 1, MAX_BATCH),
+    Flag("--batch-size", "int", 128, "training and eval batch size (per rank under torchrun)", 1, MAX_BATCH),
     Flag("--lr", "float", 0.1, "peak learning rate", 0, MAX_LR),
     Flag("--data", "text", None, "CIFAR-10 binary folder; none = the one `python -m bench.prepare default` "
          "prepared", record="dataset.path"),
@@ -139,6 +146,13 @@ FLAGS = (
     Flag("--concurrency", "ints", (), "comma-separated thread counts for concurrent batch-1 inference",
          1, MAX_THREADS),
     Flag("--concurrency-iters", "int", 50, "timed requests per thread", 1, MAX_COUNT),
+    # Data-parallel training, launched by torchrun (docs/distributed.md): read only under its environment.
+    Flag("--grad-sync", "choice", "ddp", "gradient averaging across ranks: DDP's buckets overlapped with backward, "
+         "or one flat allreduce after it (an ablation)", choices=GRAD_SYNCS),
+    Flag("--no-sync-blocks", "int", 0, "timing probe: alternate N steps with gradient sync and N without (no_sync: "
+         "the ranks' weights drift apart), 0 = always sync", 0, MAX_COUNT),
+    Flag("--dist-timeout", "int", 300, "seconds a rank waits for the others (store, collectives) before the job ends "
+         "naming the rank that failed", 1, MAX_DIST_TIMEOUT, record="distributed.timeout_seconds"),
 )
 
 
@@ -157,7 +171,8 @@ TRACE_STEP, TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER, TRACE_INFER_WARMUP =
 WATCHED_ENV_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "ONEDNN_", "DNNL_", "ATEN_", "TORCH_",
                         "TORCHINDUCTOR_", "PYTORCH_", "CUDA_", "CUBLAS_", "CUBLASLT_", "CUDNN_", "NCCL_", "NVIDIA_",
                         "KINETO_", "LD_", "MALLOC_", "GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE", "PYTHON")
-TEST_HOOKS = ("BENCH_SLEEP_PER_STEP_MS", "BENCH_NAN_AT_STEP", "BENCH_CRASH_AT_STEP", "BENCH_PLANT")
+TEST_HOOKS = ("BENCH_SLEEP_PER_STEP_MS", "BENCH_NAN_AT_STEP", "BENCH_CRASH_AT_STEP", "BENCH_HOOK_RANK",
+              "BENCH_PLANT")
 PLANTS = ("cudnn-deterministic", "anomaly", "interop-threads", "worker-threads", "no-grad", "affinity", "thp", "gc",
           "switch-interval")
 PYTHON_ONLY_PLANTS = ("gc", "switch-interval")  # C++ has no garbage collector and no interpreter

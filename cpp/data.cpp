@@ -145,9 +145,28 @@ EpochAugmentation draw_epoch_augmentation(int64_t n, at::Generator& gen) {
   return {perm, crops, flips};
 }
 
+std::vector<std::pair<int64_t, int64_t>> global_batches(int64_t n, int64_t batch_size, int64_t world_size) {
+  const int64_t rows = world_size * batch_size;
+  std::vector<std::pair<int64_t, int64_t>> batches;
+  for (int64_t start = 0; start < n; start += rows) {
+    const int64_t stop = std::min(start + rows, n);
+    if (stop - start >= world_size) batches.emplace_back(start, stop);
+  }
+  return batches;
+}
+
+std::pair<int64_t, int64_t> rank_rows(int64_t start, int64_t stop, int64_t rank, int64_t world_size) {
+  const int64_t per_rank = (stop - start) / world_size;
+  return {start + rank * per_rank, start + (rank + 1) * per_rank};
+}
+
 MatchedBatches::MatchedBatches(const torch::Tensor& images_u8, const torch::Tensor& labels, at::Generator& gen,
-                               int64_t batch_size)
-    : images_u8_(images_u8), labels_(labels), batch_size_(batch_size) {
+                               int64_t batch_size, int64_t rank, int64_t world_size)
+    : images_u8_(images_u8),
+      labels_(labels),
+      batches_(global_batches(images_u8.size(0), batch_size, world_size)),
+      rank_(rank),
+      world_size_(world_size) {
   const auto draws = draw_epoch_augmentation(images_u8.size(0), gen);
   // non_blocking: a blocking host-to-device copy waits for the device (cudaStreamSynchronize) inside the timed
   // epoch. The draws are pageable memory, which CUDA stages before the call returns: freeing them is safe.
@@ -157,15 +176,13 @@ MatchedBatches::MatchedBatches(const torch::Tensor& images_u8, const torch::Tens
 }
 
 std::optional<Batch> MatchedBatches::next() {
-  const int64_t n = images_u8_.size(0);
-  if (start_ >= n) return std::nullopt;
-  const int64_t end = std::min(start_ + batch_size_, n);
-  const auto idx = perm_.slice(0, start_, end);
-  Batch batch{
-      normalize(random_crop_flip(images_u8_.index({idx}), crops_.slice(0, start_, end), flips_.slice(0, start_, end))),
+  if (next_ >= batches_.size()) return std::nullopt;
+  const auto [start, end] = rank_rows(batches_[next_].first, batches_[next_].second, rank_, world_size_);
+  ++next_;
+  const auto idx = perm_.slice(0, start, end);
+  return Batch{
+      normalize(random_crop_flip(images_u8_.index({idx}), crops_.slice(0, start, end), flips_.slice(0, start, end))),
       labels_.index({idx})};
-  start_ = end;
-  return batch;
 }
 
 OrderedBatches::OrderedBatches(const torch::Tensor& images, const torch::Tensor& labels, int64_t batch_size)

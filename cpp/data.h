@@ -69,16 +69,28 @@ struct BatchSource {
   virtual std::optional<Batch> next() = 0;
 };
 
+// (start, stop) positions of each global batch of an epoch of n records: world_size * batch_size rows each, the
+// last partial one kept when it has a row for every rank.
+std::vector<std::pair<int64_t, int64_t>> global_batches(int64_t n, int64_t batch_size, int64_t world_size = 1);
+
+// Rank `rank`'s positions in the global batch [start, stop): the batch cut into world_size equal consecutive slices
+// (a partial batch's remainder rows are left out, so every rank's batch has the same size).
+std::pair<int64_t, int64_t> rank_rows(int64_t start, int64_t stop, int64_t rank, int64_t world_size);
+
 // One epoch of the matched pipeline (Python: the generator matched_batches): the epoch's draws at
 // construction, then normalized, augmented batches gathered on the device. The last partial batch is kept.
+// Data-parallel, every rank makes the same draws and takes its rows of each global batch.
 class MatchedBatches : public BatchSource {
  public:
-  MatchedBatches(const torch::Tensor& images_u8, const torch::Tensor& labels, at::Generator& gen, int64_t batch_size);
+  MatchedBatches(const torch::Tensor& images_u8, const torch::Tensor& labels, at::Generator& gen, int64_t batch_size,
+                 int64_t rank = 0, int64_t world_size = 1);
   std::optional<Batch> next() override;
 
  private:
   torch::Tensor images_u8_, labels_, perm_, crops_, flips_;
-  int64_t batch_size_, start_ = 0;
+  std::vector<std::pair<int64_t, int64_t>> batches_;
+  int64_t rank_, world_size_;
+  size_t next_ = 0;
 };
 
 // The resident, normalized images in order, in batches (Python: ordered_batches).

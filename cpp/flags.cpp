@@ -11,6 +11,8 @@
 #include <set>
 #include <variant>
 
+#include "dist.h"
+
 namespace {
 
 // Plain ASCII decimal text only (no "1_000", no " 5", no "nan"), the same grammar as Python's.
@@ -150,6 +152,7 @@ Args parse_args(int argc, char** argv) {
     const std::string_view arg = argv[i];
     if (arg == "-h" || arg == "--help") {
       std::fwrite(kHelp.data(), 1, kHelp.size(), stdout);
+      std::printf("\n%s\n", backends_text().c_str());  // the backends this build has
       std::exit(0);
     }
     const Flag& flag = find_flag(arg);

@@ -132,7 +132,8 @@ Json results_document(const Args& args, const Json& facts, int64_t param_count, 
                            {"peak_memory_bytes", training.peak_memory_bytes},
                            {"peak_rss_bytes", peak_rss_bytes},
                            {"traces", trace_files(args)},
-                           {"process", process}});
+                           {"process", process},
+                           {"distributed", training.distributed}});
   if (args.record_step_losses) doc.set("step_losses", training.step_losses);
   return doc;
 }

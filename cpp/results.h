@@ -22,6 +22,7 @@ struct Training {
   std::vector<double> step_losses;
   double total_seconds = 0;
   Json peak_memory_bytes;  // null on CPU and for --eval-only
+  Json distributed;        // a distributed run's section (dist.h DataParallel::section); null for a single process
 };
 
 // Latency per path and batch size, the paths this run could not measure, concurrent inference.

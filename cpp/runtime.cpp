@@ -5,6 +5,7 @@
 
 #ifdef BENCH_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <cuda_runtime_api.h>
 #endif
 
@@ -22,6 +23,14 @@
 
 void synchronize(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+void set_cuda_device(const torch::Device& device) {
+#ifdef BENCH_WITH_CUDA
+  c10::cuda::set_device(device.index());
+#else
+  (void)device;  // a CPU build has no GPU: --device cuda stopped before this
+#endif
 }
 
 int64_t now_ns(const torch::Device& device) {

@@ -13,6 +13,9 @@
 // Waits for the device's queued work (a no-op on CPU).
 void synchronize(const torch::Device& device);
 
+// Makes `device` (a GPU) the current one (Python: torch.cuda.set_device).
+void set_cuda_device(const torch::Device& device);
+
 // The monotonic clock in ns, read only after the device has finished what was queued.
 int64_t now_ns(const torch::Device& device);
 

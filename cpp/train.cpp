@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "data.h"
+#include "dist.h"
 #include "flags.h"
 #include "infer.h"
 #include "model.h"
@@ -42,7 +43,8 @@ constexpr int64_t kMaxHookSleepMs = 3'600'000;  // an hour per step: far above a
 
 // ---- test hooks and the options of the parts -------------------------------------------------------
 
-// Test hooks (README "Test hooks"): a per-step sleep, a NaN loss or an abort at one global step.
+// Test hooks (README "Test hooks"): a per-step sleep, a NaN loss or an abort at one global step; in a distributed
+// run on every rank, or on the rank BENCH_HOOK_RANK names.
 struct TestHooks {
   double sleep_per_step_ms = 0;
   int64_t nan_at_step = -1;
@@ -53,6 +55,12 @@ struct TestHooks {
 TestHooks read_test_hooks() {
   constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
   TestHooks hooks;
+  if (const char* v = std::getenv("BENCH_HOOK_RANK"); v && *v) {
+    const char* rank = std::getenv("RANK");
+    if (parse_int("BENCH_HOOK_RANK", v, 0, kInt64Max) != (rank && *rank ? std::atoll(rank) : 0)) {
+      return hooks;  // the hooks act on another rank
+    }
+  }
   // Unset, empty or "0": no sleep (a sleep's own limit excludes 0, as --lr's does).
   if (const char* v = std::getenv("BENCH_SLEEP_PER_STEP_MS"); v && *v && std::string_view(v) != "0") {
     hooks.sleep_per_step_ms = parse_float("BENCH_SLEEP_PER_STEP_MS", v, 0, kMaxHookSleepMs);
@@ -77,10 +85,12 @@ PipelineOptions pipeline_options(const Args& args) {
 
 // ---- setting up: backend, data, model, batches -----------------------------------------------------
 
-// The run's device, and the process-wide settings its flags ask for.
-torch::Device setup_backend(const Args& args) {
+// The run's device (a distributed run's GPU is its LOCAL_RANK), and the process-wide settings its flags ask for.
+torch::Device setup_backend(const Args& args, const Job* job) {
   const bool use_cuda = args.device == "cuda" || (args.device == "auto" && torch::cuda::is_available());
-  const torch::Device device(use_cuda ? torch::kCUDA : torch::kCPU, use_cuda ? 0 : -1);
+  const torch::Device device(use_cuda ? torch::kCUDA : torch::kCPU,
+                             use_cuda ? c10::DeviceIndex(job ? gpu_index(*job) : 0) : c10::DeviceIndex(-1));
+  if (use_cuda) set_cuda_device(device);
   if (args.threads > 0) torch::set_num_threads(int(args.threads));
   if (args.deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
   at::globalContext().setBenchmarkCuDNN(args.cudnn_benchmark);
@@ -140,12 +150,17 @@ struct BatchSources {
   std::function<std::unique_ptr<BatchSource>()> train, test;
 };
 
-BatchSources batch_sources(const Args& args, const Data& data, const torch::Device& device, at::Generator& generator) {
+BatchSources batch_sources(const Args& args, const Data& data, const torch::Device& device, at::Generator& generator,
+                           const Job* job) {
   if (args.data_pipeline == "idiomatic") {
     auto loaders = std::make_shared<IdiomaticLoaders>(data.folder, device, pipeline_options(args));
     return {[loaders] { return loaders->train_batches(); }, [loaders] { return loaders->test_batches(); }};
   }
-  return {[&] { return std::make_unique<MatchedBatches>(data.train_x, data.train_y, generator, args.batch_size); },
+  const int64_t rank = job ? job->rank() : 0, world_size = job ? job->world_size() : 1;
+  return {[&, rank, world_size] {
+            return std::make_unique<MatchedBatches>(data.train_x, data.train_y, generator, args.batch_size, rank,
+                                                    world_size);
+          },
           [&] { return std::make_unique<OrderedBatches>(data.test_x, data.test_y, args.batch_size); }};
 }
 
@@ -158,19 +173,21 @@ double lr_at_step(int64_t step, int64_t total_steps, double peak_lr) {
   return peak_lr * double(total_steps - step) / double(total_steps - warmup);
 }
 
-// One SGD step at learning rate `lr`; returns the loss and the logits on the device, without waiting.
+// One SGD step at learning rate `lr`; returns the loss and the logits on the device, without waiting. In a distributed
+// run the forward goes through the replica, which averages the gradients across ranks.
 std::pair<torch::Tensor, torch::Tensor> train_step(ResNet& model, torch::optim::SGD& optimizer, const torch::Tensor& x,
                                                    const torch::Tensor& y, double lr, const torch::Device& device,
-                                                   const std::string& precision) {
+                                                   const std::string& precision, DataParallel* replica) {
   for (auto& group : optimizer.param_groups()) static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
   torch::Tensor logits, loss;
   {
     AutocastScope autocast(device, precision);
-    logits = model->forward(x);
+    logits = replica ? replica->forward(x) : model->forward(x);
     loss = torch::nn::functional::cross_entropy(logits, y);
   }
   optimizer.zero_grad(/*set_to_none=*/true);
   loss.backward();
+  if (replica) replica->after_backward();
   optimizer.step();
   return {loss, logits};
 }
@@ -187,10 +204,10 @@ using DumpBatch = std::function<void(const torch::Tensor&, const torch::Tensor&)
 
 // One epoch over `batches`. Nothing here waits for the device. `dump_batch` (may be empty) sees the first batch
 // of the run. `trace` (may be null) records each step in a kTraceStep scope and stops after `trace_stop` steps (0:
-// the caller stops it).
+// the caller stops it). `replica` (null in a single-process run) frames each step.
 EpochResult train_epoch(ResNet& model, torch::optim::SGD& optimizer, BatchSource& batches, const torch::Device& device,
                         int64_t first_step, int64_t total_steps, const Args& args, const TestHooks& hooks,
-                        const DumpBatch& dump_batch, Trace* trace, int64_t trace_stop) {
+                        const DumpBatch& dump_batch, Trace* trace, int64_t trace_stop, DataParallel* replica) {
   model->train();
   auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
   auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device));
@@ -203,13 +220,14 @@ EpochResult train_epoch(ResNet& model, torch::optim::SGD& optimizer, BatchSource
     {
       TraceScope scope(kTraceStep, trace);
       const int64_t step = first_step + i;
+      if (replica) replica->begin_step(step);
       lr = lr_at_step(step, total_steps, args.lr);
       auto x = as_input_layout(batch->images, args.channels_last);
       const auto& y = batch->labels;
       if (dump_batch && step == 0) dump_batch(x, y);
       if (step == hooks.crash_at_step) std::abort();  // a trainer crash, as a segfault or OOM kill would be
       if (step == hooks.nan_at_step) x = x * std::numeric_limits<double>::quiet_NaN();  // as a diverging run
-      const auto [loss, logits] = train_step(model, optimizer, x, y, lr, device, args.precision);
+      const auto [loss, logits] = train_step(model, optimizer, x, y, lr, device, args.precision, replica);
       loss_sum += loss.detach() * y.size(0);
       correct += (logits.argmax(1) == y).sum();
       step_losses.push_back(loss.detach());
@@ -217,6 +235,7 @@ EpochResult train_epoch(ResNet& model, torch::optim::SGD& optimizer, BatchSource
       if (hooks.sleep_per_step_ms > 0) {
         std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(hooks.sleep_per_step_ms));
       }
+      if (replica) replica->end_step();
     }
     if (trace && i + 1 == trace_stop) trace->stop();
   }
@@ -241,11 +260,16 @@ std::pair<double, double> evaluate(ResNet& model, BatchSource& batches, const to
   return {loss_sum.item<double>() / double(n), 100.0 * double(correct.item<int64_t>()) / double(n)};
 }
 
-// The batch sizes a pass over n records in batches of batch_size produces, each once: `full_steps` times the
-// full batch, then the partial last batch if there is one.
-std::vector<int64_t> warmup_shapes(int64_t n, int64_t batch_size, int64_t full_steps) {
-  std::vector<int64_t> shapes(size_t(full_steps), std::min(n, batch_size));
-  if (n > batch_size && n % batch_size != 0) shapes.push_back(n % batch_size);
+// The batch sizes (per rank) a pass over n records in batches of batch_size produces, each once: `full_steps` times
+// the full batch, then the partial last batch if there is one.
+std::vector<int64_t> warmup_shapes(int64_t n, int64_t batch_size, int64_t full_steps, int64_t world_size = 1) {
+  std::vector<int64_t> sizes;
+  for (const auto& [start, stop] : global_batches(n, batch_size, world_size)) {
+    const auto [lo, hi] = rank_rows(start, stop, 0, world_size);
+    sizes.push_back(hi - lo);
+  }
+  std::vector<int64_t> shapes(size_t(full_steps), sizes.front());
+  if (sizes.back() != sizes.front()) shapes.push_back(sizes.back());
   return shapes;
 }
 
@@ -254,8 +278,9 @@ std::vector<int64_t> warmup_shapes(int64_t n, int64_t batch_size, int64_t full_s
 // cuDNN/cuBLAS handles, lazy kernel loading, per-shape plans (autotuning with --cudnn-benchmark) and the
 // allocator's pools are ready before the first clock read. The run stays as if none had happened: the
 // batches come from a generator of their own, the optimizer is a throwaway one, the weights and BatchNorm
-// buffers are restored. Returns the seconds it took.
-double warm_up(ResNet& model, const Data& data, const torch::Device& device, const Args& args) {
+// buffers are restored. In a distributed run the steps go through the replica (DDP's first iterations, its bucket
+// rebuild included, are warm-up). Returns the seconds it took.
+double warm_up(ResNet& model, const Data& data, const torch::Device& device, const Args& args, DataParallel* replica) {
   const int64_t t0 = now_ns(device);
   std::vector<torch::Tensor> saved;
   for (const auto& entry : state_dict(model)) saved.push_back(entry.second.clone());
@@ -265,10 +290,11 @@ double warm_up(ResNet& model, const Data& data, const torch::Device& device, con
   const auto x_u8 = data.train_x.slice(0, 0, args.batch_size).to(device);
   const auto y = data.train_y.slice(0, 0, args.batch_size).to(device);
   model->train();
-  for (const int64_t n : warmup_shapes(data.train_x.size(0), args.batch_size, args.warmup_steps)) {
+  const int64_t world_size = replica ? replica->job.world_size() : 1;
+  for (const int64_t n : warmup_shapes(data.train_x.size(0), args.batch_size, args.warmup_steps, world_size)) {
     const auto batch = MatchedBatches(x_u8.slice(0, 0, n), y.slice(0, 0, n), generator, n).next();
     train_step(model, *optimizer, as_input_layout(batch->images, args.channels_last), batch->labels, args.lr, device,
-               args.precision);
+               args.precision, replica);
   }
   for (const int64_t n : warmup_shapes(data.test_x.size(0), args.batch_size, 1)) {
     OrderedBatches batches(data.test_x.slice(0, 0, n), data.test_y.slice(0, 0, n), n);
@@ -341,10 +367,17 @@ std::unique_ptr<Trace> train_trace(const Args& args, const torch::Device& device
 }
 
 // The timed epochs: each trains, checks its losses, evaluates, and is recorded and printed. The window (time and
-// peak memory) opens here: warm-up, data loading and the model's creation excluded.
+// peak memory) opens here: warm-up, data loading and the model's creation excluded. In a distributed run every rank
+// trains its rows of each global batch; rank 0 alone evaluates (the model itself, not its replica), records and
+// prints, while the others wait for it.
 Training train(ResNet& model, torch::optim::SGD& optimizer, const BatchSources& sources, const Data& data,
-               const torch::Device& device, const Args& args, const TestHooks& hooks) {
-  const int64_t steps_per_epoch = (data.train_x.size(0) + args.batch_size - 1) / args.batch_size;
+               const torch::Device& device, const Args& args, const TestHooks& hooks, DataParallel* replica) {
+  const int64_t world_size = replica ? replica->job.world_size() : 1;
+  const int64_t steps_per_epoch = int64_t(global_batches(data.train_x.size(0), args.batch_size, world_size).size());
+  if (steps_per_epoch == 0) {
+    throw std::runtime_error(
+        c10::str(data.train_x.size(0), " training records cannot give each of ", world_size, " ranks one"));
+  }
   DumpBatch dump_batch;  // empty without --dump-batch; built here, outside every timed window
   if (!args.dump_batch.empty()) {
     dump_batch = [&](const torch::Tensor& x, const torch::Tensor& y) {
@@ -361,31 +394,37 @@ Training train(ResNet& model, torch::optim::SGD& optimizer, const BatchSources& 
     {
       const auto window = process_window("epoch", c10::str("epoch ", epoch));
       const int64_t t0 = traced_now_ns(device, trace.get());
+      if (replica) replica->start_epoch();
       auto batches = sources.train();
       // K steps recorded; an epoch of K steps or fewer is traced whole, with its evaluation
-      result =
-          train_epoch(model, optimizer, *batches, device, (epoch - 1) * steps_per_epoch, args.epochs * steps_per_epoch,
-                      args, hooks, dump_batch, trace.get(), args.trace_steps < steps_per_epoch ? args.trace_steps : 0);
+      result = train_epoch(model, optimizer, *batches, device, (epoch - 1) * steps_per_epoch,
+                           args.epochs * steps_per_epoch, args, hooks, dump_batch, trace.get(),
+                           args.trace_steps < steps_per_epoch ? args.trace_steps : 0, replica);
       train_seconds = double(traced_now_ns(device, trace.get()) - t0) / 1e9;
     }
     const auto losses = check_step_losses(result->step_losses, epoch, steps_per_epoch);
     training.step_losses.insert(training.step_losses.end(), losses.begin(), losses.end());
-    const int64_t t0 = now_ns(device);
-    auto test_batches = sources.test();
-    std::pair<double, double> test;
-    {
-      TraceScope scope(kTraceEvaluate, trace.get());
-      test = evaluate(model, *test_batches, device, args);
+    if (replica) replica->end_epoch(result->loss_sum, result->correct, result->images, losses);
+    if (!replica || replica->job.rank() == 0) {
+      const int64_t t0 = now_ns(device);
+      auto test_batches = sources.test();
+      std::pair<double, double> test;
+      {
+        TraceScope scope(kTraceEvaluate, trace.get());
+        test = evaluate(model, *test_batches, device, args);
+      }
+      const auto [test_loss, test_acc] = test;
+      const double eval_seconds = seconds_since(t0, device);
+      if (trace) trace->stop();
+      check_test_loss(test_loss, epoch);
+      training.epochs.push_back(epoch_record(epoch, *result, train_seconds, eval_seconds, test_loss, test_acc));
+      print_progress(epoch, args.epochs, training.epochs.back(), seconds_since(start, device));
     }
-    const auto [test_loss, test_acc] = test;
-    const double eval_seconds = seconds_since(t0, device);
-    if (trace) trace->stop();
-    check_test_loss(test_loss, epoch);
-    training.epochs.push_back(epoch_record(epoch, *result, train_seconds, eval_seconds, test_loss, test_acc));
-    print_progress(epoch, args.epochs, training.epochs.back(), seconds_since(start, device));
+    if (replica) barrier(replica->job);
   }
   training.total_seconds = seconds_since(start, device);
   training.peak_memory_bytes = args.eval_only ? Json() : peak_memory_bytes(device);
+  if (replica) training.distributed = replica->section(args);
   return training;
 }
 
@@ -437,44 +476,68 @@ void save_outputs(const Args& args, const ResNet& model, const Inference& infere
 
 // ---- the run ---------------------------------------------------------------------------------------
 
-void run(const Args& args) {
+void run(const Args& command_line) {
   const TestHooks hooks = read_test_hooks();
   auto plants = read_plants();
-  const torch::Device device = setup_backend(args);
+  Job* job = connect(command_line);  // null unless launched by torchrun (or with its environment)
+  const Args args = rank_args(command_line, job);
+  const torch::Device device = setup_backend(args, job);
   ProcessRecord& record = start_record(std::move(plants));  // the process's state, from here on (BENCH_PLANT's drifts)
+  if (job) start(*job, args, device);
   check_aoti_packages(infer_options(args), device);
   prepare_trace_dir(args);
   const Data data = load_data(args, device);
   auto generator = at::make_generator<at::CPUGeneratorImpl>(uint64_t(args.seed));
   ResNet model = build_model(args, device, generator);
+  const auto replica = job ? std::make_unique<DataParallel>(model, *job, args) : nullptr;
   const auto optimizer = make_optimizer(model, args);
-  const BatchSources sources = batch_sources(args, data, device, generator);
+  const BatchSources sources = batch_sources(args, data, device, generator, job);
   // the model ready: before its first training step or inference
   const Json startup_seconds = seconds_since_process_start(device);
   const auto [dataset, dataset_hash_seconds] = identify_dataset(data);
   const Json warmup_seconds =
-      args.warmup_steps > 0 && !args.eval_only ? Json(warm_up(model, data, device, args)) : Json();
+      args.warmup_steps > 0 && !args.eval_only ? Json(warm_up(model, data, device, args, replica.get())) : Json();
   const auto empty_samples = empty_samples_us(device);
-  const Training training = train(model, *optimizer, sources, data, device, args, hooks);
+  const Training training = train(model, *optimizer, sources, data, device, args, hooks, replica.get());
+  if (job && job->rank() != 0) {  // rank 0 measures inference and writes the results
+    if (!args.save_weights.empty()) save_weights(model, args.save_weights);
+    return finish(*job);
+  }
   const Json final = final_metrics(model, sources, training, device, args);
   NamedTensors outputs;
   NamedTensors* dump = args.dump_logits.empty() ? nullptr : &outputs;
-  const Inference inference = measure_inference(model, data.test_x, device, infer_options(args), dump, args);
+  Inference inference = measure_inference(model, data.test_x, device, infer_options(args), dump, args);
+  for (auto& entry : unavailable(device)) inference.unavailable.push_back(std::move(entry));
   save_outputs(args, model, inference, dump);
   const Json doc = results_document(args, run_facts(device, args.precision), param_count(model), dataset,
                                     startup_seconds, dataset_hash_seconds, warmup_seconds, empty_samples, training,
                                     final, inference, peak_rss_bytes(), record.section());
   if (!args.results.empty()) write_results_atomic(doc, args.results);
+  if (job) finish(*job);
 }
 
 extern "C" void on_signal(int sig) {
-  // Only async-signal-safe calls here: unlink(2), write(2) and _exit(2).
+  // Only async-signal-safe calls here: write(2) (to the watchdog's pipe), unlink(2) and _exit(2).
+  if (interrupt_job(sig)) return;                         // a distributed run: its watchdog names the failure
   if (pending_tmp()[0] != '\0') ::unlink(pending_tmp());  // interrupted while writing the results
   static const char kInt[] = "bench_train: error: interrupted by SIGINT; no results written\n";
   static const char kTerm[] = "bench_train: error: interrupted by SIGTERM; no results written\n";
   const std::string_view message = sig == SIGINT ? kInt : kTerm;
   (void)!::write(STDERR_FILENO, message.data(), message.size());
   ::_exit(kExitSignalBase + sig);
+}
+
+// The error's one line (in a distributed run, the job's line naming the rank that failed, printed by the rank that
+// names it first) and the exit status. A distributed run ends at once: its process group may be broken.
+int fail(const std::string& message, int code) {
+  if (const auto line = failure_line(first_line(message), /*collective=*/code != kExitUsageError)) {
+    std::fprintf(stderr, "%s: error: %s\n", kProgram.data(), line->c_str());
+  }
+  if (current_job()) {
+    std::fflush(stderr);
+    ::_exit(code);
+  }
+  return code;
 }
 
 }  // namespace
@@ -485,14 +548,11 @@ int main(int argc, char** argv) {
   try {
     run(parse_args(argc, argv));
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "%s: error: %s\n", kProgram.data(), first_line(e.what()).c_str());
-    return kExitUsageError;
+    return fail(e.what(), kExitUsageError);
   } catch (const c10::Error& e) {
-    std::fprintf(stderr, "%s: error: %s\n", kProgram.data(), first_line(e.what_without_backtrace()).c_str());
-    return kExitRuntimeError;
+    return fail(e.what_without_backtrace(), kExitRuntimeError);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: error: %s\n", kProgram.data(), first_line(e.what()).c_str());
-    return kExitRuntimeError;
+    return fail(e.what(), kExitRuntimeError);
   }
   return 0;
 }

@@ -1,6 +1,7 @@
-// The one vocabulary of bench_train: models, the training recipe, trace names, and every flag with its default,
-// limits and results key. The values are bench/vocab.py's: `python -m bench.generate header` writes them into
-// vocab_table.h in the build folder (CMake reruns it whenever bench/ changes); this file declares their types.
+// The one vocabulary of bench_train: models, the training recipe, data-parallel backends, trace names, and every
+// flag with its default, limits and results key. The values are bench/vocab.py's: `python -m bench.generate header`
+// writes them into vocab_table.h in the build folder (CMake reruns it whenever bench/ changes); this file declares
+// their types.
 #pragma once
 
 #include <array>
@@ -16,6 +17,13 @@
 struct Model {
   std::string_view name;
   std::array<int64_t, 4> stages;
+};
+
+// Data-parallel training on one device type: its process group's backend and the feature that backend gives.
+struct DistBackend {
+  std::string_view device_type;
+  std::string_view backend;
+  std::string_view feature;
 };
 
 // int, float, text, choice, switch, ints (comma-separated ints; an empty text is the empty list where the
@@ -40,7 +48,8 @@ struct Flag {
   std::string_view config_key;  // the key of the results' config that records it ("": config does not)
 };
 
-#include "vocab_table.h"  // generated: kProgram, kModels, the recipe, trace names, Args, kFlags, kHelp
+#include "vocab_table.h"  // generated: kProgram, kModels, the recipe, kMaxCount, kDistBackends, trace names, Args,
+                          // kFlags, kHelp
 
 // The file name of one AOTInductor package inside --aoti-dir (Python: vocab.aoti_package_name).
 inline std::string aoti_package_name(std::string_view model, std::string_view precision, bool channels_last,

@@ -10,6 +10,7 @@ an empty run, so `complete` tells whether every run measured it.
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from suite.dist import synced_steps
 from suite.report.samples import RunSamples, steady_epochs
 
 
@@ -56,6 +57,12 @@ def concurrency_images_per_second(docs, threads):
                        for doc in docs], "images/s")
 
 
+def dist_step_seconds(docs):
+    """A torchrun job's synced training steps, each the slowest rank's time (suite/dist.py); KeyError for a
+    single-process run's document."""
+    return RunSamples([synced_steps(doc.get("distributed") or {}) for doc in docs], "s")
+
+
 @dataclass(frozen=True)
 class Metric:
     group: str  # the gate's threshold group (suite/gate.toml)
@@ -71,6 +78,7 @@ METRICS = {
         docs, params["latency_path"], params["latency_bs"]).to("s")),
     "test_concurrency": Metric("throughput", lambda docs, params: concurrency_request_ms(
         docs, params["concurrency_n"]).to("s")),
+    "test_dist_step": Metric("dist_step", lambda docs, params: dist_step_seconds(docs)),
 }
 
 

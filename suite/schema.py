@@ -117,11 +117,31 @@ def _check_cross_fields(doc, where):
                  "must be given exactly when config.trace_steps is not 0")
         _require(doc["traces"] is None or (doc["traces"]["train"] is None) == cfg["eval_only"], where,
                  "$.traces.train", "must be null exactly when the run did not train (--eval-only)")
-    if doc["schema_version"] >= 6:  # the timed thread's state at the start of every timed window
-        windows = doc["process"]["windows"]
+    if doc["schema_version"] >= 6:
+        windows = doc["process"]["windows"]  # the timed thread's state at the start of every timed window
         for name in [f"epoch {ep['epoch']}" for ep in doc["epochs"]] + \
                 [f"latency {lat['path']} bs={lat['batch_size']}" for lat in doc["latency"]]:
             _require(name in windows, where, "$.process.windows", f"has no state for the timed window {name!r}")
+        if doc["distributed"] is not None:
+            _check_distributed(doc, where)
+
+
+def _check_distributed(doc, where):
+    """A distributed run's section: one row of step times per rank, each as long as the run's steps."""
+    section, cfg = doc["distributed"], doc["config"]
+    steps = len(section["step_synced"])
+    _require(len(section["step_seconds"]) == section["world_size"], where, "$.distributed.step_seconds",
+             f"has {len(section['step_seconds'])} rows for {section['world_size']} ranks")
+    for name in ("step_seconds", "step_losses"):
+        rows = section[name] or []
+        _require(all(len(row) == steps for row in rows), where, f"$.distributed.{name}",
+                 f"each rank's row must have one value per timed step ({steps})")
+    _require(section["global_batch_size"] == section["world_size"] * section["per_rank_batch_size"], where,
+             "$.distributed.global_batch_size", "is not world_size x per_rank_batch_size")
+    for key in ("grad_sync", "no_sync_blocks"):
+        _require(section[key] == cfg[key], where, f"$.distributed.{key}", f"differs from config.{key}")
+    _require(section["per_rank_batch_size"] == cfg["batch_size"], where, "$.distributed.per_rank_batch_size",
+             "differs from config.batch_size")
 
 
 def load_results(path):

@@ -77,10 +77,23 @@ def process_section(windows):
 
 def v6():
     """The document as the trainers write it now (no version 6 document is committed): v5 with the dataset's hash
-    timed apart and the process section."""
+    timed apart, the process section, and as a single process (distributed null, the distributed flags in config)."""
     doc = v5()
     windows = tuple(f"epoch {ep['epoch']}" for ep in doc["epochs"])
-    doc.update(schema_version=6, dataset_hash_seconds=0.25, process=json.loads(process_section(windows)))
+    doc.update(schema_version=6, dataset_hash_seconds=0.25, process=json.loads(process_section(windows)),
+               distributed=None)
+    doc["config"].update(grad_sync="ddp", no_sync_blocks=0)
+    return doc
+
+
+def v6_distributed():
+    """v6() as rank 0's document of a 2-rank job of 2 timed steps."""
+    doc = v6()
+    batch = doc["config"]["batch_size"]
+    doc["distributed"] = {"world_size": 2, "local_world_size": 2, "nodes": 1, "backend": "gloo", "grad_sync": "ddp",
+                          "per_rank_batch_size": batch, "global_batch_size": 2 * batch, "no_sync_blocks": 0,
+                          "timeout_seconds": 300, "step_seconds": [[0.5, 0.6], [0.55, 0.5]],
+                          "step_synced": [True, True], "step_losses": [[2.3, 2.2], [2.4, 2.1]]}
     return doc
 
 
@@ -109,6 +122,9 @@ def test_the_schema_enums_are_the_vocabulary():
         f"{config}/data_pipeline": vocab.DATA_PIPELINES,
         f"{config}/inference_paths/items": vocab.INFERENCE_PATHS,
         "#/properties/latency/items/properties/path": vocab.INFERENCE_PATHS,
+        f"{config}/grad_sync": vocab.GRAD_SYNCS,
+        "#/properties/distributed/oneOf/1/properties/grad_sync": vocab.GRAD_SYNCS,
+        "#/properties/distributed/oneOf/1/properties/backend": tuple(vocab.DIST_BACKENDS.values()),
     }
     found = enums(results_schema())
     assert set(found) == set(expected), "an enum of the schema is not tied to bench.vocab here"
@@ -127,7 +143,7 @@ def test_committed_results_validate(path):
     load_results(path)
 
 
-@pytest.mark.parametrize("make", [v4, v4_eval_only, v5, v5_eval_only, v6])
+@pytest.mark.parametrize("make", [v4, v4_eval_only, v5, v5_eval_only, v6, v6_distributed])
 def test_version_4_to_6_documents_validate(make):
     """The bases of the version 4 to 6 breakages below are valid: each breakage fails for its own reason."""
     assert make()["schema_version"] in (4, 5, SCHEMA_VERSION) and SCHEMA_VERSION == 6
@@ -223,6 +239,20 @@ MUTATIONS = {
                                                "$.process.gc.collections_in_windows: [0, 0] is too short"),
     "no state at a timed window": (v6, ["process", "windows"], lambda w: {k: v for k, v in w.items() if k != "epoch 2"},
                                    "$.process.windows: has no state for the timed window 'epoch 2'"),
+    "v6 without distributed": (v6, ["distributed"], DROP, "$: 'distributed' is a required property"),
+    "v6 without grad_sync": (v6, ["config", "grad_sync"], DROP, "$.config: 'grad_sync' is a required property"),
+    "unknown backend": (v6_distributed, ["distributed", "backend"], "mpi",
+                        "$.distributed.backend: 'mpi' is not one of"),
+    "a rank's step times missing": (v6_distributed, ["distributed", "step_seconds"], lambda rows: rows[:1],
+                                    "$.distributed.step_seconds: has 1 rows for 2 ranks"),
+    "a step's time missing": (v6_distributed, ["distributed", "step_seconds", 1], lambda row: row[:1],
+                              "$.distributed.step_seconds: each rank's row must have one value per timed step (2)"),
+    "a step's loss missing": (v6_distributed, ["distributed", "step_losses", 0], lambda row: row[:1],
+                              "$.distributed.step_losses: each rank's row"),
+    "global batch is not ranks x batch": (v6_distributed, ["distributed", "global_batch_size"], 3,
+                                          "$.distributed.global_batch_size: is not world_size x per_rank_batch_size"),
+    "section's grad_sync is not config's": (v6_distributed, ["distributed", "grad_sync"], "flat",
+                                            "$.distributed.grad_sync: differs from config.grad_sync"),
 }
 
 

@@ -17,7 +17,8 @@ RECIPE_KEYS = ("momentum", "weight_decay", "nesterov", "schedule")
 
 # Every flag that config records, away from its default (the checks below would miss a value that equals its
 # default), in a run short enough for a unit test: --eval-only, a few images, one latency sample. --load-weights
-# stays unset: it needs a weights file.
+# stays unset: it needs a weights file. The distributed flags are recorded in a single process too (read by
+# torchrun jobs only).
 RECORDED_RUN = [
     "--model", "resnet34", "--epochs", "2", "--batch-size", "8", "--lr", "0.05", "--train-limit", "16",
     "--test-limit", "8", "--device", "cpu", "--seed", "3", "--repeat", "4", "--threads", "1",
@@ -25,7 +26,7 @@ RECORDED_RUN = [
     "--eval-only", "--deterministic", "--cudnn-benchmark", "--record-step-losses", "--trace-steps", "1",
     "--trace-dir", "{out}/traces", "--precision", "bf16", "--channels-last", "--optimizer-impl", "foreach",
     "--data-pipeline", "idiomatic", "--workers", "0", "--inference-paths", "eager,cuda-graph", "--aoti-dir", "{out}",
-    "--concurrency", "1", "--concurrency-iters", "2",
+    "--concurrency", "1", "--concurrency-iters", "2", "--grad-sync", "flat", "--no-sync-blocks", "2",
 ]
 
 
@@ -35,17 +36,30 @@ def test_cpp_table_is_what_the_generator_writes_now(cpp_exe):
     assert header.read_text() == generate.cpp_header(), f"{header} is stale: rebuild (CMake regenerates it)"
 
 
+def backend_lines(out, lang):
+    """--help's text after help_text(lang): a blank line, then one line per data-parallel backend (vocab's
+    DIST_FEATURES, in order), each `<feature>: available` or `<feature>: unavailable: <why this build has not>`."""
+    assert out.startswith(flags.help_text(lang) + "\n"), "--help does not start with help_text()"
+    lines = out[len(flags.help_text(lang)) + 1:].splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == list(vocab.DIST_FEATURES.values())
+    for line in lines:
+        state = line.split(": ", 1)[1]
+        assert state == "available" or state.startswith("unavailable: ") and len(state) > len("unavailable: ")
+    return lines
+
+
 def test_cpp_help_is_the_generated_text(cpp_exe):
     proc = subprocess.run([str(cpp_exe), "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and not proc.stderr, proc.stderr
-    assert proc.stdout == flags.help_text("cpp")
+    backend_lines(proc.stdout, "cpp")
 
 
 def test_python_help_is_the_same_text(capsys):
     with pytest.raises(SystemExit) as done:
         flags.parse_args(["--help"])
     assert done.value.code == 0
-    assert capsys.readouterr().out == flags.help_text("python")
+    assert backend_lines(capsys.readouterr().out, "python")[0] == f"{vocab.DIST_FEATURES['cpu']}: available", \
+        "this torch has gloo"
     python, cpp = (flags.help_text(lang).split("\noptions:\n") for lang in LANGUAGES)
     assert python[1] == cpp[1], "the flags' lines differ between the languages"
     assert python[0].startswith(f"usage: {vocab.PROGRAMS['python']} ") and cpp[0].startswith("usage: bench_train ")
@@ -88,6 +102,8 @@ def test_results_record_every_flag_where_the_table_says(lang, cached_run, tiny_d
     assert list(doc["config"]) == [flag.config_key for flag in FLAGS if flag.config_key] + [*RECIPE_KEYS]
     assert (doc["config"]["momentum"], doc["config"]["weight_decay"], doc["config"]["nesterov"],
             doc["config"]["schedule"]) == (vocab.MOMENTUM, vocab.WEIGHT_DECAY, vocab.NESTEROV, vocab.SCHEDULE)
+    # A single process: the distributed section's flags are recorded by torchrun jobs (tests/test_dist.py).
+    assert doc["distributed"] is None
     elsewhere = {flag.results_key: value_at(doc, flag.results_key) for flag in FLAGS
-                 if flag.results_key and not flag.config_key}
+                 if flag.results_key and not flag.config_key and not flag.results_key.startswith("distributed.")}
     assert elsewhere == {"dataset.path": str(tiny_data), "backend.deterministic": True, "step_losses": []}

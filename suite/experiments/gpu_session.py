@@ -82,7 +82,8 @@ GPU = Plan("cuda", (50_000, 10_000), tuple(MODELS), ("default", "bf16-cl", "fore
                     "aoti-resnet18-fp32": 240, "compiled-resnet18-default": 200, "aoti-resnet18-bf16-cl": 240,
                     "compiled-resnet18-bf16-cl": 200, "accuracy-real-resnet34": 180, "traces-resnet34": 120,
                     "matrix-resnet34-foreach": 200, "matrix-resnet34-cudnn-benchmark": 210,
-                    "matrix-resnet34-idiomatic": 230, "report": 30})
+                    "matrix-resnet34-idiomatic": 230, "ddp-overhead-resnet18": 160, "ddp-overhead-resnet34": 240,
+                    "report": 30})
 # Tiny, on the CPU: with --data and --device cpu the suite picks the full-cpu preset (5000/1000 images), so every
 # size is given explicitly. Its estimates are this dry run's own seconds on 2 cores loaded by other work, rounded
 # up (docs/gpu.md, "Sizing"); the build's is an incremental one's.
@@ -92,7 +93,8 @@ DRY = Plan("cpu", (128, 32), ("resnet18",), ("default", "bf16-cl"), "eager", "1"
                   "--startup-runs", "1"),
            seconds={"build": 30, "correctness": 10, "data-synthetic": 10, "matrix-resnet18-default": 80,
                     "matrix-resnet18-bf16-cl": 140, "sweep": 270, "data-real-subset": 5,
-                    "accuracy-real-resnet18": 150, "traces-resnet18": 120, "report": 20},
+                    "accuracy-real-resnet18": 150, "traces-resnet18": 120, "ddp-overhead-resnet18": 60,
+                    "report": 20},
            tiny={"--train-limit": 64, "--test-limit": 32, "--batch-size": 32, "--latency-iters": 2,
                  "--latency-batch-sizes": 1})
 
@@ -199,17 +201,18 @@ def aoti_products(c, model, precision, channels_last):
     return [folders[-1] / name for name in names]
 
 
-def suite(c, name, models, data, **opts):
-    """One pytest run of the trainer tests and benchmarks (-p no:xdist: pytest-benchmark is off under xdist), with
-    its results, benchmark save and JSON named after the stage: the suite names results
-    <lang>-<model>-<mode>.json, so stages sharing a folder would overwrite each other."""
+def suite(c, name, models, data, keyword=None, **opts):
+    """One pytest run of the trainer tests and benchmarks (-p no:xdist: pytest-benchmark is off under xdist; with
+    `keyword`, the tests pytest's -k selects), with its results, benchmark save and JSON named after the stage: the
+    suite names results <lang>-<model>-<mode>.json, so stages sharing a folder would overwrite each other."""
     (c.out / "benchmark-json").mkdir(parents=True, exist_ok=True)
     merged = {"--device": c.plan.device, "--data": data, "--models": ",".join(models), "--modes": "default",
               "--workers": c.workers, "--build-dir": c.build_dir, "--epochs": c.epochs, "--repeats": c.repeats,
               "--inference-paths": c.plan.paths, "--latency-batch-sizes": c.plan.latency_sizes, **c.plan.tiny,
               **{f"--{k.replace('_', '-')}": v for k, v in opts.items()},
               "--results-dir": c.out / "results" / name}
-    return [[PY, "-m", "pytest", *SUITE, "-p", "no:xdist", "-s", *[str(x) for kv in merged.items() for x in kv],
+    return [[PY, "-m", "pytest", *SUITE, *(["-k", keyword] if keyword else []), "-p", "no:xdist", "-s",
+             *[str(x) for kv in merged.items() for x in kv],
              f"--benchmark-save={name}", f"--benchmark-storage=file://{c.out / 'benchmarks'}",
              f"--benchmark-json={c.out / 'benchmark-json' / f'{name}.json'}"]]
 
@@ -260,6 +263,15 @@ def traces(c, model):
     return suite_stage(f"traces-{model}", f"{model} profiler traces ({c.plan.trace_steps} steps), both languages",
                        [model], lambda c: c.synthetic, ("build", "data-synthetic"), trace_steps=c.plan.trace_steps,
                        repeats=1)
+
+
+def ddp_overhead(c, model):
+    """DDP's own overhead in each language (docs/distributed.md): each trainer as a 1-rank torchrun job (the
+    reducer, the buffers' broadcast, a 1-rank allreduce every step; test_dist_step only), against its plain runs of
+    the matrix stage."""
+    return suite_stage(f"ddp-overhead-{model}", f"{model} as a 1-rank torchrun job (DDP, c10d::Reducer), both "
+                       f"languages, {c.repeats} interleaved runs each", [model], lambda c: c.synthetic,
+                       ("build", "data-synthetic"), keyword="test_dist_step", world_sizes=1)
 
 
 def sweep(c):
@@ -321,6 +333,7 @@ def stages(c):
     table += aoti_and_compiled(c, first)
     table += [s for m in others for s in (accuracy(c, m), traces(c, m))]
     table += [matrix(c, m, mode) for m in others for mode in rest]
+    table += [ddp_overhead(c, m) for m in p.models]
     table.append(Stage("report", "suite.report of every results file (and the sweep)", report,
                        owns=lambda c: [c.out / "report"], products=lambda c: [c.out / "report" / "report.md"],
                        finishing=True))

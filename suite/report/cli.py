@@ -5,8 +5,9 @@ import json
 import sys
 from pathlib import Path
 
+from suite import dist
 from suite.report import compare, markdown, plots, tables
-from suite.report.sections import build_sections
+from suite.report.sections import build_sections, trace_file
 from suite.schema import ResultsError, load_results
 
 PROG = "suite.report"
@@ -39,6 +40,7 @@ def build_report(paths, out_dir, peak_tflops=None, sweep=None):
     docs = load_all(paths)
     sweep_result = load_sweep(sweep) if sweep else None
     sections = build_sections(docs, peak_tflops)  # reads traces too: every error before anything is written
+    scaling = dist.scaling_rows(docs, trace_file)  # torchrun jobs' results, across sections; [] without any
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for i, section in enumerate(sections, 1):
@@ -48,8 +50,10 @@ def build_report(paths, out_dir, peak_tflops=None, sweep=None):
     if sweep_result:
         plots.plot_crossover(compare.sweep_ratios(sweep_result["runs"]), out_dir / "crossover.png")
         sweep_md = markdown.sweep_md(sweep_result, sweep)
+    if scaling:
+        plots.plot_scaling(scaling, out_dir / "scaling.png")
     md = out_dir / "report.md"
-    md.write_text(markdown.report_md(sections, sweep_md))
+    md.write_text(markdown.report_md(sections, sweep_md, markdown.scaling_md(scaling)))
     return md
 
 

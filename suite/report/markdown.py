@@ -217,11 +217,12 @@ def section_md(section, number, total):
     return "\n\n".join(parts)
 
 
-def report_md(sections, sweep=None):
-    """The whole report; `sweep`: the sweep section's Markdown, appended."""
+def report_md(sections, sweep=None, scaling=None):
+    """The whole report; `sweep` and `scaling`: the sweep's and the data-parallel scaling's sections' Markdown,
+    appended (they compare across sections: batch sizes, world sizes)."""
     groups = fill("groups", count=len(sections)) if len(sections) > 1 else ""
     parts = [fill("report", groups=groups)] + [section_md(s, i, len(sections)) for i, s in enumerate(sections, 1)]
-    return "\n\n".join(parts + ([sweep] if sweep else [])) + "\n"
+    return "\n\n".join(parts + [part for part in (sweep, scaling) if part]) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -255,3 +256,31 @@ def sweep_md(result, source, plot_name="crossover.png"):
         startup=table(["Language", "Process start to first training step (s)", "to first inference (s)",
                        "Peak RSS (MiB)"], startup),
         failures=fill("failures", failures="; ".join(result["failures"])) if result["failures"] else "")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data-parallel scaling (torchrun jobs' results: suite/dist.py scaling_rows)
+# ---------------------------------------------------------------------------------------------------------
+
+def sig3(value, scale=1.0):
+    """Three significant digits, never in exponent form; — for none."""
+    if value is None:
+        return "—"
+    value *= scale
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def scaling_table(rows):
+    return table(["Language", "Model", "Grad sync", "Ranks", "Threads/rank", "Per-rank batch",
+                  "Job step ms (p10–p90)", "Global images/s", "Weak-scaling efficiency", "Exposed comm ms",
+                  "Allreduce ms (traced)", "Runs"],
+                 [[LANGUAGE_NAMES[r["language"]], r["model"], r["grad_sync"], r["world_size"], r["threads"],
+                   r["per_rank_batch_size"],
+                   f"{sig3(r['step_median_s'], 1e3)} ({sig3(r['step_p10_s'], 1e3)}–{sig3(r['step_p90_s'], 1e3)})",
+                   sig3(r["images_per_second"]), sig3(r["efficiency"]), sig3(r["exposed_comm_s"], 1e3),
+                   sig3(r["allreduce_s"], 1e3), r["runs"]] for r in rows])
+
+
+def scaling_md(rows, plot_name="scaling.png"):
+    """The data-parallel scaling section, or None without distributed runs."""
+    return fill("scaling", table=scaling_table(rows), plot=plot_name) if rows else None

@@ -1,5 +1,5 @@
 """The report's figures (matplotlib, PNG files): epoch times, accuracy curves, latency distributions, concurrent
-throughput, and the sweep's crossover."""
+throughput, the sweep's crossover, and data-parallel scaling."""
 
 import matplotlib
 import numpy as np
@@ -192,4 +192,25 @@ def plot_crossover(sweep_ratios, path):
         ax.set_ylabel("Python / C++")
         ax.set_title(SWEEP_METRICS[metric])
         ax.legend()
+    save(fig, path)
+
+
+def plot_scaling(rows, path):
+    """Data-parallel scaling: global images/s against ranks, one line per language and configuration
+    (suite/dist.py scaling_rows), dotted the linear scaling from its one-rank job."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    lines = {}
+    for r in rows:
+        label = f"{LANGUAGE_NAMES[r['language']]} {r['model']} {r['grad_sync']} b{r['per_rank_batch_size']}"
+        lines.setdefault((r["language"], label), []).append((r["world_size"], r["images_per_second"]))
+    for (language, label), points in lines.items():
+        worlds, rates = zip(*sorted(points))
+        ax.plot(worlds, rates, color=LANGUAGE_COLORS[language], label=label, **LANGUAGE_LINES[language])
+        if worlds[0] == 1:
+            ax.plot(worlds, [rates[0] * w for w in worlds], linestyle=":", color=LANGUAGE_COLORS[language])
+    ax.set_xlabel("ranks (world size)")
+    ax.set_ylabel("global images/s (job step: slowest rank)")
+    ax.set_xticks(sorted({r["world_size"] for r in rows}))
+    ax.legend(fontsize=7)
+    ax.set_title("Data-parallel scaling (dotted: linear)")
     save(fig, path)

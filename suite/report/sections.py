@@ -115,7 +115,8 @@ def comparability_key(doc):
            "dataset.test_records": doc["dataset"]["test_records"],
            "device.type": doc["device"]["type"], "device.name": doc["device"]["name"],
            "device.threads": doc["device"]["threads"],
-           "config.load_weights": doc["config"].get("load_weights") is not None}
+           "config.load_weights": doc["config"].get("load_weights") is not None,
+           "distributed.world_size": (doc.get("distributed") or {}).get("world_size")}  # a torchrun job's ranks
     for name, value in doc["backend"].items():
         if name not in MODE_DEFAULTS:  # cudnn_benchmark is a mode, recorded in config too
             key[f"backend.{name}"] = value
