@@ -383,3 +383,35 @@ def test_sweep_section_is_drawn_by_the_report(tmp_path):
     sweep.write_text(json.dumps({"args": {}}))
     with pytest.raises(cli.ResultsError, match="not a sweep result"):
         build_report(docs, tmp_path / "out2", sweep=sweep)
+
+
+def dist_doc(language, step_seconds, synced, batch=32, **config):
+    """make_doc as rank 0's document of a torchrun job: `step_seconds` holds every rank's step times (one row per
+    rank), `synced` whether each step averaged its gradients (--no-sync-blocks)."""
+    doc = make_doc(language, **config)
+    world = len(step_seconds)
+    doc["distributed"] = {"world_size": world, "local_world_size": world, "nodes": 1, "backend": "gloo",
+                          "grad_sync": "ddp", "per_rank_batch_size": batch, "global_batch_size": world * batch,
+                          "no_sync_blocks": 2, "timeout_seconds": 300, "step_seconds": step_seconds,
+                          "step_synced": synced, "step_losses": None}
+    return validate_results(doc)
+
+
+def test_scaling_section_reads_the_slowest_rank_of_each_step(tmp_path):
+    """Torchrun jobs of 1 and 2 ranks: their own sections (world sizes are not comparable runs), and the report's
+    scaling section across them: per step the slowest rank's time, synced steps only; global images/s; weak-scaling
+    efficiency against the one-rank job; exposed communication (synced median minus unsynced median); the plot."""
+    synced = [True, True, False, False]
+    docs = [dist_doc(lang, rows, synced) for lang in ("python", "cpp") for rows in (
+        [[1.0, 1.0, 0.9, 0.9]],                              # 1 rank: synced median 1.0 s, 32 images/s
+        [[1.0, 1.1, 0.9, 0.9], [1.2, 1.0, 0.8, 1.0]])]       # 2 ranks: job steps 1.2, 1.1 | 0.9, 1.0
+    md = build_report(write_docs(tmp_path, docs), tmp_path / "out").read_text()
+    assert md.count("## Section ") == 2 and "distributed.world_size = 2" in md
+    scaling = md.split("## Data-parallel scaling (torchrun)")[1]
+    rows = [line.split(" | ") for line in scaling.splitlines() if line.startswith("| Python ")]
+    assert [(r[3], r[6], r[7], r[8], r[9]) for r in rows] == [
+        ("1", "1000 (1000–1000)", "32", "1", "100"),
+        ("2", "1150 (1110–1190)", "55.7", "0.87", "200")], rows  # 64 / 1.15 s; 55.7 / (2 x 32); 1.15 - 0.95 s
+    assert "](scaling.png)" in scaling and (tmp_path / "out" / "scaling.png").stat().st_size > 1000
+    assert "Data-parallel scaling" not in build_report(write_docs(tmp_path, [make_doc("python")]),
+                                                       tmp_path / "single").read_text()
