@@ -167,6 +167,21 @@ def test_compiled_stages_time_packages_their_aoti_stage_built(tmp_path):
     assert list(c.table).index("aoti-resnet18-fp32") > list(c.table).index("sweep")  # (e), after (a)-(d)
 
 
+def test_ddp_overhead_stages_run_each_model_as_one_rank_jobs_last(tmp_path):
+    """(e)'s lowest priority, just before the report: per model, both languages' test_dist_step only, as 1-rank
+    torchrun jobs (--world-sizes 1) on the matrix's data and repeats, each sized."""
+    c = ctx("--out", str(tmp_path / "s"))
+    names = list(c.table)
+    ddp = [f"ddp-overhead-{m}" for m in G.GPU.models]
+    assert names[-1 - len(ddp):-1] == ddp
+    for model, name in zip(G.GPU.models, ddp):
+        [cmd] = c.table[name].commands(c)
+        value = {flag: cmd[cmd.index(flag) + 1] for flag in ("-k", "--world-sizes", "--models", "--repeats", "--data")}
+        assert value == {"-k": "test_dist_step", "--world-sizes": "1", "--models": model, "--repeats": "3",
+                         "--data": str(c.synthetic)}, cmd
+        assert set(c.table[name].needs) == {"build", "data-synthetic"} and G.GPU.seconds[name] > 0
+
+
 def test_correctness_runs_the_named_cuda_proofs_only(tmp_path):
     """The stage's selection, collected: every test of test_traces.py and the CUDA tests of the others (lockstep,
     peak memory, cross-loaded weights, C++'s pinned loader), none of their CPU ones."""

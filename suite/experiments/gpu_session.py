@@ -93,7 +93,7 @@ DRY = Plan("cpu", (128, 32), ("resnet18",), ("default", "bf16-cl"), "eager", "1"
                   "--startup-runs", "1"),
            seconds={"build": 30, "correctness": 10, "data-synthetic": 10, "matrix-resnet18-default": 80,
                     "matrix-resnet18-bf16-cl": 140, "sweep": 270, "data-real-subset": 5,
-                    "accuracy-real-resnet18": 150, "traces-resnet18": 120, "ddp-overhead-resnet18": 60,
+                    "accuracy-real-resnet18": 150, "traces-resnet18": 120, "ddp-overhead-resnet18": 40,
                     "report": 20},
            tiny={"--train-limit": 64, "--test-limit": 32, "--batch-size": 32, "--latency-iters": 2,
                  "--latency-batch-sizes": 1})
