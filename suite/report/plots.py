@@ -197,15 +197,18 @@ def plot_crossover(sweep_ratios, path):
 
 def plot_scaling(rows, path):
     """Data-parallel scaling: global images/s against ranks, one line per language and configuration
-    (suite/dist.py scaling_rows), dotted the linear scaling from its one-rank job."""
+    (suite/dist.py scaling_rows; the language's colour, a marker per configuration), dotted the linear scaling from
+    its one-rank job."""
     fig, ax = plt.subplots(figsize=(6, 4))
     lines = {}
     for r in rows:
-        label = f"{LANGUAGE_NAMES[r['language']]} {r['model']} {r['grad_sync']} b{r['per_rank_batch_size']}"
-        lines.setdefault((r["language"], label), []).append((r["world_size"], r["images_per_second"]))
-    for (language, label), points in lines.items():
+        config = f"{r['model']} {r['grad_sync']} b{r['per_rank_batch_size']}, {r['threads']} thread(s)/rank"
+        lines.setdefault((r["language"], config), []).append((r["world_size"], r["images_per_second"]))
+    markers = {config: m for m, config in zip("osD^vP*", dict.fromkeys(config for _, config in lines))}
+    for (language, config), points in lines.items():
         worlds, rates = zip(*sorted(points))
-        ax.plot(worlds, rates, color=LANGUAGE_COLORS[language], label=label, **LANGUAGE_LINES[language])
+        ax.plot(worlds, rates, color=LANGUAGE_COLORS[language], linestyle=LANGUAGE_LINES[language]["linestyle"],
+                marker=markers.get(config, "o"), fillstyle="none", label=f"{LANGUAGE_NAMES[language]} {config}")
         if worlds[0] == 1:
             ax.plot(worlds, [rates[0] * w for w in worlds], linestyle=":", color=LANGUAGE_COLORS[language])
     ax.set_xlabel("ranks (world size)")
