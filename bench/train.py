@@ -21,7 +21,6 @@ from bench.data import dataset_identity, find_default_data, load_split, matched_
 from bench.flags import UsageError, parse_args, parse_float, parse_int
 from bench.infer import InferOptions, check_aoti_packages, measure_concurrency, measure_latency, trace_inference
 from bench.model import init_weights, make_model, param_count
-from bench.pipeline import PipelineOptions
 from bench.results import EpochRecord, Inference, Training, final_json, results_document
 from bench.runtime import (
     as_input_layout,
@@ -84,6 +83,10 @@ def infer_options(args):
 
 
 def pipeline_options(args):
+    # Imported here, as the idiomatic pipeline's loaders are: torchvision (and torch._dynamo, which it imports)
+    # would otherwise be loaded by every run, the matched pipeline's too, and counted in its start-up.
+    from bench.pipeline import PipelineOptions
+
     return PipelineOptions(args.batch_size, args.workers, args.seed, args.train_limit, args.test_limit)
 
 
