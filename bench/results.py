@@ -12,7 +12,9 @@ from pathlib import Path
 
 from bench.vocab import FLAGS, MOMENTUM, NESTEROV, SCHEDULE, TRACE_FILES, WEIGHT_DECAY
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+# The trainers' test hooks (README "Test hooks"), environment variables: a run records those that were set.
+TEST_HOOKS = ("BENCH_SLEEP_PER_STEP_MS", "BENCH_ADD_MS_PER_STEP", "BENCH_NAN_AT_STEP", "BENCH_CRASH_AT_STEP")
 
 
 class ResultsError(Exception):
@@ -96,10 +98,11 @@ def trace_files(args):
 
 
 def results_document(args, facts, param_count, dataset, startup_seconds, warmup_seconds, empty_samples, training,
-                     final, inference, peak_rss_bytes):
+                     final, inference, peak_rss_bytes, test_hooks):
     """The whole document, in the schema's order. `facts` is runtime.run_facts(); `startup_seconds` is
     runtime.seconds_since_process_start() once the model is ready (before the first training step, or the
-    first inference with --eval-only); `final` is final_json(...); `peak_rss_bytes` runtime.peak_rss_bytes()."""
+    first inference with --eval-only); `final` is final_json(...); `peak_rss_bytes` runtime.peak_rss_bytes();
+    `test_hooks` the hooks that were set ({variable: value}, empty when none: a hooked run is no measurement)."""
     doc = {
         "schema_version": SCHEMA_VERSION, "complete": True, "language": "python", "model": args.model,
         "param_count": param_count, "torch_version": facts["torch_version"], "cuda_version": facts["cuda_version"],
@@ -110,7 +113,7 @@ def results_document(args, facts, param_count, dataset, startup_seconds, warmup_
         "total_seconds": training.total_seconds, "final": final,
         "latency": inference.latency, "concurrency": inference.concurrency, "unavailable": inference.unavailable,
         "peak_memory_bytes": training.peak_memory_bytes, "peak_rss_bytes": peak_rss_bytes,
-        "traces": trace_files(args),
+        "traces": trace_files(args), "test_hooks": test_hooks,
     }
     if args.record_step_losses:
         doc["step_losses"] = training.step_losses

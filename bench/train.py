@@ -21,7 +21,7 @@ from bench.data import dataset_identity, find_default_data, load_split, matched_
 from bench.flags import UsageError, parse_args, parse_float, parse_int
 from bench.infer import InferOptions, check_aoti_packages, measure_concurrency, measure_latency, trace_inference
 from bench.model import init_weights, make_model, param_count
-from bench.results import EpochRecord, Inference, Training, final_json, results_document
+from bench.results import TEST_HOOKS, EpochRecord, Inference, Training, final_json, results_document
 from bench.runtime import (
     as_input_layout,
     autocast,
@@ -43,7 +43,7 @@ PROG = PROGRAMS["python"]
 EXIT_RUNTIME_ERROR = 1
 EXIT_USAGE_ERROR = 2
 EXIT_SIGNAL_BASE = 128  # killed by signal N: exit 128 + N, as a shell reports it
-MAX_HOOK_SLEEP_MS = 3_600_000  # an hour per step: far above any test's slowdown
+MAX_HOOK_MS = 3_600_000  # an hour per step: far above any test's slowdown
 INT64_MAX = 2**63 - 1
 
 
@@ -57,23 +57,37 @@ class RunError(Exception):
 
 @dataclass(frozen=True)
 class TestHooks:
-    """Test hooks (README "Test hooks"): a per-step sleep, a NaN loss or an abort at one global step."""
+    """Test hooks (README "Test hooks"): a per-step sleep, a per-step time added to the record without waiting,
+    a NaN loss or an abort at one global step. Values that mean "off": 0, 0, -1, -1."""
 
     __test__ = False  # not a pytest test class
     sleep_per_step_ms: float = 0.0
+    add_ms_per_step: float = 0.0
     nan_at_step: int = -1
     crash_at_step: int = -1
 
 
 def read_test_hooks():
-    """The hooks set in the environment; a malformed value is a usage error, as a bad flag is."""
-    sleep, nan, crash = (os.environ.get(name) for name in
-                         ("BENCH_SLEEP_PER_STEP_MS", "BENCH_NAN_AT_STEP", "BENCH_CRASH_AT_STEP"))
-    # Unset, empty or "0": no sleep (a sleep's own limit excludes 0, as --lr's does).
-    return TestHooks(parse_float("BENCH_SLEEP_PER_STEP_MS", sleep, 0, MAX_HOOK_SLEEP_MS) if sleep not in (None, "", "0")
-                     else 0.0,
-                     parse_int("BENCH_NAN_AT_STEP", nan, 0, INT64_MAX) if nan else -1,
-                     parse_int("BENCH_CRASH_AT_STEP", crash, 0, INT64_MAX) if crash else -1)
+    """The hooks set in the environment (bench.results.TEST_HOOKS, in this order); a malformed value is a usage
+    error, as a bad flag is."""
+    sleep, add, nan, crash = (os.environ.get(name) for name in TEST_HOOKS)
+    # Unset, empty or "0": none (a time's own limit excludes 0, as --lr's does).
+    return TestHooks(parse_float(TEST_HOOKS[0], sleep, 0, MAX_HOOK_MS) if sleep not in (None, "", "0") else 0.0,
+                     parse_float(TEST_HOOKS[1], add, 0, MAX_HOOK_MS) if add not in (None, "", "0") else 0.0,
+                     parse_int(TEST_HOOKS[2], nan, 0, INT64_MAX) if nan else -1,
+                     parse_int(TEST_HOOKS[3], crash, 0, INT64_MAX) if crash else -1)
+
+
+def recorded_hooks(hooks):
+    """{variable: value} of the hooks that are set: the results document says so (a hooked run is no
+    measurement)."""
+    values = (hooks.sleep_per_step_ms, hooks.add_ms_per_step, hooks.nan_at_step, hooks.crash_at_step)
+    return {name: value for name, value, off in zip(TEST_HOOKS, values, (0.0, 0.0, -1, -1)) if value != off}
+
+
+def added_seconds(hooks, steps):
+    """BENCH_ADD_MS_PER_STEP's time for `steps` training steps: added to the recorded times, never waited."""
+    return hooks.add_ms_per_step * steps / 1000
 
 
 def infer_options(args):
@@ -348,7 +362,7 @@ def train(model, optimizer, sources, data, device, args, hooks):
         result = train_epoch(model, optimizer, sources.train(), device, (epoch - 1) * steps_per_epoch,
                              args.epochs * steps_per_epoch, args, hooks, dump_batch, trace,
                              args.trace_steps if args.trace_steps < steps_per_epoch else 0)
-        train_seconds = (traced_now_ns(device, trace) - t0) / 1e9
+        train_seconds = (traced_now_ns(device, trace) - t0) / 1e9 + added_seconds(hooks, result.step_losses.numel())
         step_losses += check_step_losses(result.step_losses, epoch, steps_per_epoch)
         t0 = now_ns(device)
         test_batches = sources.test()
@@ -360,7 +374,7 @@ def train(model, optimizer, sources, data, device, args, hooks):
         check_test_loss(test_loss, epoch)
         epochs.append(epoch_record(epoch, result, train_seconds, eval_seconds, test_loss, test_acc))
         print_progress(epoch, args.epochs, epochs[-1], seconds_since(start, device))
-    total_seconds = seconds_since(start, device)
+    total_seconds = seconds_since(start, device) + added_seconds(hooks, len(step_losses))
     return Training(epochs, step_losses, total_seconds, None if args.eval_only else peak_memory_bytes(device))
 
 
@@ -428,7 +442,7 @@ def run(args):
     save_outputs(args, model, inference, outputs)
     doc = results_document(args, run_facts(device, args.precision), param_count(model), data.dataset,
                            startup_seconds, warmup_seconds, empty_samples, training, final, inference,
-                           peak_rss_bytes())
+                           peak_rss_bytes(), recorded_hooks(hooks))
     if args.results:
         results.write_results_atomic(doc, args.results)
     return doc

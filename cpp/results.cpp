@@ -16,7 +16,7 @@
 
 namespace {
 
-constexpr int64_t kSchemaVersion = 5;
+constexpr int64_t kSchemaVersion = 6;
 
 Json epoch_json(const EpochRecord& e) {
   return Json::object({{"epoch", e.epoch},
@@ -103,7 +103,7 @@ Json trace_files(const Args& args) {
 Json results_document(const Args& args, const Json& facts, int64_t param_count, const DatasetIdentity& dataset,
                       const Json& startup_seconds, const Json& warmup_seconds, const std::vector<double>& empty_samples,
                       const Training& training, const Json& final_metrics, const Inference& inference,
-                      int64_t peak_rss_bytes) {
+                      int64_t peak_rss_bytes, const Json& test_hooks) {
   Json::Array epochs;
   for (const auto& record : training.epochs) epochs.push_back(epoch_json(record));
   Json doc = Json::object({{"schema_version", kSchemaVersion},
@@ -130,7 +130,8 @@ Json results_document(const Args& args, const Json& facts, int64_t param_count, 
                            {"unavailable", inference.unavailable},
                            {"peak_memory_bytes", training.peak_memory_bytes},
                            {"peak_rss_bytes", peak_rss_bytes},
-                           {"traces", trace_files(args)}});
+                           {"traces", trace_files(args)},
+                           {"test_hooks", test_hooks}});
   if (args.record_step_losses) doc.set("step_losses", training.step_losses);
   return doc;
 }

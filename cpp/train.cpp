@@ -36,34 +36,52 @@ namespace {
 
 constexpr int kExitRuntimeError = 1;
 constexpr int kExitUsageError = 2;
-constexpr int kExitSignalBase = 128;            // killed by signal N: exit 128 + N, as a shell reports it
-constexpr int64_t kMaxHookSleepMs = 3'600'000;  // an hour per step: far above any test's slowdown
+constexpr int kExitSignalBase = 128;       // killed by signal N: exit 128 + N, as a shell reports it
+constexpr int64_t kMaxHookMs = 3'600'000;  // an hour per step: far above any test's slowdown
 
 // ---- test hooks and the options of the parts -------------------------------------------------------
 
-// Test hooks (README "Test hooks"): a per-step sleep, a NaN loss or an abort at one global step.
+// Test hooks (README "Test hooks"): a per-step sleep, a per-step time added to the record without waiting, a NaN
+// loss or an abort at one global step. Values that mean "off": 0, 0, -1, -1.
 struct TestHooks {
   double sleep_per_step_ms = 0;
+  double add_ms_per_step = 0;
   int64_t nan_at_step = -1;
   int64_t crash_at_step = -1;
 };
 
-// The hooks set in the environment; a malformed value is a usage error, as a bad flag is.
+// The hooks set in the environment (kTestHooks, in this order); a malformed value is a usage error, as a bad flag is.
 TestHooks read_test_hooks() {
   constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
   TestHooks hooks;
-  // Unset, empty or "0": no sleep (a sleep's own limit excludes 0, as --lr's does).
-  if (const char* v = std::getenv("BENCH_SLEEP_PER_STEP_MS"); v && *v && std::string_view(v) != "0") {
-    hooks.sleep_per_step_ms = parse_float("BENCH_SLEEP_PER_STEP_MS", v, 0, kMaxHookSleepMs);
+  // Unset, empty or "0": none (a time's own limit excludes 0, as --lr's does).
+  if (const char* v = std::getenv(kTestHooks[0]); v && *v && std::string_view(v) != "0") {
+    hooks.sleep_per_step_ms = parse_float(kTestHooks[0], v, 0, kMaxHookMs);
   }
-  if (const char* v = std::getenv("BENCH_NAN_AT_STEP"); v && *v) {
-    hooks.nan_at_step = parse_int("BENCH_NAN_AT_STEP", v, 0, kInt64Max);
+  if (const char* v = std::getenv(kTestHooks[1]); v && *v && std::string_view(v) != "0") {
+    hooks.add_ms_per_step = parse_float(kTestHooks[1], v, 0, kMaxHookMs);
   }
-  if (const char* v = std::getenv("BENCH_CRASH_AT_STEP"); v && *v) {
-    hooks.crash_at_step = parse_int("BENCH_CRASH_AT_STEP", v, 0, kInt64Max);
+  if (const char* v = std::getenv(kTestHooks[2]); v && *v) {
+    hooks.nan_at_step = parse_int(kTestHooks[2], v, 0, kInt64Max);
+  }
+  if (const char* v = std::getenv(kTestHooks[3]); v && *v) {
+    hooks.crash_at_step = parse_int(kTestHooks[3], v, 0, kInt64Max);
   }
   return hooks;
 }
+
+// {variable: value} of the hooks that are set: the results document says so (a hooked run is no measurement).
+Json recorded_hooks(const TestHooks& hooks) {
+  Json record = Json::object({});
+  if (hooks.sleep_per_step_ms != 0) record.set(kTestHooks[0], hooks.sleep_per_step_ms);
+  if (hooks.add_ms_per_step != 0) record.set(kTestHooks[1], hooks.add_ms_per_step);
+  if (hooks.nan_at_step != -1) record.set(kTestHooks[2], hooks.nan_at_step);
+  if (hooks.crash_at_step != -1) record.set(kTestHooks[3], hooks.crash_at_step);
+  return record;
+}
+
+// BENCH_ADD_MS_PER_STEP's time for `steps` training steps: added to the recorded times, never waited.
+double added_seconds(const TestHooks& hooks, int64_t steps) { return hooks.add_ms_per_step * double(steps) / 1000; }
 
 InferOptions infer_options(const Args& args) {
   return {args.model,         args.precision,      args.channels_last, args.inference_paths,   args.latency_batch_sizes,
@@ -354,7 +372,8 @@ Training train(ResNet& model, torch::optim::SGD& optimizer, const BatchSources& 
     const auto result =
         train_epoch(model, optimizer, *batches, device, (epoch - 1) * steps_per_epoch, args.epochs * steps_per_epoch,
                     args, hooks, dump_batch, trace.get(), args.trace_steps < steps_per_epoch ? args.trace_steps : 0);
-    const double train_seconds = double(traced_now_ns(device, trace.get()) - t0) / 1e9;
+    const double train_seconds =
+        double(traced_now_ns(device, trace.get()) - t0) / 1e9 + added_seconds(hooks, result.step_losses.numel());
     const auto losses = check_step_losses(result.step_losses, epoch, steps_per_epoch);
     training.step_losses.insert(training.step_losses.end(), losses.begin(), losses.end());
     t0 = now_ns(device);
@@ -371,7 +390,7 @@ Training train(ResNet& model, torch::optim::SGD& optimizer, const BatchSources& 
     training.epochs.push_back(epoch_record(epoch, result, train_seconds, eval_seconds, test_loss, test_acc));
     print_progress(epoch, args.epochs, training.epochs.back(), seconds_since(start, device));
   }
-  training.total_seconds = seconds_since(start, device);
+  training.total_seconds = seconds_since(start, device) + added_seconds(hooks, int64_t(training.step_losses.size()));
   training.peak_memory_bytes = args.eval_only ? Json() : peak_memory_bytes(device);
   return training;
 }
@@ -445,9 +464,9 @@ void run(const Args& args) {
   NamedTensors* dump = args.dump_logits.empty() ? nullptr : &outputs;
   const Inference inference = measure_inference(model, data.test_x, device, infer_options(args), dump, args);
   save_outputs(args, model, inference, dump);
-  const Json doc =
-      results_document(args, run_facts(device, args.precision), param_count(model), data.dataset, startup_seconds,
-                       warmup_seconds, empty_samples, training, final, inference, peak_rss_bytes());
+  const Json doc = results_document(args, run_facts(device, args.precision), param_count(model), data.dataset,
+                                    startup_seconds, warmup_seconds, empty_samples, training, final, inference,
+                                    peak_rss_bytes(), recorded_hooks(hooks));
   if (!args.results.empty()) write_results_atomic(doc, args.results);
 }
 

@@ -45,6 +45,7 @@ class Benchmark:
     group: str
     runs: list  # one list of samples (seconds) per run
     config: dict
+    hooks: dict  # the trainer test hooks its runs had set (extra_info.test_hooks): no measurement when any
 
 
 def load_run(path):
@@ -75,8 +76,9 @@ def metrics_of(run):
     for bench in run["benchmarks"]:
         test = test_function(bench["name"])
         if test in GROUPS:
-            out[bench["name"]] = Benchmark(bench["name"], GROUPS[test], runs_of(bench),
-                                        bench.get("extra_info", {}).get("suite_config", {}))
+            extra = bench.get("extra_info", {})
+            out[bench["name"]] = Benchmark(bench["name"], GROUPS[test], runs_of(bench), extra.get("suite_config", {}),
+                                           extra.get("test_hooks", {}))
     return out
 
 
@@ -188,10 +190,19 @@ def smallest_p(n_a, n_b):
     return 1 / math.comb(n_a + n_b, n_a)
 
 
+HOOKED = "hooked: not a measurement"
+
+
+def hooked_note(*metrics):
+    """' (hooked: not a measurement: VAR=value ...)' when a side's runs had a trainer test hook set, else ''."""
+    hooks = {name: value for metric in metrics for name, value in metric.hooks.items()}
+    return f" ({HOOKED}: {', '.join(f'{k}={v}' for k, v in hooks.items())})" if hooks else ""
+
+
 def judge(metric, base, limits):
     """(regressed, line) for one benchmark against its baseline."""
     threshold, alpha = limits["groups"][metric.group], limits["alpha"]
-    head = f"{metric.name} [{metric.group}]"
+    head = f"{metric.name} [{metric.group}]{hooked_note(metric, base)}"
     if metric.config != base.config:
         return False, f"NO VERDICT {head}: configuration differs: {'; '.join(differences(metric.config, base.config))}"
     n_now, n_base = len(metric.runs), len(base.runs)
@@ -248,7 +259,8 @@ def interleaved_baseline(run, docs_for, commit):
         benches.append({"name": bench["name"], "fullname": bench["fullname"], "group": bench.get("group"),
                         "params": params, "stats": {"data": [s for r in runs for s in r]},
                         "extra_info": {"sample_runs": [i for i, r in enumerate(runs, 1) for _ in r],
-                                       "suite_config": bench.get("extra_info", {}).get("suite_config", {})}})
+                                       "suite_config": bench.get("extra_info", {}).get("suite_config", {}),
+                                       "test_hooks": {k: v for d in docs for k, v in d.get("test_hooks", {}).items()}}})
     return {"machine_info": run["machine_info"], "commit_info": {"id": commit, "interleaved_baseline": True},
             "benchmarks": benches}
 
@@ -285,8 +297,9 @@ def run_gate(run, storage=STORAGE, baseline_path=None, thresholds=THRESHOLDS, ma
             write(f"torch-api-bench gate: {line}")
     compared = sum(not x.startswith("NO VERDICT") for x in lines)
     outcome = "" if regressions else (": pass" if compared else ": NO VERDICT (nothing could be judged)")
+    hooked = f" ({HOOKED}: runs with trainer test hooks set)" if any(HOOKED in x for x in lines) else ""
     write(f"torch-api-bench gate: {len(regressions)} regression(s) in {compared} compared benchmark(s), "
-          f"{len(lines) - compared} without a verdict{outcome}")
+          f"{len(lines) - compared} without a verdict{outcome}{hooked}")
     return 1 if regressions else 0
 
 

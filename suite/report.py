@@ -843,8 +843,17 @@ def section_md(number, section, total_sections):
     return lines
 
 
-def report_md(sections):
-    lines = ["# torch-api-bench report", ""]
+def hooked_runs_md(docs):
+    """A loud note naming every run made with a trainer test hook set (results' test_hooks, schema 6): its numbers
+    are no measurement (BENCH_ADD_MS_PER_STEP adds time that was never spent, a sleep slows a run on purpose)."""
+    hooked = [f"`{Path(d['_path']).name}` ({', '.join(f'{k}={v}' for k, v in d['test_hooks'].items())})"
+              for d in docs if d.get("test_hooks")]
+    return [f"**HOOKED: not a measurement.** {len(hooked)} of {len(docs)} runs had a trainer test hook set: "
+            + "; ".join(hooked) + ".", ""] if hooked else []
+
+
+def report_md(sections, notes=()):
+    lines = ["# torch-api-bench report", "", *notes]
     if len(sections) > 1:
         lines += [f"The results files form {len(sections)} groups that are not comparable; each has its own "
                   "section.", ""]
@@ -978,7 +987,8 @@ def build_report(paths, out_dir, peak_tflops=None, sweep=None):
         json.dump(report_json(sections), f, indent=1)
         f.write("\n")
     md = out_dir / "report.md"
-    md.write_text(report_md(sections) + ("\n".join(sweep_md(sweep, out_dir)) if sweep else "") + "\n")
+    md.write_text(report_md(sections, hooked_runs_md(docs)) + ("\n".join(sweep_md(sweep, out_dir)) if sweep else "")
+                  + "\n")
     return md
 
 

@@ -56,7 +56,9 @@ def common_info(docs, run_config):
     return {"language": doc["language"], "model": doc["model"], "device": doc["device"]["name"],
             "dataset": doc["dataset"], "config": doc["config"], "backend": doc["backend"],
             "torch_version": doc["torch_version"], "suite_config": run_config.identity(),
-            "final": [d["final"] for d in docs]}
+            "final": [d["final"] for d in docs],
+            # a run with a trainer test hook set is no measurement: the gate marks it (suite.gate.hooked_note)
+            "test_hooks": {k: v for d in docs for k, v in d.get("test_hooks", {}).items()}}
 
 
 def replay_runs(benchmark, test, docs, params):

@@ -14,7 +14,7 @@ from bench.results import SCHEMA_VERSION
 from suite.harness import ROOT
 from suite.schema import ResultsError, load_results, results_schema, validate_results
 
-# Real documents to break: schema version 3 and version 2 (with latency and concurrency); the trainers write version 5.
+# Real documents to break: schema version 3 and version 2 (with latency and concurrency); the trainers write version 6.
 V3 = ROOT / "docs" / "results" / "warmup-cpu" / "python-resnet18-warmup3.json"
 V2 = ROOT / "docs" / "report-example" / "results" / "python-resnet18-default.json"
 # Every committed trainer results document; not the report's own report.json, nor suite.sweep's sweep.json
@@ -44,8 +44,7 @@ def v4_eval_only():
 
 
 def v5():
-    """The document as the trainers write it now (no version 5 document is committed): v4 with peak resident
-    memory and traces."""
+    """A version 5 document (none is committed): v4 with peak resident memory and traces."""
     doc = v4()
     doc.update(schema_version=5, peak_rss_bytes=2 * 2**30,
                traces={"train": "t/train.json", "inference": "t/inference.json"})
@@ -58,6 +57,11 @@ def v5_eval_only():
     doc = eval_only(v5())
     doc["traces"]["train"] = None
     return doc
+
+
+def v6():
+    """The document as the trainers write it now: v5 with the test hooks that were set (one)."""
+    return v5() | {"schema_version": 6, "test_hooks": {"BENCH_ADD_MS_PER_STEP": 40.0}}
 
 
 def enums(node, pointer="#"):
@@ -103,10 +107,10 @@ def test_committed_results_validate(path):
     load_results(path)
 
 
-@pytest.mark.parametrize("make", [v4, v4_eval_only, v5, v5_eval_only])
-def test_version_4_and_5_documents_validate(make):
-    """The bases of the version 4 and 5 breakages below are valid: each breakage fails for its own reason."""
-    assert make()["schema_version"] in (4, SCHEMA_VERSION) and SCHEMA_VERSION == 5
+@pytest.mark.parametrize("make", [v4, v4_eval_only, v5, v5_eval_only, v6])
+def test_version_4_5_and_6_documents_validate(make):
+    """The bases of the version 4, 5 and 6 breakages below are valid: each breakage fails for its own reason."""
+    assert make()["schema_version"] in (4, 5, SCHEMA_VERSION) and SCHEMA_VERSION == 6
     validate_results(make())
 
 
@@ -135,7 +139,7 @@ MUTATIONS = {
     "v3 without warmup_steps": (V3, ["config", "warmup_steps"], DROP, "$.config: 'warmup_steps' is a required"),
     "v3 latency without peak memory": (V3, ["latency"], lambda _: json.loads(V2.read_text())["latency"][:1],
                                        "$.latency[0]: 'peak_memory_bytes' is a required property"),
-    "unknown schema version": (v5, ["schema_version"], 6, "$.schema_version: 6 is not one of"),
+    "unknown schema version": (v6, ["schema_version"], 7, "$.schema_version: 7 is not one of"),
     "v4 without startup_seconds": (v4, ["startup_seconds"], DROP, "$: 'startup_seconds' is a required property"),
     "v4 without repeat": (v4, ["config", "repeat"], DROP, "$.config: 'repeat' is a required property"),
     "v4 without precision_label": (v4, ["precision_label"], DROP, "$: 'precision_label' is a required property"),
@@ -187,6 +191,9 @@ MUTATIONS = {
     "v5 without peak_rss_bytes": (v5, ["peak_rss_bytes"], DROP, "$: 'peak_rss_bytes' is a required property"),
     "v5 without trace_steps": (v5, ["config", "trace_steps"], DROP, "$.config: 'trace_steps' is a required"),
     "traces without inference": (v5, ["traces", "inference"], DROP, "$.traces: "),
+    "v6 without test_hooks": (v6, ["test_hooks"], DROP, "$: 'test_hooks' is a required property"),
+    "an unknown test hook": (v6, ["test_hooks", "BENCH_FASTER"], 1, "$.test_hooks: Additional properties"),
+    "a hook's time of 0": (v6, ["test_hooks", "BENCH_ADD_MS_PER_STEP"], 0, "$.test_hooks.BENCH_ADD_MS_PER_STEP: 0"),
 }
 
 
