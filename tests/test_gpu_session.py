@@ -35,6 +35,7 @@ def env(tmp_path):
     return {**os.environ, "BENCH_CACHE": str(tmp_path / "cache")}  # the tiny set is this test's own
 
 
+@pytest.mark.thorough  # about 3 minutes on 2 cores: every stage's pytest sessions and trainers, tiny
 def test_dry_run_runs_every_stage_resumes_and_redoes(tmp_path, cpp_exe, env):
     out, archive = tmp_path / "session", tmp_path / "session.tar.gz"
     args = ["--dry-run", "--out", str(out), "--build-dir", str(cpp_exe.parent)]

@@ -1,8 +1,9 @@
 """The same ops, no hidden syncs, the same timed work: read from both trainers' profiler traces (--trace-steps).
 
-Each (language, mode) runs once on tiny data, on the suite's device (the GPU session's correctness stage runs
-these on CUDA), with the whole epoch traced (2 steps, K = 2), its evaluation and two inference samples per batch
-size. suite/traces.py reads the traces.
+Each (language, mode) is its canonical tiny run (suite/plugin/tiny.py), shared with the other tests of the session,
+on the suite's device (the GPU session's correctness stage runs these on CUDA): its last epoch traced whole (K steps,
+K = tiny.TRACE_STEPS), with its evaluation and K inference samples per latency batch size. suite/traces.py reads
+the traces.
 """
 
 import difflib
@@ -10,12 +11,10 @@ import difflib
 import pytest
 
 from bench.vocab import LANGUAGES, MODES, TRACE_INFER
-from suite import traces as T
+from suite import traces
+from suite.plugin import tiny
 
-STEPS = 2  # 64 images, batch 32
-TRACED = ["--train-limit", str(32 * STEPS), "--test-limit", "32", "--batch-size", "32", "--epochs", "1",
-          "--threads", "1", "--latency-iters", "0", "--latency-batch-sizes", "1,4", "--trace-steps", str(STEPS),
-          "--trace-dir", "{out}/traces"]
+STEPS = tiny.TRACE_STEPS
 # What one language's API runs where the other runs nothing, by design: (language, the op, the op it follows,
 # why). The comparison drops a run of that op right after the one it follows; anywhere else it counts.
 ALLOWED_DIFFERENCES = [
@@ -26,12 +25,11 @@ ALLOWED_DIFFERENCES = [
 
 
 @pytest.fixture(scope="session")
-def traced(cached_run, tiny_data, run_config):
+def traced(tiny_run, run_config):
     """traced(lang, mode): (results, the training trace's events) of that trainer's traced run."""
     def get(lang, mode):
-        doc, _, _ = cached_run(lang, ["--data", str(tiny_data), "--device", run_config.device, *TRACED,
-                                      *MODES[mode]])
-        return doc, T.load(doc["traces"]["train"])
+        doc = tiny_run(lang, mode, run_config.resolved_device).doc
+        return doc, traces.load(doc["traces"]["train"])
     return get
 
 
@@ -51,8 +49,8 @@ def run_follows(ops, i, extra, after):
 
 
 def step_ops(events, lang):
-    threads = T.trainer_threads(events)
-    return [allowed(T.dispatched_ops(events, window, threads), lang) for window in T.steps(events)]
+    threads = traces.trainer_threads(events)
+    return [allowed(traces.dispatched_ops(events, window, threads), lang) for window in traces.steps(events)]
 
 
 def first_difference(a, b):
@@ -78,12 +76,12 @@ def test_no_host_sync_inside_a_step(traced, lang, mode):
     """No aten::item / _local_scalar_dense (and, on CUDA, no blocking runtime call) inside any step, nor anywhere
     else in the timed epoch (its batches' fetch included) but in the clock reads at its ends."""
     _, events = traced(lang, mode)
-    threads = T.trainer_threads(events)
-    for i, window in enumerate(T.steps(events)):
-        assert not T.host_syncs(events, window, threads), f"{lang} {mode} step {i} waits for the device: " \
-            f"{T.host_syncs(events, window, threads)}"
-    start, end = T.epoch_marks(events)[0]
-    syncs = T.host_syncs(events, T.between(start, end), threads)
+    threads = traces.trainer_threads(events)
+    for i, window in enumerate(traces.steps(events)):
+        assert not traces.host_syncs(events, window, threads), f"{lang} {mode} step {i} waits for the device: " \
+            f"{traces.host_syncs(events, window, threads)}"
+    start, end = traces.epoch_marks(events)[0]
+    syncs = traces.host_syncs(events, traces.between(start, end), threads)
     assert not syncs, f"{lang} {mode}: the timed epoch waits for the device outside its clock reads: {syncs}"
 
 
@@ -92,7 +90,7 @@ def test_the_epoch_window_holds_the_draws_and_not_the_evaluation(traced, lang):
     """The timed epoch opens (a clock read) before the epoch's draws and its first step, and closes after the last
     step and before the evaluation, in both languages: the intervals time the same work."""
     doc, events = traced(lang, "default")
-    clocks, first_draw, first_step, last_step, evaluation = T.epoch_marks(events)
+    clocks, first_draw, first_step, last_step, evaluation = traces.epoch_marks(events)
     assert len(clocks) == 2 and first_draw and first_step and evaluation, (clocks, first_draw, evaluation)
     start, end = clocks
     assert start.end <= first_draw.ts, f"{lang}: the epoch's clock starts after its draws"
@@ -109,10 +107,10 @@ def test_the_epoch_window_holds_the_draws_and_not_the_evaluation(traced, lang):
 def test_the_traces_are_named_in_the_results(traced, lang):
     doc, events = traced(lang, "default")
     assert doc["config"]["trace_steps"] == STEPS
-    assert len(T.steps(events)) == STEPS
-    inference = T.inference_samples(T.load(doc["traces"]["inference"]))
-    assert [e.name for e in inference] == [f"{TRACE_INFER} bs={bs}" for bs in (1, 4) for _ in range(STEPS)]
-    b = T.breakdown(doc["traces"]["train"])
+    assert len(traces.steps(events)) == STEPS
+    inference = traces.inference_samples(traces.load(doc["traces"]["inference"]))
+    assert [e.name for e in inference] == [f"{TRACE_INFER} bs={bs}" for bs in tiny.LATENCY_SIZES for _ in range(STEPS)]
+    b = traces.breakdown(doc["traces"]["train"])
     assert 0 < b["in_ops_us"] < b["wall_us"] and b["between_ops_us"] == pytest.approx(b["wall_us"] - b["in_ops_us"])
 
 
@@ -140,32 +138,32 @@ def test_where_a_step_goes_counts_outermost_ops_once_across_threads(tmp_path):
         ("kernel_a", "kernel", 7, 90, 30),
         ("aten::item", "cpu_op", 1, 110, 5),
     ])
-    events = T.load(path)
-    [step] = T.step_times(events)
+    events = traces.load(path)
+    [step] = traces.step_times(events)
     assert (step.wall_ns, step.in_ops_ns, step.between_ops_ns, step.device_busy_ns) == (100_000, 70_000, 30_000,
                                                                                       10_000)
-    threads = T.trainer_threads(events)
+    threads = traces.trainer_threads(events)
     assert threads == {1, 2}
-    assert T.dispatched_ops(events, T.steps(events)[0], threads) == [
+    assert traces.dispatched_ops(events, traces.steps(events)[0], threads) == [
         "aten::conv2d", "aten::add_", "autograd::engine::evaluate_function: AddBackward0"]
-    assert T.host_syncs(events, T.steps(events)[0], threads) == []
-    assert T.breakdown(path)["steps"] == 1
+    assert traces.host_syncs(events, traces.steps(events)[0], threads) == []
+    assert traces.breakdown(path)["steps"] == 1
 
 
 def test_a_sync_inside_a_step_is_found(tmp_path):
     path = fake_trace(tmp_path, [("bench::train_step", "user_annotation", 1, 0, 100),
                                  ("aten::item", "cpu_op", 1, 10, 5), ("aten::_local_scalar_dense", "cpu_op", 1, 11, 3),
                                  ("cudaStreamSynchronize", "cuda_runtime", 1, 12, 1)])
-    events = T.load(path)
-    assert T.host_syncs(events, T.steps(events)[0], T.trainer_threads(events)) == [
+    events = traces.load(path)
+    assert traces.host_syncs(events, traces.steps(events)[0], traces.trainer_threads(events)) == [
         "aten::item", "aten::_local_scalar_dense", "cudaStreamSynchronize"]
 
 
 def test_a_file_that_is_not_a_trace_is_one_clear_error(tmp_path):
     (tmp_path / "x.json").write_text("[]")
-    with pytest.raises(T.TraceError, match="has no traceEvents"):
-        T.load(tmp_path / "x.json")
-    assert T.main([str(tmp_path / "x.json")]) == 1
+    with pytest.raises(traces.TraceError, match="has no traceEvents"):
+        traces.load(tmp_path / "x.json")
+    assert traces.main([str(tmp_path / "x.json")]) == 1
 
 
 def test_the_report_shows_where_a_step_goes_per_language(traced, tmp_path):
