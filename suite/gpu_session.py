@@ -140,7 +140,7 @@ def correctness(c):
     if c.args.dry_run:  # a cheap stand-in that still goes through pytest, the log and the JUnit XML
         return [[PY, "-m", "pytest", "tests/test_workflows.py", "-q", "-p", "no:xdist", *common]]
     # This module's own test runs the dry run on the CPU: nothing for the GPU to check there.
-    return [[PY, "-m", "pytest", "-m", "gpu or not slow", "--benchmark-disable", "-n", str(c.workers),
+    return [[PY, "-m", "pytest", "-m", "gpu or not (slow or thorough)", "--benchmark-disable", "-n", str(c.workers),
              "--ignore=tests/test_gpu_session.py", *common]]
 
 
