@@ -243,6 +243,12 @@ def trainer_run(run_cache):
 
 
 @pytest.fixture(scope="session")
+def cached_run(trainer_run):
+    """cached_run(lang, argv) -> (results, folder, stderr): trainer_run's run as a tuple (its older name)."""
+    return lambda lang, argv: tuple(trainer_run(lang, argv))[:3]
+
+
+@pytest.fixture(scope="session")
 def trainer_pair(run_cache):
     """trainer_pair(argv, env=None) -> {lang: Run}: both languages' runs of argv (trainer_run's), side by side."""
     return lambda argv, env=None: dict(zip(LANGUAGES, run_cache.runs([(lang, argv, env) for lang in LANGUAGES])))
