@@ -4,6 +4,7 @@ Kept out of the pytest plugin (suite/plugin/) so tests, tox and the report can s
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,18 +56,28 @@ def cpp_executable(build_dir):
     return Path(build_dir) / PROGRAMS["cpp"]
 
 
+def configured(build_dir, source):
+    """Whether `build_dir` holds a finished configure of `source` for the running Python: then `cmake --build`
+    configures again by itself when CMakeLists.txt or a file the configure read (torch's CMake files) changes."""
+    cache = build_dir / "CMakeCache.txt"
+    if not cache.is_file() or not any((build_dir / name).is_file() for name in ("build.ninja", "Makefile")):
+        return False
+    entries = dict(re.findall(r"^(Python3_EXECUTABLE|CMAKE_HOME_DIRECTORY):\w+=(.*)$", cache.read_text(), re.M))
+    return entries == {"Python3_EXECUTABLE": sys.executable, "CMAKE_HOME_DIRECTORY": str(Path(source).resolve())}
+
+
 def build_cpp(build_dir=ROOT / "build", jobs=None, source=ROOT):
-    """Configure (first time) and build bench_train incrementally with the running Python's torch, from the
-    sources in `source` (this checkout; the interleaved A/B gate builds another commit's tree)."""
+    """Configure (first time, or for another Python) and build bench_train incrementally with the running Python's
+    torch, from the sources in `source` (this checkout; the interleaved A/B gate builds another commit's tree)."""
     build_dir = Path(build_dir).resolve()  # absolute: tests run the executable from other folders
     for tool in ("cmake", "c++"):
         if shutil.which(tool) is None:
             raise BuildError(f"{tool} not found on PATH: install CMake >= 3.18 and a C++20 compiler")
-    steps = [["cmake", "-S", str(source), "-B", str(build_dir), f"-DPython3_EXECUTABLE={sys.executable}"],
-             ["cmake", "--build", str(build_dir), "-j", str(jobs or os.cpu_count() or 2)]]
+    configure = ["cmake", "-S", str(source), "-B", str(build_dir), f"-DPython3_EXECUTABLE={sys.executable}"]
+    build = ["cmake", "--build", str(build_dir), "-j", str(jobs or os.cpu_count() or 2)]
     build_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(build_dir.parent / f".{build_dir.name}.lock"):  # one build at a time (pytest-xdist workers)
-        for cmd in steps:
+        for cmd in [build] if configured(build_dir, source) else [configure, build]:
             proc = subprocess.run(cmd, cwd=source, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             if proc.returncode:
                 tail = "\n".join(proc.stdout.splitlines()[-BUILD_TAIL_LINES:])

@@ -172,51 +172,86 @@ def test_bad_flags_through_the_python_cli(run_cache, tiny_data, row, one_line_er
     one_line_error(ran[row].proc, "python", 2, PYTHON_CLI_ROWS[row][1])
 
 
-# (extra flags, exit code, the message's key fragments, whether training must not have started); "{out}" is the
-# run's folder, "{scratch}" the module's.
-RUN_ERRORS = {
+@pytest.fixture
+def usage_run(trainer_processes, monkeypatch, capsys, tmp_path):
+    """usage_run(lang, args, env=None) -> (process, its folder): a run that must stop at a usage error. C++ as a
+    process (the session's run cache); Python through bench.train.main in this process: a usage error stops it
+    before any torch work, and a process per row would mostly time `import torch` (the Python CLI as a process:
+    test_bad_flags_through_the_python_cli and every row that exits 1). main's signal handlers are not installed
+    here: pytest's stay."""
+    def run(lang, args, env=None):
+        if lang == "cpp":
+            ran = trainer_processes(args, env, langs=("cpp",))["cpp"]
+            return ran.proc, ran.folder
+        from bench import train
+
+        monkeypatch.setattr(train.signal, "signal", lambda *a: None)
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        argv = [a.replace("{out}", str(tmp_path)) for a in args]
+        capsys.readouterr()
+        code = train.main(argv)
+        return subprocess.CompletedProcess(argv, code, "", capsys.readouterr().err), tmp_path
+    return run
+
+
+USAGE_ERRORS = {
     # Found by a user: --threads 100000 crashed both trainers (exit 139, no message) inside set_num_threads.
-    "threads beyond the limit": (["--threads", "100000"], 2, ["--threads must be an integer in [0, 1024], got "
-                                                             "'100000'"], True),
+    "threads beyond the limit": (["--threads", "100000"], "--threads must be an integer in [0, 1024], got '100000'"),
     # Found by a user: Python took an epoch count beyond any int64 and started training.
-    "overflowing epochs": (["--epochs", "99999999999999999999999"], 2,
-                           ["--epochs must be an integer in [1, 1000000], got '99999999999999999999999'"], True),
-    "aoti without its folder": (["--inference-paths", "aoti"], 2, ["--inference-paths aoti needs --aoti-dir"], True),
-    "unusable trace folder": (["--trace-steps", "1", "--trace-dir", "{scratch}/a-file/traces"], 1,
+    "overflowing epochs": (["--epochs", "99999999999999999999999"],
+                           "--epochs must be an integer in [1, 1000000], got '99999999999999999999999'"),
+    "aoti without its folder": (["--inference-paths", "aoti"], "--inference-paths aoti needs --aoti-dir"),
+}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("row", USAGE_ERRORS)
+def test_usage_errors(usage_run, tiny_data, one_line_error, row, lang):
+    extra, message = USAGE_ERRORS[row]
+    proc, folder = usage_run(lang, ["--data", str(tiny_data), *QUICK, *extra, *RESULTS])
+    one_line_error(proc, lang, 2, message)
+    assert "warm-up" not in proc.stderr and "epoch 1/" not in proc.stderr, "training started"
+    assert no_results_left(folder)
+
+
+# (extra flags, the message's key fragments, whether training must not have started); "{scratch}" is the
+# module's folder.
+RUN_ERRORS = {
+    "unusable trace folder": (["--trace-steps", "1", "--trace-dir", "{scratch}/a-file/traces"],
                               ["cannot create --trace-dir {scratch}/a-file/traces: Not a directory"], True),
     # Checked before training: the file, and the command that builds it.
     "missing aoti package": (["--latency-iters", "1", "--latency-batch-sizes", "1,8", "--inference-paths", "eager,aoti",
-                              "--aoti-dir", "{scratch}", "--channels-last", "--device", "cpu"], 1,
+                              "--aoti-dir", "{scratch}", "--channels-last", "--device", "cpu"],
                              ["AOTInductor package {scratch}/" + vocab.aoti_package_name("resnet18", "fp32", True, 1)
                               + " not found", "python -m suite.aoti package --model resnet18 --device cpu --precision "
                               "fp32 --channels-last --batch-sizes 1,8"], True),
     # A finite training loss whose update breaks the weights (the largest LR allowed): the test loss is named.
-    "diverged weights": (["--lr", str(vocab.MAX_LR)], 1, ["non-finite test loss at epoch 1: the weights diverged"],
-                         False),
+    "diverged weights": (["--lr", str(vocab.MAX_LR)], ["non-finite test loss at epoch 1: the weights diverged"], False),
 }
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 @pytest.mark.parametrize("row", RUN_ERRORS)
 def test_run_errors(trainer_processes, tiny_data, scratch, one_line_error, row, lang):
-    extra, code, fragments, before_training = RUN_ERRORS[row]
+    extra, fragments, before_training = RUN_ERRORS[row]
     (scratch / "a-file").write_text("not a folder")
     fill = lambda text: text.replace("{scratch}", str(scratch))  # noqa: E731
     ran = trainer_processes(["--data", str(tiny_data), *QUICK, *map(fill, extra), *RESULTS])[lang]
-    one_line_error(ran.proc, lang, code, *map(fill, fragments))
+    one_line_error(ran.proc, lang, 1, *map(fill, fragments))
     if before_training:
         assert "warm-up" not in ran.proc.stderr and "epoch 1/" not in ran.proc.stderr, "training started"
     assert no_results_left(ran.folder)
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_cuda_requested_without_gpu(trainer_processes, tiny_data, one_line_error, lang):
+def test_cuda_requested_without_gpu(usage_run, tiny_data, one_line_error, lang):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the error cannot happen here")
-    ran = trainer_processes(["--data", str(tiny_data), *QUICK, "--device", "cuda"])[lang]
-    one_line_error(ran.proc, lang, 2, "--device cuda was requested but CUDA is not available")
+    proc, _ = usage_run(lang, ["--data", str(tiny_data), *QUICK, "--device", "cuda"])
+    one_line_error(proc, lang, 2, "--device cuda was requested but CUDA is not available")
 
 
 # ---- weights -------------------------------------------------------------------------------------------------
@@ -375,11 +410,11 @@ HOOK_ROWS = {"BENCH_SLEEP_PER_STEP_MS": "fast", "BENCH_ADD_MS_PER_STEP": "-5"}
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 @pytest.mark.parametrize("hook", HOOK_ROWS)
-def test_a_malformed_test_hook_is_a_usage_error(trainer_processes, tiny_data, one_line_error, hook, lang):
-    ran = trainer_processes(["--data", str(tiny_data), *QUICK, "--eval-only", *RESULTS],
-               env={hook: HOOK_ROWS[hook]})[lang]
-    one_line_error(ran.proc, lang, 2, f"{hook} must be a number")
-    assert no_results_left(ran.folder)
+def test_a_malformed_test_hook_is_a_usage_error(usage_run, tiny_data, one_line_error, hook, lang):
+    proc, folder = usage_run(lang, ["--data", str(tiny_data), *QUICK, "--eval-only", *RESULTS],
+                             env={hook: HOOK_ROWS[hook]})
+    one_line_error(proc, lang, 2, f"{hook} must be a number")
+    assert no_results_left(folder)
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

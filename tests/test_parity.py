@@ -61,11 +61,10 @@ def test_architecture_identical(initial_weights, expected_params, model):
 # 2. Weights to logits -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("writer", LANGUAGES)
-def test_weights_cross_load_same_logits(tiny_run, trainer_run, tiny_data, writer):
+def test_weights_cross_load_same_logits(tiny_run, cross_read, writer):
     """Weights trained and saved by one language give the same logits and accuracy in the other (the reader's
     eval-only run of the writer's canonical run's weights)."""
-    written = tiny_run(writer)
-    read = trainer_run(other(writer), tiny.eval_argv(tiny_data, written.folder / tiny.FILES["trained"][1]))
+    written, read = tiny_run(writer), cross_read(other(writer))
     a, b = dumped(written, "logits")["logits"], dumped(read, "logits")["logits"]
     diff = (a - b).abs().max().item()
     print(f"{writer} -> {other(writer)}: max |logit difference| = {diff:.3g} over {tuple(a.shape)}")
@@ -92,7 +91,7 @@ def test_lockstep_training(tiny_run):
     assert torch.equal(py["batch"]["images"], cpp["batch"]["images"]), "different crop/flip draws"
     lp, lc = runs["python"].doc["step_losses"], runs["cpp"].doc["step_losses"]
     print_losses(lp, lc)
-    assert len(lp) == len(lc) == tiny.EPOCHS * tiny.STEPS_PER_EPOCH  # 16, then 8 images, each epoch
+    assert len(lp) == len(lc) == tiny.EPOCHS * tiny.STEPS_PER_EPOCH  # a full batch, then a partial one, each epoch
     assert lp == lc, "per-step losses differ"
     for key in py["trained"]:
         assert torch.equal(py["trained"][key], cpp["trained"][key]), f"trained {key} differs"

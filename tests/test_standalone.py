@@ -71,10 +71,10 @@ def caches(tiny_data, tmp_path_factory):
 
 
 def default_data_runs(run_cache, no_programs, cache):
-    """Both languages without --data, with this data cache, side by side."""
+    """Both languages without --data, with this data cache, side by side (eval-only: which data, not training)."""
     return dict(zip(LANGUAGES, run_cache.processes([
-        (lang, [*QUICK, "--results", "{out}/out.json"], standalone_env(lang, no_programs, {"BENCH_CACHE": str(cache)}))
-        for lang in LANGUAGES])))
+        (lang, [*QUICK, "--eval-only", "--results", "{out}/out.json"],
+         standalone_env(lang, no_programs, {"BENCH_CACHE": str(cache)})) for lang in LANGUAGES])))
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

@@ -11,7 +11,6 @@ other language's weights (tests/test_parity.py's cross-load).
 import os
 
 import pytest
-from helpers import other
 
 from bench.vocab import LANGUAGES
 from suite.plugin import tiny
@@ -30,10 +29,8 @@ def test_startup_precedes_training_within_the_wall_time_and_repeat_defaults_to_1
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_eval_only_times_startup_to_the_first_inference_and_records_the_repeat(lang, tiny_run, trainer_run,
-                                                                                tiny_data):
-    weights = tiny_run(other(lang)).folder / tiny.FILES["trained"][1]
-    run = trainer_run(lang, tiny.eval_argv(tiny_data, weights))
+def test_eval_only_times_startup_to_the_first_inference_and_records_the_repeat(lang, cross_read):
+    run = cross_read(lang)
     assert run.doc["config"]["eval_only"] and MIN_STARTUP_SECONDS < run.doc["startup_seconds"] < run.seconds
     assert run.doc["config"]["repeat"] == 3
 

@@ -191,7 +191,8 @@ class RunCache:
 
     def __init__(self, exe_for, tmp_path_factory):
         self.exe_for, self.tmp_path_factory = exe_for, tmp_path_factory
-        self.done = {}
+        self.done = {}  # (lang, argv, env) -> Ran
+        self.read = {}  # Ran -> its Run, or why it has none (read and validated once)
 
     def start(self, lang, argv, env, exe):
         out = self.tmp_path_factory.mktemp(lang)
@@ -215,15 +216,18 @@ class RunCache:
         stderr of any that failed."""
         from suite.schema import ResultsError, load_results
 
-        found, failed = [], []
-        for (lang, _, _), ran in zip(specs, self.processes([(lang, [*argv, "--results", "{out}/results.json"], env)
-                                                             for lang, argv, env in specs])):
-            try:
-                if ran.proc.returncode:
-                    raise ResultsError(f"exit {ran.proc.returncode}: {ran.proc.stderr.strip()[-2000:]}")
-                found.append(Run(load_results(ran.folder / "results.json"), ran.folder, ran.proc.stderr, ran.seconds))
-            except ResultsError as err:
-                failed.append(f"{lang} trainer failed: {err}")
+        specs = [(lang, [*argv, "--results", "{out}/results.json"], env) for lang, argv, env in specs]
+        for (lang, _, _), ran in zip(specs, self.processes(specs)):
+            if ran not in self.read:
+                try:
+                    if ran.proc.returncode:
+                        raise ResultsError(f"exit {ran.proc.returncode}: {ran.proc.stderr.strip()[-2000:]}")
+                    doc = load_results(ran.folder / "results.json")
+                    self.read[ran] = Run(doc, ran.folder, ran.proc.stderr, ran.seconds)
+                except ResultsError as err:
+                    self.read[ran] = f"{lang} trainer failed: {err}"
+        found = [self.read[ran] for ran in self.processes(specs)]
+        failed = [run for run in found if isinstance(run, str)]
         if failed:
             pytest.fail("\n".join(failed), pytrace=False)
         return found
@@ -260,6 +264,18 @@ def trainer_processes(run_cache):
     its exit (bad input: the expected failures), started once per session, side by side."""
     def get(argv, env=None, langs=LANGUAGES):
         return dict(zip(langs, run_cache.processes([(lang, argv, env) for lang in langs])))
+    return get
+
+
+@pytest.fixture(scope="session")
+def cross_read(run_cache, tiny_run, tiny_data):
+    """cross_read(reader) -> Run: `reader`'s eval-only run (tiny.eval_argv) of the weights the other language's
+    canonical run trained; both readers run at once."""
+    def get(reader):
+        weights = {lang: tiny_run(lang).folder / tiny.FILES["trained"][1] for lang in LANGUAGES}
+        specs = [(lang, tiny.eval_argv(tiny_data, weights[other]), None)
+                 for lang, other in zip(LANGUAGES, reversed(LANGUAGES))]
+        return dict(zip(LANGUAGES, run_cache.runs(specs)))[reader]
     return get
 
 

@@ -2,8 +2,8 @@
 a trained run (lockstep, traces, parity, the pipeline, start-up, the results' shape), through the session's run
 cache (suite.plugin.fixtures: tiny_run, trainer_pair, trainer_run).
 
-ResNet18 on CPU, one thread, deterministic algorithms; 24 training records in batches of 16 (16, 8) for 2 epochs
-and 20 test records (16, 4): the warm-up (one full step, then the partial batch's) and both epochs meet partial
+ResNet18 on CPU, one thread, deterministic algorithms; 12 training records in batches of 8 (8, 4) for 2 epochs
+and 12 test records (8, 4): the warm-up (one full step, then the partial batch's) and both epochs meet partial
 training and evaluation batches, and the learning rate changes across epochs. The whole last epoch is traced
 (TRACE_STEPS is its steps), with its evaluation and TRACE_STEPS inference samples per latency batch size. Each
 run dumps its initial weights, its first batch, its logits and its trained weights into its own folder ("{out}").
@@ -12,7 +12,7 @@ run dumps its initial weights, its first batch, its logits and its trained weigh
 from bench.vocab import MODES
 
 MODEL = "resnet18"
-TRAIN, TEST, BATCH, EPOCHS = 24, 20, 16, 2
+TRAIN, TEST, BATCH, EPOCHS = 12, 12, 8, 2
 STEPS_PER_EPOCH = -(-TRAIN // BATCH)
 TRACE_STEPS = STEPS_PER_EPOCH
 LATENCY_SIZES = (1, 4)
