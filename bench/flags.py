@@ -130,8 +130,8 @@ Args = make_dataclass("Args", [(flag.dest, VALUE_TYPES[flag.kind]) for flag in F
 def check_combinations(args):
     """What no single flag can say: the aoti path's package folder, the traces' folder, and CUDA on this machine."""
     if "aoti" in args.inference_paths and not args.aoti_dir:
-        raise UsageError("--inference-paths aoti needs --aoti-dir DIR (the folder `python -m suite.aoti package` "
-                         "prints)")
+        raise UsageError("--inference-paths aoti needs --aoti-dir DIR (the folder "
+                         "`python -m suite.experiments.aoti package` prints)")
     if args.trace_steps and not args.trace_dir:
         raise UsageError("--trace-steps needs --trace-dir DIR (where the Chrome traces go)")
     if args.device == "cuda":

@@ -44,6 +44,10 @@ def choices_name(flag):
     return f"k{camel(flag.dest)}Choices"
 
 
+def string_array(name, items):
+    return f"inline constexpr std::array<std::string_view, {len(items)}> {name} = {{{', '.join(map(cpp, items))}}};"
+
+
 def flag_row(flag):
     choices = choices_name(flag) if flag.choices else "{}"
     return (f"    Flag{{{cpp(flag.name)}, FlagKind::{CPP_KINDS[flag.kind]}, {cpp(default_arg(flag))}, "
@@ -79,6 +83,13 @@ def cpp_header():
         f"inline constexpr const char* kTraceEpochClock = {cpp(vocab.TRACE_EPOCH_CLOCK)};",
         f"inline constexpr const char* kTraceEvaluate = {cpp(vocab.TRACE_EVALUATE)};",
         f"inline constexpr const char* kTraceInfer = {cpp(vocab.TRACE_INFER)};",
+        f"inline constexpr const char* kTraceInferWarmup = {cpp(vocab.TRACE_INFER_WARMUP)};",
+        "",
+        "// The process section: the watched environment prefixes, the test hooks, BENCH_PLANT's drifts (vocab.*;",
+        "// the plants without the Python-only ones).",
+        string_array("kWatchedEnvPrefixes", vocab.WATCHED_ENV_PREFIXES),
+        string_array("kTestHooks", vocab.TEST_HOOKS),
+        string_array("kPlants", [p for p in vocab.PLANTS if p not in vocab.PYTHON_ONLY_PLANTS]),
         "",
         "// The parsed command line (Python: flags.Args): one field per flag, in the table's order.",
         "struct Args {",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench import process
 from bench.data import cache_dir
 from bench.results import summarize_ms
 from bench.runtime import (
@@ -20,10 +21,11 @@ from bench.runtime import (
     first_line,
     now_ns,
     peak_memory_bytes,
+    print_detail,
     reset_peak_memory,
     synchronize,
 )
-from bench.trace import INFER, Trace, scope
+from bench.trace import INFER, INFER_WARMUP, Trace, scope
 from bench.vocab import aoti_package_name
 
 CUDA_GRAPH_WARMUP = 3  # forwards on a side stream before the capture
@@ -71,9 +73,10 @@ def check_aoti_packages(options, device):
         if not os.path.isfile(path):
             layout = " --channels-last" if options.channels_last else ""
             sizes = ",".join(map(str, options.latency_batch_sizes))
-            raise InferenceError(f"AOTInductor package {path} not found: build it with `python -m suite.aoti package "
-                                 f"--model {options.model} --device {device.type} --precision {options.precision}"
-                                 f"{layout} --batch-sizes {sizes}` and pass the folder it prints as --aoti-dir")
+            raise InferenceError(f"AOTInductor package {path} not found: build it with "
+                                 f"`python -m suite.experiments.aoti package --model {options.model} --device "
+                                 f"{device.type} --precision {options.precision}{layout} --batch-sizes {sizes}` and "
+                                 "pass the folder it prints as --aoti-dir")
 
 
 def latency_input(test_x, batch_size, channels_last):
@@ -82,15 +85,22 @@ def latency_input(test_x, batch_size, channels_last):
     return as_input_layout(test_x[idx], channels_last)
 
 
-def time_samples(fn, x, iters, warmup, device):
-    """`warmup` untimed calls, then `iters` samples of one call each, in ms (the clock read syncs the device)."""
+def time_samples(fn, x, iters, warmup, device, trace=None, label=""):
+    """`warmup` untimed calls, then `iters` samples of one call each, in ms (the clock read syncs the device).
+    With a `trace`, each call is a scope named with `label` (a sample's also with the autograd mode it runs in),
+    entered and left outside the clock reads: the traced pass runs this same code (trace_inference)."""
+    warmup_scope, sample_scope = (f"{INFER_WARMUP} {label}", f"{INFER} {label} mode={process.autograd_mode()}") \
+        if trace is not None else (None, None)
     for _ in range(warmup):
-        fn(x)
+        with scope(warmup_scope, trace):
+            fn(x)
     samples = []
     for _ in range(iters):
-        t0 = now_ns(device)
-        fn(x)
-        samples.append((now_ns(device) - t0) / 1e6)
+        with scope(sample_scope, trace):
+            t0 = now_ns(device)
+            fn(x)
+            t1 = now_ns(device)
+        samples.append((t1 - t0) / 1e6)
     return samples
 
 
@@ -156,6 +166,7 @@ def prepare_path_or_fail(path, model, x, device, options, compiled):
     try:
         return prepare_path(path, model, x, device, options, compiled)
     except Exception as err:  # export, Inductor and CUDA raise many types
+        print_detail(err)
         raise InferenceError(f"cannot prepare inference path {path} at batch size {x.shape[0]}: "
                              f"{first_line(err)}") from err
 
@@ -182,7 +193,8 @@ def measure_latency(model, test_x, device, options, outputs=None):
             fn = prepare_path_or_fail(path, model, x, device, options, compiled)
             reset_peak_memory(device)  # this path's samples only: compiling, packaging, capturing excluded
             with torch.inference_mode(), autocast(device, options.precision, cache_enabled=False):
-                samples = time_samples(fn, x, options.latency_iters, options.latency_warmup, device)
+                with process.window("latency", f"latency {path} bs={bs}"):
+                    samples = time_samples(fn, x, options.latency_iters, options.latency_warmup, device)
                 peak = peak_memory_bytes(device)
                 if outputs is not None:
                     outputs[f"{path}.bs{bs}"] = fn(x).float().clone()  # clone: a graph's output is reused
@@ -192,17 +204,21 @@ def measure_latency(model, test_x, device, options, outputs=None):
 
 
 def trace_inference(model, test_x, device, options, samples, path):
-    """`samples` untimed eager samples (forward, then synchronize) per latency batch size, each in an INFER scope,
-    recorded into the Chrome trace `path`: what one inference sample runs, op by op."""
+    """For each inference path both languages have (not compile: C++ has none) and each latency batch size, the
+    latency's own warm-up and `samples` untimed samples, run as measure_latency runs them (time_samples, in its
+    contexts and window), each call in a scope, recorded into the Chrome trace `path`: what one inference sample
+    runs, op by op, in which autograd mode, after how many warm-up calls."""
     trace = Trace(device, path)
     model.eval()
-    with torch.inference_mode(), autocast(device, options.precision, cache_enabled=False):
+    for p in options.inference_paths:
+        if p == "compile" or unavailable_reason(p, device):
+            continue
         for bs in options.latency_batch_sizes:
             x = latency_input(test_x, bs, options.channels_last)
-            for _ in range(samples):
-                with scope(f"{INFER} bs={bs}", trace):
-                    model(x)
-                    synchronize(device)
+            fn = prepare_path_or_fail(p, model, x, device, options, None)
+            with torch.inference_mode(), autocast(device, options.precision, cache_enabled=False):
+                with process.window("latency", f"traced {p} bs={bs}"):
+                    time_samples(fn, x, samples, options.latency_warmup, device, trace, f"bs={bs} path={p}")
     trace.stop()
 
 
@@ -214,6 +230,7 @@ def request_worker(model, x, device, precision, iters, barrier, samples, errors)
         # Inference mode, autocast and the current stream are thread-local: each thread enters its own.
         with (torch.inference_mode(), autocast(device, precision, cache_enabled=False),
               torch.cuda.stream(stream)):  # stream None: a no-op
+            process.worker_thread(f"concurrency {barrier.parties}")
             for _ in range(CONCURRENCY_WARMUP):
                 model(x)
             if stream is not None:
@@ -242,11 +259,12 @@ def concurrent_requests(model, x, device, threads, iters, precision):
     workers = [threading.Thread(target=request_worker, args=(model, x, device, precision, iters, barrier, samples[k],
                                                              errors), name=f"bench-request-{k}")
                for k in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    end = now_ns(device)  # device synchronized, then read
+    with process.window("concurrency", f"concurrency {threads}"):
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        end = now_ns(device)  # device synchronized, then read
     if errors:
         raise InferenceError(f"concurrent inference with {threads} threads failed in a worker thread: "
                              f"{first_line(errors[0])}")

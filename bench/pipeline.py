@@ -14,6 +14,7 @@ from torchvision.datasets import VisionDataset
 from torchvision.transforms import v2
 
 from bench import data as D
+from bench import process
 
 
 @dataclass(frozen=True)
@@ -31,18 +32,22 @@ class CifarBinary(VisionDataset):
     """The train or test split of the CIFAR-10 binary files, first `limit` records (0 = all).
 
     The images stay uint8 CHW in memory; `transform` does the per-image work when an item is read.
-    Missing or malformed files raise bench.data.DataError here, before any training.
+    Missing or malformed files raise bench.data.DataError here, before any training. `report` (may be None) is
+    called at each item: a process.ThreadReporter, which records the first caller's thread (a worker process's).
     """
 
-    def __init__(self, root, train=True, transform=None, limit=0):
+    def __init__(self, root, train=True, transform=None, limit=0, report=None):
         super().__init__(root, transform=transform)
         self.train = train
         self.images, self.labels = D.load_split(root, train, limit)
+        self.report = report
 
     def __len__(self):
         return self.images.shape[0]
 
     def __getitem__(self, index):
+        if self.report is not None:
+            self.report()  # a thread that runs ATen ops for training: recorded once per process
         image = tv_tensors.Image(self.images[index])  # tells transforms v2 this tensor is an image
         if self.transform is not None:
             image = self.transform(image)
@@ -71,8 +76,10 @@ def idiomatic_loaders(data_dir, device, options):
     here, before any timed interval, as LibTorch's DataLoader starts its threads in its constructor.
     """
     torch.manual_seed(options.seed)
-    train_set = CifarBinary(data_dir, train=True, transform=train_transform(), limit=options.train_limit)
-    test_set = CifarBinary(data_dir, train=False, transform=test_transform(), limit=options.test_limit)
+    train_set = CifarBinary(data_dir, train=True, transform=train_transform(), limit=options.train_limit,
+                            report=process.thread_reporter("loader"))
+    test_set = CifarBinary(data_dir, train=False, transform=test_transform(), limit=options.test_limit,
+                           report=process.thread_reporter("loader"))
     common = {"batch_size": options.batch_size, "num_workers": options.workers, "pin_memory": device.type == "cuda",
               "persistent_workers": options.workers > 0, "drop_last": False}
     train_loader = torch.utils.data.DataLoader(train_set, shuffle=True,

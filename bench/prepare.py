@@ -4,7 +4,7 @@ default folder. Python only: none of it is timed, and neither trainer runs it; b
 
     python -m bench.prepare download DIR
     python -m bench.prepare synth DIR --train N --test M --seed S
-    python -m bench.prepare verify DIR
+    python -m bench.prepare verify DIR [--sha256sums]
     python -m bench.prepare default          # prepares and prints the folder a run without --data uses
 """
 
@@ -44,6 +44,7 @@ OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 OFFICIAL_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 DOWNLOAD_TIMEOUT_S = 60  # per blocking read, not for the whole 163 MB
 PROG = "bench.prepare"
+SHA256SUMS = "SHA256SUMS"  # a folder's checksums, as `sha256sum FILES > SHA256SUMS` writes them
 
 
 def write_batch(path, images_u8, labels):
@@ -75,8 +76,15 @@ def synth_images(labels, generator):
 
 
 def synth(data_dir, train=SYNTHETIC_TRAIN, test=SYNTHETIC_TEST, seed=SYNTHETIC_SEED, label_noise=0.1):
-    """Write a synthetic CIFAR-format dataset: deterministic per (train, test, seed)."""
+    """Write a synthetic CIFAR-format dataset: deterministic per (train, test, seed), so a folder whose marker
+    names the same set is kept as it is."""
     data_dir = Path(data_dir)
+    params = {"train": train, "test": test, "seed": seed, "label_noise": label_noise}
+    try:
+        if json.loads((data_dir / SYNTH_MARKER).read_text()) == params:
+            return data_dir
+    except (OSError, ValueError):
+        pass
     data_dir.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
 
@@ -93,8 +101,7 @@ def synth(data_dir, train=SYNTHETIC_TRAIN, test=SYNTHETIC_TEST, seed=SYNTHETIC_S
         write_batch(data_dir / name, images[idx], labels[idx])
     write_batch(data_dir / TEST_FILE, *make(test))
     write_meta(data_dir)
-    (data_dir / SYNTH_MARKER).write_text(json.dumps(
-        {"train": train, "test": test, "seed": seed, "label_noise": label_noise}) + "\n")
+    (data_dir / SYNTH_MARKER).write_text(json.dumps(params) + "\n")  # last: a cut-off write leaves no marker
     return data_dir
 
 
@@ -166,6 +173,28 @@ def verify(data_dir):
     return report
 
 
+def check_sha256sums(data_dir):
+    """The files SHA256SUMS in `data_dir` lists (`sha256sum` format), each checked: [names]; raises DataError
+    naming the first file that is missing or does not match, or a missing SHA256SUMS."""
+    sums = Path(data_dir) / SHA256SUMS
+    try:
+        lines = sums.read_text().splitlines()
+    except OSError as err:
+        raise DataError(f"cannot read {sums}: {err.strerror or err}") from None
+    names = []
+    for line in filter(str.strip, lines):
+        digest, _, name = line.strip().partition(" ")
+        name = name.strip().lstrip("*")  # sha256sum marks binary mode with '*'
+        try:
+            ok = hashlib.sha256((Path(data_dir) / name).read_bytes()).hexdigest() == digest.lower()
+        except OSError as err:
+            raise DataError(f"{Path(data_dir) / name} (listed in {SHA256SUMS}): {err.strerror or err}") from None
+        if not ok:
+            raise DataError(f"{Path(data_dir) / name} does not match its SHA-256 in {SHA256SUMS}")
+        names.append(name)
+    return names
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -177,7 +206,9 @@ def main(argv=None):
     p.add_argument("--train", type=int, default=SYNTHETIC_TRAIN)
     p.add_argument("--test", type=int, default=SYNTHETIC_TEST)
     p.add_argument("--seed", type=int, default=SYNTHETIC_SEED)
-    sub.add_parser("verify", help="check counts, labels and sizes").add_argument("dir")
+    p = sub.add_parser("verify", help="check counts, labels and sizes")
+    p.add_argument("dir")
+    p.add_argument("--sha256sums", action="store_true", help=f"also check every file {SHA256SUMS} in DIR lists")
     sub.add_parser("default", help="print (and prepare) the folder used when --data is not given")
     args = parser.parse_args(argv)
     try:
@@ -190,6 +221,8 @@ def main(argv=None):
         elif args.cmd == "verify":
             for name, info in verify(args.dir).items():
                 print(f"{name}: {info['records']} records, classes {info['classes']}")
+            for name in check_sha256sums(args.dir) if args.sha256sums else ():
+                print(f"{name}: SHA-256 OK")
         else:
             print(default_data_dir())
     except (DataError, OSError) as err:

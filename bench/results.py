@@ -13,8 +13,6 @@ from pathlib import Path
 from bench.vocab import FLAGS, MOMENTUM, NESTEROV, SCHEDULE, TRACE_FILES, WEIGHT_DECAY
 
 SCHEMA_VERSION = 6
-# The trainers' test hooks (README "Test hooks"), environment variables: a run records those that were set.
-TEST_HOOKS = ("BENCH_SLEEP_PER_STEP_MS", "BENCH_ADD_MS_PER_STEP", "BENCH_NAN_AT_STEP", "BENCH_CRASH_AT_STEP")
 
 
 class ResultsError(Exception):
@@ -97,23 +95,23 @@ def trace_files(args):
             "inference": os.path.join(args.trace_dir, TRACE_FILES["inference"])}
 
 
-def results_document(args, facts, param_count, dataset, startup_seconds, warmup_seconds, empty_samples, training,
-                     final, inference, peak_rss_bytes, test_hooks):
+def results_document(args, facts, param_count, dataset, startup_seconds, dataset_hash_seconds, warmup_seconds,
+                     empty_samples, training, final, inference, peak_rss_bytes, process):
     """The whole document, in the schema's order. `facts` is runtime.run_facts(); `startup_seconds` is
     runtime.seconds_since_process_start() once the model is ready (before the first training step, or the
-    first inference with --eval-only); `final` is final_json(...); `peak_rss_bytes` runtime.peak_rss_bytes();
-    `test_hooks` the hooks that were set ({variable: value}, empty when none: a hooked run is no measurement)."""
+    first inference with --eval-only); `dataset_hash_seconds` the dataset's SHA-256, timed apart; `final` is
+    final_json(...); `peak_rss_bytes` runtime.peak_rss_bytes(); `process` the run's ProcessRecord.section()."""
     doc = {
         "schema_version": SCHEMA_VERSION, "complete": True, "language": "python", "model": args.model,
         "param_count": param_count, "torch_version": facts["torch_version"], "cuda_version": facts["cuda_version"],
         "cudnn_version": facts["cudnn_version"], "device": facts["device"], "backend": facts["backend"],
         "dataset": dataset, "config": run_config(args), "precision_label": facts["precision_label"],
-        "startup_seconds": startup_seconds, "warmup_seconds": warmup_seconds,
-        "empty_sample_us": empty_sample_entry(empty_samples), "epochs": [asdict(e) for e in training.epochs],
-        "total_seconds": training.total_seconds, "final": final,
+        "startup_seconds": startup_seconds, "dataset_hash_seconds": dataset_hash_seconds,
+        "warmup_seconds": warmup_seconds, "empty_sample_us": empty_sample_entry(empty_samples),
+        "epochs": [asdict(e) for e in training.epochs], "total_seconds": training.total_seconds, "final": final,
         "latency": inference.latency, "concurrency": inference.concurrency, "unavailable": inference.unavailable,
         "peak_memory_bytes": training.peak_memory_bytes, "peak_rss_bytes": peak_rss_bytes,
-        "traces": trace_files(args), "test_hooks": test_hooks,
+        "traces": trace_files(args), "process": process,
     }
     if args.record_step_losses:
         doc["step_losses"] = training.step_losses

@@ -4,6 +4,7 @@ machine and torch that the results record. Twin of cpp/runtime.cpp."""
 import os
 import re
 import resource
+import sys
 import time
 
 import torch
@@ -14,6 +15,7 @@ import torch
 _cuda_synchronize = getattr(torch._C, "_cuda_synchronize", None) or torch.cuda.synchronize
 EMPTY_SAMPLES = 100  # empty samples recorded per run (after EMPTY_SAMPLES_WARMUP untimed ones)
 EMPTY_SAMPLES_WARMUP = 10
+DETAIL_LINES = 40  # of a long error message (a compiler's output): its cause, not the whole build log
 
 
 def synchronize(device):
@@ -105,6 +107,13 @@ def first_line(err):
     """The first line of an exception's message (torch's can carry more), or its type when it has none."""
     lines = str(err).strip().splitlines()
     return lines[0] if lines else type(err).__name__
+
+
+def print_detail(err):
+    """The lines after the first of an exception's message, at most the last DETAIL_LINES, to stderr, before the
+    one error line: a compiler's or linker's failure says why only there."""
+    for line in str(err).strip().splitlines()[1:][-DETAIL_LINES:]:
+        print(f"  | {line}", file=sys.stderr)
 
 
 def cpu_name():

@@ -10,18 +10,21 @@ import os
 
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from bench.runtime import now_ns
-from bench.vocab import TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER, TRACE_STEP
+from bench.runtime import now_ns, synchronize
+from bench.vocab import TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER, TRACE_INFER_WARMUP, TRACE_STEP
 
 # The scopes' names (bench/vocab.py says what each holds)
-STEP, EPOCH_CLOCK, EVALUATE, INFER = TRACE_STEP, TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER
+STEP, EPOCH_CLOCK, EVALUATE, INFER, INFER_WARMUP = (TRACE_STEP, TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER,
+                                                  TRACE_INFER_WARMUP)
 
 
 class Trace:
-    """The profiler, recording from construction until stop(), which writes the Chrome trace once."""
+    """The profiler, recording from construction until stop(), which waits for the device (the kernels in flight
+    belong in the trace) and writes the Chrome trace once."""
 
     def __init__(self, device, path):
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        self.device = device
         self.path = str(path)
         self.profiler = profile(activities=activities)
         self.profiler.start()
@@ -32,6 +35,7 @@ class Trace:
     def stop(self):
         if self.profiler is not None:
             profiler, self.profiler = self.profiler, None
+            synchronize(self.device)  # torch.profiler does too; said here, as C++ must
             profiler.stop()
             profiler.export_chrome_trace(self.path)
             if not os.path.isfile(self.path):  # the exporter only logs a file it cannot write

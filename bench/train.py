@@ -9,19 +9,19 @@ import math
 import os
 import signal
 import sys
-import time  # the BENCH_SLEEP_PER_STEP_MS test hook
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from bench import results
+from bench import process, results
 from bench.data import dataset_identity, find_default_data, load_split, matched_batches, normalize, ordered_batches
 from bench.flags import UsageError, parse_args, parse_float, parse_int
 from bench.infer import InferOptions, check_aoti_packages, measure_concurrency, measure_latency, trace_inference
 from bench.model import init_weights, make_model, param_count
-from bench.results import TEST_HOOKS, EpochRecord, Inference, Training, final_json, results_document
+from bench.results import EpochRecord, Inference, Training, final_json, results_document
 from bench.runtime import (
     as_input_layout,
     autocast,
@@ -58,7 +58,8 @@ class RunError(Exception):
 @dataclass(frozen=True)
 class TestHooks:
     """Test hooks (README "Test hooks"): a per-step sleep, a per-step time added to the record without waiting,
-    a NaN loss or an abort at one global step. Values that mean "off": 0, 0, -1, -1."""
+    a NaN loss or an abort at one global step (BENCH_PLANT: bench/process.py). The results' process section
+    records every hook that was set."""
 
     __test__ = False  # not a pytest test class
     sleep_per_step_ms: float = 0.0
@@ -68,21 +69,16 @@ class TestHooks:
 
 
 def read_test_hooks():
-    """The hooks set in the environment (bench.results.TEST_HOOKS, in this order); a malformed value is a usage
-    error, as a bad flag is."""
-    sleep, add, nan, crash = (os.environ.get(name) for name in TEST_HOOKS)
+    """The hooks set in the environment; a malformed value is a usage error, as a bad flag is."""
+    sleep, add, nan, crash = (os.environ.get(name) for name in
+                              ("BENCH_SLEEP_PER_STEP_MS", "BENCH_ADD_MS_PER_STEP", "BENCH_NAN_AT_STEP",
+                               "BENCH_CRASH_AT_STEP"))
     # Unset, empty or "0": none (a time's own limit excludes 0, as --lr's does).
-    return TestHooks(parse_float(TEST_HOOKS[0], sleep, 0, MAX_HOOK_MS) if sleep not in (None, "", "0") else 0.0,
-                     parse_float(TEST_HOOKS[1], add, 0, MAX_HOOK_MS) if add not in (None, "", "0") else 0.0,
-                     parse_int(TEST_HOOKS[2], nan, 0, INT64_MAX) if nan else -1,
-                     parse_int(TEST_HOOKS[3], crash, 0, INT64_MAX) if crash else -1)
-
-
-def recorded_hooks(hooks):
-    """{variable: value} of the hooks that are set: the results document says so (a hooked run is no
-    measurement)."""
-    values = (hooks.sleep_per_step_ms, hooks.add_ms_per_step, hooks.nan_at_step, hooks.crash_at_step)
-    return {name: value for name, value, off in zip(TEST_HOOKS, values, (0.0, 0.0, -1, -1)) if value != off}
+    return TestHooks(parse_float("BENCH_SLEEP_PER_STEP_MS", sleep, 0, MAX_HOOK_MS) if sleep not in (None, "", "0")
+                     else 0.0,
+                     parse_float("BENCH_ADD_MS_PER_STEP", add, 0, MAX_HOOK_MS) if add not in (None, "", "0") else 0.0,
+                     parse_int("BENCH_NAN_AT_STEP", nan, 0, INT64_MAX) if nan else -1,
+                     parse_int("BENCH_CRASH_AT_STEP", crash, 0, INT64_MAX) if crash else -1)
 
 
 def added_seconds(hooks, steps):
@@ -97,9 +93,7 @@ def infer_options(args):
 
 
 def pipeline_options(args):
-    # Imported here, as the idiomatic pipeline's loaders are: torchvision (and torch._dynamo, which it imports)
-    # would otherwise be loaded by every run, the matched pipeline's too, and counted in its start-up.
-    from bench.pipeline import PipelineOptions
+    from bench.pipeline import PipelineOptions  # torchvision: imported only by the idiomatic pipeline, which uses it
 
     return PipelineOptions(args.batch_size, args.workers, args.seed, args.train_limit, args.test_limit)
 
@@ -126,7 +120,6 @@ class Data:
     are normalized once and stay on the device in the run's layout (evaluation, latency)."""
 
     folder: str
-    dataset: dict
     train_x: torch.Tensor
     train_y: torch.Tensor
     test_x: torch.Tensor
@@ -139,11 +132,19 @@ def load_data(args, device):
         print(f"{PROG}: note: {note}", file=sys.stderr, flush=True)
     train_x, train_y = load_split(folder, train=True, limit=args.train_limit)
     test_x, test_y = load_split(folder, train=False, limit=args.test_limit)
-    dataset = dataset_identity(folder, train_x.shape[0], test_x.shape[0])
     if args.data_pipeline == "matched":  # uint8, augmented per batch on the device
         train_x, train_y = train_x.to(device), train_y.to(device)
     test_x = as_input_layout(normalize(test_x.to(device)), args.channels_last)
-    return Data(folder, dataset, train_x, train_y, test_x, test_y.to(device))
+    return Data(folder, train_x, train_y, test_x, test_y.to(device))
+
+
+def identify_dataset(data):
+    """(the dataset's identity, the seconds it took): its SHA-256 over the six files, read after the start-up's
+    clock. Hashing is side work, not the API's start-up: each language hashes with another implementation
+    (OpenSSL / cpp/sha256.cpp), at another speed (docs/twins.md, "Start-up")."""
+    t0 = time.perf_counter_ns()
+    dataset = dataset_identity(data.folder, data.train_x.shape[0], data.test_x.shape[0])
+    return dataset, (time.perf_counter_ns() - t0) / 1e9
 
 
 def build_model(args, device, generator):
@@ -357,12 +358,13 @@ def train(model, optimizer, sources, data, device, args, hooks):
     start = now_ns(device)
     for epoch in range(1, 0 if args.eval_only else args.epochs + 1):
         trace = train_trace(args, device) if epoch == args.epochs else None  # recording before the clock reads
-        t0 = traced_now_ns(device, trace)
-        # K steps recorded; an epoch of K steps or fewer is traced whole, with its evaluation
-        result = train_epoch(model, optimizer, sources.train(), device, (epoch - 1) * steps_per_epoch,
-                             args.epochs * steps_per_epoch, args, hooks, dump_batch, trace,
-                             args.trace_steps if args.trace_steps < steps_per_epoch else 0)
-        train_seconds = (traced_now_ns(device, trace) - t0) / 1e9 + added_seconds(hooks, result.step_losses.numel())
+        with process.window("epoch", f"epoch {epoch}"):
+            t0 = traced_now_ns(device, trace)
+            # K steps recorded; an epoch of K steps or fewer is traced whole, with its evaluation
+            result = train_epoch(model, optimizer, sources.train(), device, (epoch - 1) * steps_per_epoch,
+                                 args.epochs * steps_per_epoch, args, hooks, dump_batch, trace,
+                                 args.trace_steps if args.trace_steps < steps_per_epoch else 0)
+            train_seconds = (traced_now_ns(device, trace) - t0) / 1e9 + added_seconds(hooks, result.step_losses.numel())
         step_losses += check_step_losses(result.step_losses, epoch, steps_per_epoch)
         t0 = now_ns(device)
         test_batches = sources.test()
@@ -424,7 +426,9 @@ def save_outputs(args, model, inference, outputs):
 
 def run(args):
     hooks = read_test_hooks()
+    plants = process.read_plants()
     device = setup_backend(args)
+    record = process.start_record(plants)  # the process's state, from here on (BENCH_PLANT's drifts planted)
     check_aoti_packages(infer_options(args), device)
     prepare_trace_dir(args)
     data = load_data(args, device)
@@ -433,6 +437,7 @@ def run(args):
     optimizer = make_optimizer(model, args)
     sources = batch_sources(args, data, device, generator)
     startup_seconds = seconds_since_process_start(device)  # the model ready: before its first step or inference
+    dataset, dataset_hash_seconds = identify_dataset(data)
     warmup_seconds = warm_up(model, data, device, args) if args.warmup_steps and not args.eval_only else None
     empty_samples = empty_samples_us(device)
     training = train(model, optimizer, sources, data, device, args, hooks)
@@ -440,9 +445,9 @@ def run(args):
     outputs = {} if args.dump_logits else None
     inference = measure_inference(model, data.test_x, device, infer_options(args), outputs, args)
     save_outputs(args, model, inference, outputs)
-    doc = results_document(args, run_facts(device, args.precision), param_count(model), data.dataset,
-                           startup_seconds, warmup_seconds, empty_samples, training, final, inference,
-                           peak_rss_bytes(), recorded_hooks(hooks))
+    doc = results_document(args, run_facts(device, args.precision), param_count(model), dataset,
+                           startup_seconds, dataset_hash_seconds, warmup_seconds, empty_samples, training, final,
+                           inference, peak_rss_bytes(), record.section())
     if args.results:
         results.write_results_atomic(doc, args.results)
     return doc

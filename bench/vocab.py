@@ -134,8 +134,8 @@ FLAGS = (
          choices=DATA_PIPELINES),
     Flag("--workers", "int", 2, "DataLoader workers of the idiomatic pipeline", 0, MAX_WORKERS),
     Flag("--inference-paths", "names", ("eager",), "comma-separated latency paths", choices=INFERENCE_PATHS),
-    Flag("--aoti-dir", "text", None, "folder of AOTInductor packages (python -m suite.aoti package prints it); "
-         "needed by path aoti"),
+    Flag("--aoti-dir", "text", None, "folder of AOTInductor packages (python -m suite.experiments.aoti package "
+         "prints it); needed by path aoti"),
     Flag("--concurrency", "ints", (), "comma-separated thread counts for concurrent batch-1 inference",
          1, MAX_THREADS),
     Flag("--concurrency-iters", "int", 50, "timed requests per thread", 1, MAX_COUNT),
@@ -144,10 +144,24 @@ FLAGS = (
 
 # The Chrome traces --trace-steps writes into --trace-dir, and the named scopes in them (bench/trace.py,
 # cpp/trace.h; suite/traces.py reads them): a training step (train_epoch's loop body, after its batch is fetched),
-# a clock read that opens or closes an epoch's timed window, the evaluation after an epoch, one inference sample.
+# a clock read that opens or closes an epoch's timed window, the evaluation after an epoch, one inference sample,
+# one of the untimed warm-up calls before an inference path's samples.
 TRACE_FILES = {"train": "train.json", "inference": "inference.json"}
-TRACE_STEP, TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER = (
-    "bench::train_step", "bench::epoch_clock", "bench::evaluate", "bench::infer_sample")
+TRACE_STEP, TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER, TRACE_INFER_WARMUP = (
+    "bench::train_step", "bench::epoch_clock", "bench::evaluate", "bench::infer_sample", "bench::infer_warmup")
+
+# The results' process section (bench/process.py, cpp/process.cpp). The environment variables the two processes
+# read (torch, its OpenMP/BLAS/oneDNN/CUDA libraries, the loader, glibc's malloc, Python's interpreter): every
+# variable starting with one of these is recorded. The BENCH_* test hooks a run records when set. BENCH_PLANT's
+# drifts, each of one family (README, "Confounders checklist"); C++ has all but PYTHON_ONLY_PLANTS.
+WATCHED_ENV_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "ONEDNN_", "DNNL_", "ATEN_", "TORCH_",
+                        "TORCHINDUCTOR_", "PYTORCH_", "CUDA_", "CUBLAS_", "CUBLASLT_", "CUDNN_", "NCCL_", "NVIDIA_",
+                        "KINETO_", "LD_", "MALLOC_", "GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE", "PYTHON")
+TEST_HOOKS = ("BENCH_SLEEP_PER_STEP_MS", "BENCH_ADD_MS_PER_STEP", "BENCH_NAN_AT_STEP", "BENCH_CRASH_AT_STEP",
+              "BENCH_PLANT")
+PLANTS = ("cudnn-deterministic", "anomaly", "interop-threads", "worker-threads", "no-grad", "affinity", "thp", "gc",
+          "switch-interval")
+PYTHON_ONLY_PLANTS = ("gc", "switch-interval")  # C++ has no garbage collector and no interpreter
 
 
 def aoti_package_name(model, precision, channels_last, batch_size):

@@ -149,9 +149,11 @@ MatchedBatches::MatchedBatches(const torch::Tensor& images_u8, const torch::Tens
                                int64_t batch_size)
     : images_u8_(images_u8), labels_(labels), batch_size_(batch_size) {
   const auto draws = draw_epoch_augmentation(images_u8.size(0), gen);
-  perm_ = draws.perm.to(images_u8.device());
-  crops_ = draws.crops.to(images_u8.device());
-  flips_ = draws.flips.to(images_u8.device());
+  // non_blocking: a blocking host-to-device copy waits for the device (cudaStreamSynchronize) inside the timed
+  // epoch. The draws are pageable memory, which CUDA stages before the call returns: freeing them is safe.
+  perm_ = draws.perm.to(images_u8.device(), /*non_blocking=*/true);
+  crops_ = draws.crops.to(images_u8.device(), /*non_blocking=*/true);
+  flips_ = draws.flips.to(images_u8.device(), /*non_blocking=*/true);
 }
 
 std::optional<Batch> MatchedBatches::next() {

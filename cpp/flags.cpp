@@ -120,7 +120,8 @@ void set_value(Args& args, const Flag& flag, std::string_view text) {
 void check_combinations(const Args& args) {
   const auto& paths = args.inference_paths;
   if (std::find(paths.begin(), paths.end(), "aoti") != paths.end() && args.aoti_dir.empty()) {
-    throw UsageError("--inference-paths aoti needs --aoti-dir DIR (the folder `python -m suite.aoti package` prints)");
+    throw UsageError(
+        "--inference-paths aoti needs --aoti-dir DIR (the folder `python -m suite.experiments.aoti package` prints)");
   }
   if (args.trace_steps > 0 && args.trace_dir.empty()) {
     throw UsageError("--trace-steps needs --trace-dir DIR (where the Chrome traces go)");

@@ -20,6 +20,7 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include "process.h"
 #include "results.h"
 #include "runtime.h"
 #include "trace.h"
@@ -49,11 +50,11 @@ void check_aoti_packages(const InferOptions& options, const torch::Device& devic
     if (std::filesystem::is_regular_file(path)) continue;
     std::string sizes;
     for (const int64_t b : options.latency_batch_sizes) sizes += c10::str(sizes.empty() ? "" : ",", b);
-    throw std::runtime_error(c10::str("AOTInductor package ", path, " not found: build it with `python -m suite.aoti ",
-                                      "package --model ", options.model, " --device ",
-                                      device.is_cuda() ? "cuda" : "cpu", " --precision ", options.precision,
-                                      options.channels_last ? " --channels-last" : "", " --batch-sizes ", sizes,
-                                      "` and pass the folder it prints as --aoti-dir"));
+    throw std::runtime_error(
+        c10::str("AOTInductor package ", path, " not found: build it with `python -m suite.experiments.aoti ",
+                 "package --model ", options.model, " --device ", device.is_cuda() ? "cuda" : "cpu", " --precision ",
+                 options.precision, options.channels_last ? " --channels-last" : "", " --batch-sizes ", sizes,
+                 "` and pass the folder it prints as --aoti-dir"));
   }
 }
 
@@ -70,15 +71,31 @@ int64_t clock_ns() {
       .count();
 }
 
-// `warmup` untimed calls, then `iters` samples of one call each, in ms (the clock read syncs the device).
+// `warmup` untimed calls, then `iters` samples of one call each, in ms (the clock read syncs the device). With a
+// `trace`, each call is a scope named with `label` (a sample's also with the autograd mode it runs in), entered and
+// left outside the clock reads: the traced pass runs this same code (trace_inference).
 std::vector<double> time_samples(const PathFn& fn, const torch::Tensor& x, int64_t iters, int64_t warmup,
-                                 const torch::Device& device) {
-  for (int64_t k = 0; k < warmup; ++k) fn(x);
+                                 const torch::Device& device, const Trace* trace = nullptr,
+                                 const std::string& label = "") {
+  std::string warmup_scope, sample_scope;
+  if (trace) {
+    warmup_scope = c10::str(kTraceInferWarmup, " ", label);
+    sample_scope = c10::str(kTraceInfer, " ", label, " mode=", autograd_mode());
+  }
+  for (int64_t k = 0; k < warmup; ++k) {
+    TraceScope scope(warmup_scope, trace);
+    fn(x);
+  }
   std::vector<double> samples;
   for (int64_t k = 0; k < iters; ++k) {
-    const int64_t t0 = now_ns(device);
-    fn(x);
-    samples.push_back(double(now_ns(device) - t0) / 1e6);
+    int64_t t0, t1;
+    {
+      TraceScope scope(sample_scope, trace);
+      t0 = now_ns(device);
+      fn(x);
+      t1 = now_ns(device);
+    }
+    samples.push_back(double(t1 - t0) / 1e6);
   }
   return samples;
 }
@@ -162,8 +179,10 @@ PathFn prepare_path_or_fail(const std::string& path, ResNet& model, const torch:
   try {
     return prepare_path(path, model, x, device, options);
   } catch (const c10::Error& e) {
+    print_detail(e.what_without_backtrace());
     throw std::runtime_error(failed + first_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {
+    print_detail(e.what());
     throw std::runtime_error(failed + first_line(e.what()));
   }
 }
@@ -186,7 +205,11 @@ std::pair<Json::Array, Json::Array> measure_latency(ResNet& model, const torch::
       reset_peak_memory(device);  // this path's samples only: packaging and capturing excluded
       c10::InferenceMode inference;
       AutocastScope autocast(device, options.precision, /*cache_enabled=*/false);
-      const auto samples = time_samples(fn, x, options.latency_iters, options.latency_warmup, device);
+      std::vector<double> samples;
+      {
+        const auto window = process_window("latency", c10::str("latency ", path, " bs=", bs));
+        samples = time_samples(fn, x, options.latency_iters, options.latency_warmup, device);
+      }
       auto peak = peak_memory_bytes(device);
       if (outputs) {  // clone: a graph's output is reused
         outputs->emplace_back(c10::str(path, ".bs", bs), fn(x).to(torch::kFloat32).clone());
@@ -201,16 +224,15 @@ void trace_inference(ResNet& model, const torch::Tensor& test_x, const torch::De
                      const InferOptions& options, int64_t samples, const std::string& path) {
   Trace trace(device, path);
   model->eval();
-  {
-    c10::InferenceMode inference;
-    AutocastScope autocast(device, options.precision, /*cache_enabled=*/false);
+  for (const auto& p : options.inference_paths) {
+    if (!unavailable_reason(p, device).empty()) continue;  // compile among them: nothing to compare with
     for (const int64_t bs : options.latency_batch_sizes) {
       const auto x = latency_input(test_x, bs, options.channels_last);
-      for (int64_t i = 0; i < samples; ++i) {
-        TraceScope scope(c10::str(kTraceInfer, " bs=", bs), &trace);
-        model->forward(x);
-        synchronize(device);
-      }
+      const PathFn fn = prepare_path_or_fail(p, model, x, device, options);
+      c10::InferenceMode inference;
+      AutocastScope autocast(device, options.precision, /*cache_enabled=*/false);
+      const auto window = process_window("latency", c10::str("traced ", p, " bs=", bs));
+      time_samples(fn, x, samples, options.latency_warmup, device, &trace, c10::str("bs=", bs, " path=", p));
     }
   }
   trace.stop();
@@ -250,7 +272,8 @@ struct MarkStart {
 // together, the start time its completion reads, and the first failure.
 class RequestBarrier {
  public:
-  explicit RequestBarrier(int64_t threads) : barrier_(threads, MarkStart{&start_}) {}
+  explicit RequestBarrier(int64_t threads) : threads_(threads), barrier_(threads, MarkStart{&start_}) {}
+  int64_t threads() const { return threads_; }
 
   // Waits for every thread; false when another thread failed before the barrier (this one then stops: the
   // error reported is that thread's).
@@ -273,6 +296,7 @@ class RequestBarrier {
   int64_t start() const { return start_; }
 
  private:
+  int64_t threads_;
   int64_t start_ = 0;
   std::barrier<MarkStart> barrier_;
   std::mutex mutex_;
@@ -289,6 +313,7 @@ void request_worker(ResNet& model, const torch::Tensor& x, const torch::Device& 
     c10::InferenceMode inference;
     AutocastScope autocast(device, precision, /*cache_enabled=*/false);
     OwnStream stream(device);
+    process_worker_thread(c10::str("concurrency ", barrier.threads()));
     for (int i = 0; i < kConcurrencyWarmup; ++i) model->forward(x);
     stream.synchronize();
     arrived = true;
@@ -315,12 +340,16 @@ Json concurrent_requests(ResNet& model, const torch::Tensor& x, const torch::Dev
   RequestBarrier barrier(threads);
   synchronize(device);  // the shared input is ready before other streams read it
   std::vector<std::thread> workers;
-  for (int64_t k = 0; k < threads; ++k) {
-    workers.emplace_back(request_worker, std::ref(model), std::cref(x), std::cref(device), std::cref(precision), iters,
-                         std::ref(barrier), std::ref(samples[k]));
+  int64_t end;
+  {
+    const auto window = process_window("concurrency", c10::str("concurrency ", threads));
+    for (int64_t k = 0; k < threads; ++k) {
+      workers.emplace_back(request_worker, std::ref(model), std::cref(x), std::cref(device), std::cref(precision),
+                           iters, std::ref(barrier), std::ref(samples[k]));
+    }
+    for (auto& w : workers) w.join();
+    end = now_ns(device);  // device synchronized, then read
   }
-  for (auto& w : workers) w.join();
-  const int64_t end = now_ns(device);  // device synchronized, then read
   if (barrier.failed()) {
     throw std::runtime_error(c10::str("concurrent inference with ", threads,
                                       " threads failed in a worker thread: ", first_line(barrier.error())));

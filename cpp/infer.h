@@ -39,8 +39,10 @@ std::pair<Json::Array, Json::Array> measure_latency(ResNet& model, const torch::
                                                     const torch::Device& device, const InferOptions& options,
                                                     NamedTensors* outputs = nullptr);
 
-// `samples` untimed eager samples (forward, then synchronize) per latency batch size, each in a kTraceInfer scope,
-// recorded into the Chrome trace `path`: what one inference sample runs, op by op.
+// For each inference path both languages have (compile is not one) and each latency batch size, the latency's own
+// warm-up and `samples` untimed samples, run as measure_latency runs them (time_samples, in its contexts and window),
+// each call in a scope, recorded into the Chrome trace `path`: what one inference sample runs, op by op, in which
+// autograd mode, after how many warm-up calls.
 void trace_inference(ResNet& model, const torch::Tensor& test_x, const torch::Device& device,
                      const InferOptions& options, int64_t samples, const std::string& path);
 

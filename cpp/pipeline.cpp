@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "process.h"
+
 namespace {
 
 // torchvision's RandomCrop(32, padding=4) then RandomHorizontalFlip() on one CHW uint8 image; LibTorch has
@@ -138,6 +140,7 @@ CifarBinary::CifarBinary(const std::string& root, bool train, int64_t limit) : t
 }
 
 torch::data::Example<> CifarBinary::get(size_t index) {
+  if (!std::exchange(reported, true)) process_worker_thread("loader");  // a thread that runs ATen ops for training
   auto image = images[int64_t(index)];
   if (train) image = random_crop_flip_one(image);
   return {image.to(torch::kFloat32).div(255), labels[int64_t(index)]};

@@ -31,6 +31,7 @@ struct CifarBinary : torch::data::datasets::Dataset<CifarBinary> {
 
   bool train;
   torch::Tensor images, labels;  // uint8 [N,3,32,32], int64 [N]
+  bool reported = false;         // this copy's thread recorded (process.h): each worker thread has a copy of its own
 };
 
 // The train and test loaders of one run (Python: idiomatic_loaders + device_batches).

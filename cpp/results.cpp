@@ -101,9 +101,9 @@ Json trace_files(const Args& args) {
 }
 
 Json results_document(const Args& args, const Json& facts, int64_t param_count, const DatasetIdentity& dataset,
-                      const Json& startup_seconds, const Json& warmup_seconds, const std::vector<double>& empty_samples,
-                      const Training& training, const Json& final_metrics, const Inference& inference,
-                      int64_t peak_rss_bytes, const Json& test_hooks) {
+                      const Json& startup_seconds, double dataset_hash_seconds, const Json& warmup_seconds,
+                      const std::vector<double>& empty_samples, const Training& training, const Json& final_metrics,
+                      const Inference& inference, int64_t peak_rss_bytes, const Json& process) {
   Json::Array epochs;
   for (const auto& record : training.epochs) epochs.push_back(epoch_json(record));
   Json doc = Json::object({{"schema_version", kSchemaVersion},
@@ -120,6 +120,7 @@ Json results_document(const Args& args, const Json& facts, int64_t param_count, 
                            {"config", run_config(args)},
                            {"precision_label", facts.get("precision_label")},
                            {"startup_seconds", startup_seconds},
+                           {"dataset_hash_seconds", dataset_hash_seconds},
                            {"warmup_seconds", warmup_seconds},
                            {"empty_sample_us", empty_sample_entry(empty_samples)},
                            {"epochs", epochs},
@@ -131,7 +132,7 @@ Json results_document(const Args& args, const Json& facts, int64_t param_count, 
                            {"peak_memory_bytes", training.peak_memory_bytes},
                            {"peak_rss_bytes", peak_rss_bytes},
                            {"traces", trace_files(args)},
-                           {"test_hooks", test_hooks}});
+                           {"process", process}});
   if (args.record_step_losses) doc.set("step_losses", training.step_losses);
   return doc;
 }

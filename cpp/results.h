@@ -10,10 +10,6 @@
 #include "flags.h"
 #include "json.h"
 
-// The trainers' test hooks (README "Test hooks"), environment variables: a run records those that were set.
-inline constexpr const char* kTestHooks[] = {"BENCH_SLEEP_PER_STEP_MS", "BENCH_ADD_MS_PER_STEP", "BENCH_NAN_AT_STEP",
-                                             "BENCH_CRASH_AT_STEP"};
-
 // One epoch's record, its keys in the schema's order (Python: results.EpochRecord).
 struct EpochRecord {
   int64_t epoch;
@@ -54,12 +50,12 @@ Json trace_files(const Args& args);
 
 // The whole document, in the schema's order. `facts` is run_facts() (runtime.h); `startup_seconds` is
 // seconds_since_process_start() once the model is ready (before the first training step, or the first inference
-// with --eval-only); `final_metrics` is final_json(...); `peak_rss_bytes` is peak_rss_bytes(); `test_hooks` the hooks
-// that were set ({variable: value}, empty when none: a hooked run is no measurement).
+// with --eval-only); `dataset_hash_seconds` the dataset's SHA-256, timed apart; `final_metrics` is final_json(...);
+// `peak_rss_bytes` is peak_rss_bytes(); `process` the run's ProcessRecord::section().
 Json results_document(const Args& args, const Json& facts, int64_t param_count, const DatasetIdentity& dataset,
-                      const Json& startup_seconds, const Json& warmup_seconds, const std::vector<double>& empty_samples,
-                      const Training& training, const Json& final_metrics, const Inference& inference,
-                      int64_t peak_rss_bytes, const Json& test_hooks);
+                      const Json& startup_seconds, double dataset_hash_seconds, const Json& warmup_seconds,
+                      const std::vector<double>& empty_samples, const Training& training, const Json& final_metrics,
+                      const Inference& inference, int64_t peak_rss_bytes, const Json& process);
 
 // The temporary file being written ("" when none): a signal handler removes it before the process exits.
 const char* pending_tmp();

@@ -12,8 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -131,6 +133,17 @@ torch::Tensor as_input_layout(const torch::Tensor& x, bool channels_last) {
 }
 
 std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
+
+constexpr size_t kDetailLines = 40;  // of a long error message (a compiler's output): its cause, not the whole log
+
+void print_detail(const std::string& message) {
+  std::vector<std::string> lines;
+  std::istringstream in(message);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  while (!lines.empty() && lines.back().find_first_not_of(" \t\r") == std::string::npos) lines.pop_back();
+  const size_t from = std::max<size_t>(1, lines.size() > kDetailLines ? lines.size() - kDetailLines : 0);
+  for (size_t i = from; i < lines.size(); ++i) std::fprintf(stderr, "  | %s\n", lines[i].c_str());
+}
 
 std::string cpu_name() {
   std::ifstream in("/proc/cpuinfo");

@@ -68,6 +68,10 @@ torch::Tensor as_input_layout(const torch::Tensor& x, bool channels_last);
 // The first line of an exception's message (torch's can carry more).
 std::string first_line(const std::string& message);
 
+// The lines after the first of an exception's message, at most the last kDetailLines, to stderr, before the one
+// error line: a compiler's or linker's failure says why only there.
+void print_detail(const std::string& message);
+
 // /proc/cpuinfo's model name, or "unknown CPU" (the same text as Python: it keys the report's sections).
 std::string cpu_name();
 

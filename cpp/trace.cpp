@@ -12,7 +12,7 @@
 namespace profiler = torch::autograd::profiler;
 using torch::profiler::impl::ActivityType;
 
-Trace::Trace(const torch::Device& device, std::string path) : path_(std::move(path)) {
+Trace::Trace(const torch::Device& device, std::string path) : device_(device), path_(std::move(path)) {
   std::set<ActivityType> activities{ActivityType::CPU};
   if (device.is_cuda()) activities.insert(ActivityType::CUDA);
   const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::KINETO);
@@ -28,6 +28,7 @@ Trace::~Trace() {
 void Trace::stop() {
   if (!recording_) return;
   recording_ = false;
+  synchronize(device_);  // as Python's profiler does before it stops
   profiler::disableProfiler()->save(path_);
   if (!std::filesystem::is_regular_file(path_)) {  // the exporter only logs a file it cannot write
     throw std::runtime_error("the profiler wrote no trace to " + path_);

@@ -13,8 +13,9 @@
 
 #include "vocab.h"  // the scopes' names: kTraceStep, kTraceEpochClock, kTraceEvaluate, kTraceInfer
 
-// The profiler, recording from construction until stop(), which writes the Chrome trace once. Destroyed while
-// recording (an error on the way), it stops without writing.
+// The profiler, recording from construction until stop(), which waits for the device (the kernels in flight
+// belong in the trace) and writes the Chrome trace once. Destroyed while recording (an error on the way), it
+// stops without writing.
 class Trace {
  public:
   Trace(const torch::Device& device, std::string path);
@@ -25,6 +26,7 @@ class Trace {
   void stop();
 
  private:
+  torch::Device device_;
   std::string path_;
   bool recording_ = false;
 };

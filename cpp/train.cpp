@@ -26,6 +26,7 @@
 #include "model.h"
 #include "optim.h"
 #include "pipeline.h"
+#include "process.h"
 #include "results.h"
 #include "runtime.h"
 #include "trace.h"
@@ -42,7 +43,8 @@ constexpr int64_t kMaxHookMs = 3'600'000;  // an hour per step: far above any te
 // ---- test hooks and the options of the parts -------------------------------------------------------
 
 // Test hooks (README "Test hooks"): a per-step sleep, a per-step time added to the record without waiting, a NaN
-// loss or an abort at one global step. Values that mean "off": 0, 0, -1, -1.
+// loss or an abort at one global step (BENCH_PLANT: process.cpp). The results' process section records every hook
+// that was set.
 struct TestHooks {
   double sleep_per_step_ms = 0;
   double add_ms_per_step = 0;
@@ -50,34 +52,24 @@ struct TestHooks {
   int64_t crash_at_step = -1;
 };
 
-// The hooks set in the environment (kTestHooks, in this order); a malformed value is a usage error, as a bad flag is.
+// The hooks set in the environment; a malformed value is a usage error, as a bad flag is.
 TestHooks read_test_hooks() {
   constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
   TestHooks hooks;
   // Unset, empty or "0": none (a time's own limit excludes 0, as --lr's does).
-  if (const char* v = std::getenv(kTestHooks[0]); v && *v && std::string_view(v) != "0") {
-    hooks.sleep_per_step_ms = parse_float(kTestHooks[0], v, 0, kMaxHookMs);
+  if (const char* v = std::getenv("BENCH_SLEEP_PER_STEP_MS"); v && *v && std::string_view(v) != "0") {
+    hooks.sleep_per_step_ms = parse_float("BENCH_SLEEP_PER_STEP_MS", v, 0, kMaxHookMs);
   }
-  if (const char* v = std::getenv(kTestHooks[1]); v && *v && std::string_view(v) != "0") {
-    hooks.add_ms_per_step = parse_float(kTestHooks[1], v, 0, kMaxHookMs);
+  if (const char* v = std::getenv("BENCH_ADD_MS_PER_STEP"); v && *v && std::string_view(v) != "0") {
+    hooks.add_ms_per_step = parse_float("BENCH_ADD_MS_PER_STEP", v, 0, kMaxHookMs);
   }
-  if (const char* v = std::getenv(kTestHooks[2]); v && *v) {
-    hooks.nan_at_step = parse_int(kTestHooks[2], v, 0, kInt64Max);
+  if (const char* v = std::getenv("BENCH_NAN_AT_STEP"); v && *v) {
+    hooks.nan_at_step = parse_int("BENCH_NAN_AT_STEP", v, 0, kInt64Max);
   }
-  if (const char* v = std::getenv(kTestHooks[3]); v && *v) {
-    hooks.crash_at_step = parse_int(kTestHooks[3], v, 0, kInt64Max);
+  if (const char* v = std::getenv("BENCH_CRASH_AT_STEP"); v && *v) {
+    hooks.crash_at_step = parse_int("BENCH_CRASH_AT_STEP", v, 0, kInt64Max);
   }
   return hooks;
-}
-
-// {variable: value} of the hooks that are set: the results document says so (a hooked run is no measurement).
-Json recorded_hooks(const TestHooks& hooks) {
-  Json record = Json::object({});
-  if (hooks.sleep_per_step_ms != 0) record.set(kTestHooks[0], hooks.sleep_per_step_ms);
-  if (hooks.add_ms_per_step != 0) record.set(kTestHooks[1], hooks.add_ms_per_step);
-  if (hooks.nan_at_step != -1) record.set(kTestHooks[2], hooks.nan_at_step);
-  if (hooks.crash_at_step != -1) record.set(kTestHooks[3], hooks.crash_at_step);
-  return record;
 }
 
 // BENCH_ADD_MS_PER_STEP's time for `steps` training steps: added to the recorded times, never waited.
@@ -108,7 +100,6 @@ torch::Device setup_backend(const Args& args) {
 // normalized once and stay on the device in the run's layout (evaluation, latency).
 struct Data {
   std::string folder;
-  DatasetIdentity dataset;
   torch::Tensor train_x, train_y, test_x, test_y;
 };
 
@@ -117,13 +108,21 @@ Data load_data(const Args& args, const torch::Device& device) {
   if (!note.empty()) std::fprintf(stderr, "%s: note: %s\n", kProgram.data(), note.c_str());
   auto [train_x, train_y] = load_split(folder, /*train=*/true, args.train_limit);
   auto [test_x, test_y] = load_split(folder, /*train=*/false, args.test_limit);
-  auto dataset = dataset_identity(folder, train_x.size(0), test_x.size(0));
   if (args.data_pipeline == "matched") {  // uint8, augmented per batch on the device
     train_x = train_x.to(device);
     train_y = train_y.to(device);
   }
   test_x = as_input_layout(normalize(test_x.to(device)), args.channels_last);
-  return {folder, std::move(dataset), train_x, train_y, test_x, test_y.to(device)};
+  return {folder, train_x, train_y, test_x, test_y.to(device)};
+}
+
+// (the dataset's identity, the seconds it took): its SHA-256 over the six files, read after the start-up's clock.
+// Hashing is side work, not the API's start-up: each language hashes with another implementation (OpenSSL /
+// cpp/sha256.cpp), at another speed (docs/twins.md, "Start-up").
+std::pair<DatasetIdentity, double> identify_dataset(const Data& data) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto dataset = dataset_identity(data.folder, data.train_x.size(0), data.test_x.size(0));
+  return {std::move(dataset), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
 }
 
 // The network, initialized from the run's one generator, then --load-weights, on the device, in its layout.
@@ -366,17 +365,22 @@ Training train(ResNet& model, torch::optim::SGD& optimizer, const BatchSources& 
   const int64_t start = now_ns(device);
   for (int64_t epoch = 1; epoch <= (args.eval_only ? 0 : args.epochs); ++epoch) {
     const auto trace = epoch == args.epochs ? train_trace(args, device) : nullptr;  // recording before the clock
-    int64_t t0 = traced_now_ns(device, trace.get());
-    auto batches = sources.train();
-    // K steps recorded; an epoch of K steps or fewer is traced whole, with its evaluation
-    const auto result =
-        train_epoch(model, optimizer, *batches, device, (epoch - 1) * steps_per_epoch, args.epochs * steps_per_epoch,
-                    args, hooks, dump_batch, trace.get(), args.trace_steps < steps_per_epoch ? args.trace_steps : 0);
-    const double train_seconds =
-        double(traced_now_ns(device, trace.get()) - t0) / 1e9 + added_seconds(hooks, result.step_losses.numel());
-    const auto losses = check_step_losses(result.step_losses, epoch, steps_per_epoch);
+    std::optional<EpochResult> result;
+    double train_seconds;
+    {
+      const auto window = process_window("epoch", c10::str("epoch ", epoch));
+      const int64_t t0 = traced_now_ns(device, trace.get());
+      auto batches = sources.train();
+      // K steps recorded; an epoch of K steps or fewer is traced whole, with its evaluation
+      result =
+          train_epoch(model, optimizer, *batches, device, (epoch - 1) * steps_per_epoch, args.epochs * steps_per_epoch,
+                      args, hooks, dump_batch, trace.get(), args.trace_steps < steps_per_epoch ? args.trace_steps : 0);
+      train_seconds =
+          double(traced_now_ns(device, trace.get()) - t0) / 1e9 + added_seconds(hooks, result->step_losses.numel());
+    }
+    const auto losses = check_step_losses(result->step_losses, epoch, steps_per_epoch);
     training.step_losses.insert(training.step_losses.end(), losses.begin(), losses.end());
-    t0 = now_ns(device);
+    const int64_t t0 = now_ns(device);
     auto test_batches = sources.test();
     std::pair<double, double> test;
     {
@@ -387,7 +391,7 @@ Training train(ResNet& model, torch::optim::SGD& optimizer, const BatchSources& 
     const double eval_seconds = seconds_since(t0, device);
     if (trace) trace->stop();
     check_test_loss(test_loss, epoch);
-    training.epochs.push_back(epoch_record(epoch, result, train_seconds, eval_seconds, test_loss, test_acc));
+    training.epochs.push_back(epoch_record(epoch, *result, train_seconds, eval_seconds, test_loss, test_acc));
     print_progress(epoch, args.epochs, training.epochs.back(), seconds_since(start, device));
   }
   training.total_seconds = seconds_since(start, device) + added_seconds(hooks, int64_t(training.step_losses.size()));
@@ -445,7 +449,9 @@ void save_outputs(const Args& args, const ResNet& model, const Inference& infere
 
 void run(const Args& args) {
   const TestHooks hooks = read_test_hooks();
+  auto plants = read_plants();
   const torch::Device device = setup_backend(args);
+  ProcessRecord& record = start_record(std::move(plants));  // the process's state, from here on (BENCH_PLANT's drifts)
   check_aoti_packages(infer_options(args), device);
   prepare_trace_dir(args);
   const Data data = load_data(args, device);
@@ -455,6 +461,7 @@ void run(const Args& args) {
   const BatchSources sources = batch_sources(args, data, device, generator);
   // the model ready: before its first training step or inference
   const Json startup_seconds = seconds_since_process_start(device);
+  const auto [dataset, dataset_hash_seconds] = identify_dataset(data);
   const Json warmup_seconds =
       args.warmup_steps > 0 && !args.eval_only ? Json(warm_up(model, data, device, args)) : Json();
   const auto empty_samples = empty_samples_us(device);
@@ -464,9 +471,9 @@ void run(const Args& args) {
   NamedTensors* dump = args.dump_logits.empty() ? nullptr : &outputs;
   const Inference inference = measure_inference(model, data.test_x, device, infer_options(args), dump, args);
   save_outputs(args, model, inference, dump);
-  const Json doc = results_document(args, run_facts(device, args.precision), param_count(model), data.dataset,
-                                    startup_seconds, warmup_seconds, empty_samples, training, final, inference,
-                                    peak_rss_bytes(), recorded_hooks(hooks));
+  const Json doc = results_document(args, run_facts(device, args.precision), param_count(model), dataset,
+                                    startup_seconds, dataset_hash_seconds, warmup_seconds, empty_samples, training,
+                                    final, inference, peak_rss_bytes(), record.section());
   if (!args.results.empty()) write_results_atomic(doc, args.results);
 }
 

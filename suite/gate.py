@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suite import stats
-from suite.metrics import METRICS, test_function
+from suite.metrics import METRICS, hooks_set_in, test_function
+from suite.report.samples import RunSamples
 
 PROG = "suite.gate"
 THRESHOLDS = Path(__file__).with_name("gate.toml")
@@ -43,7 +44,7 @@ class GateError(Exception):
 class Benchmark:
     name: str
     group: str
-    runs: list  # one list of samples (seconds) per run
+    samples: RunSamples  # seconds
     config: dict
     hooks: dict  # the trainer test hooks its runs had set (extra_info.test_hooks): no measurement when any
 
@@ -64,10 +65,7 @@ def runs_of(bench):
     if data is None or owners is None or len(owners) != len(data):
         raise GateError(f"{bench['fullname']}: no raw samples with their runs (saved without "
                         "--benchmark-save-data, or not by this suite's tests/test_benchmarks.py)")
-    runs = {}
-    for owner, sample in zip(owners, data):
-        runs.setdefault(owner, []).append(sample)
-    return [runs[k] for k in sorted(runs)]
+    return RunSamples.from_flat(data, owners, "s")
 
 
 def metrics_of(run):
@@ -86,13 +84,13 @@ def load_thresholds(path=THRESHOLDS):
     try:
         table = tomllib.loads(Path(path).read_text())
         groups = {name: float(entry["threshold"]) for name, entry in table["groups"].items()}
-        alpha, min_runs = float(table["alpha"]), int(table["min_runs"])
+        alpha, min_runs = float(table["alpha"]), int(table["min_runs_to_judge"])
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise GateError(f"bad thresholds file {path}: {err!r}") from None
     missing = sorted(set(GROUPS.values()) - set(groups))
     if missing:
         raise GateError(f"thresholds file {path} has no threshold for {', '.join(missing)}")
-    return {"groups": groups, "alpha": alpha, "min_runs": min_runs}
+    return {"groups": groups, "alpha": alpha, "min_runs_to_judge": min_runs}
 
 
 def suite_info(run):
@@ -205,17 +203,17 @@ def judge(metric, base, limits):
     head = f"{metric.name} [{metric.group}]{hooked_note(metric, base)}"
     if metric.config != base.config:
         return False, f"NO VERDICT {head}: configuration differs: {'; '.join(differences(metric.config, base.config))}"
-    n_now, n_base = len(metric.runs), len(base.runs)
-    if min(n_now, n_base) < limits["min_runs"] or smallest_p(n_now, n_base) > alpha:
+    n_now, n_base = metric.samples.n_runs, base.samples.n_runs
+    if min(n_now, n_base) < limits["min_runs_to_judge"] or smallest_p(n_now, n_base) > alpha:
         return False, (f"NO VERDICT {head}: {n_now} run(s) now, {n_base} in the baseline; a verdict needs "
-                       f"{limits['min_runs']}+ on each side and a possible p <= {alpha} (use --repeats)")
-    cmp = stats.compare_runs(metric.runs, base.runs, min_runs=1)  # over per-run medians, always
+                       f"{limits['min_runs_to_judge']}+ on each side and a possible p <= {alpha} (use --repeats)")
+    cmp = stats.compare_runs(metric.samples.runs, base.samples.runs, min_runs=1)  # over per-run medians, always
     change = cmp.ratio - 1
     regressed = change > threshold and cmp.p_greater <= alpha
     interval = f"[{cmp.low - 1:+.1%}, {cmp.high - 1:+.1%}]" if cmp.low is not None else "[n/a]"
     word = "REGRESSION" if regressed else ("faster" if change < 0 else "ok")
-    return regressed, (f"{word} {head}: baseline {fmt_value(metric.group, stats.median_of_runs(base.runs))}, "
-                       f"now {fmt_value(metric.group, stats.median_of_runs(metric.runs))}, "
+    return regressed, (f"{word} {head}: baseline {fmt_value(metric.group, base.samples.median_of_runs)}, "
+                       f"now {fmt_value(metric.group, metric.samples.median_of_runs)}, "
                        f"change {change:+.1%} {interval} (95% CI), p={cmp.p_greater:.3g}, "
                        f"threshold +{threshold:.0%}, alpha {alpha} ({n_now} vs {n_base} runs)")
 
@@ -250,17 +248,14 @@ def interleaved_baseline(run, docs_for, commit):
         docs = docs_for(params["model"], params["mode"], params["lang"])
         if isinstance(docs, str):
             raise GateError(f"the baseline commit's run failed: {docs}")
-        try:
-            runs = METRICS[test].runs(docs, params)
-        except (KeyError, StopIteration, IndexError):
-            continue
-        if any(s is None for r in runs for s in r):
+        samples = METRICS[test].samples(docs, params)
+        if not samples.complete:
             continue
         benches.append({"name": bench["name"], "fullname": bench["fullname"], "group": bench.get("group"),
-                        "params": params, "stats": {"data": [s for r in runs for s in r]},
-                        "extra_info": {"sample_runs": [i for i, r in enumerate(runs, 1) for _ in r],
+                        "params": params, "stats": {"data": samples.flat()},
+                        "extra_info": {"sample_runs": samples.sample_runs(),
                                        "suite_config": bench.get("extra_info", {}).get("suite_config", {}),
-                                       "test_hooks": {k: v for d in docs for k, v in d.get("test_hooks", {}).items()}}})
+                                       "test_hooks": hooks_set_in(docs)}})
     return {"machine_info": run["machine_info"], "commit_info": {"id": commit, "interleaved_baseline": True},
             "benchmarks": benches}
 

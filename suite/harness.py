@@ -1,10 +1,13 @@
 """What the pytest suite drives: building the C++ trainer, running either trainer, preparing data.
 
-Kept out of the pytest plugin (suite/plugin/) so tests, tox and the report can share it.
+Kept out of the pytest plugin (suite/plugin/) so tests, tox and the report can share it. The build is also a
+command (the GPU session's first stage):
+
+    python -m suite.harness build [--build-dir DIR] [--jobs N]     # prints the executable
 """
 
+import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +19,7 @@ from filelock import FileLock
 
 from bench.vocab import FLAGS, MODES, PROGRAMS
 
+PROG = "suite.harness"
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_TAIL_LINES = 40
 
@@ -27,8 +31,8 @@ class BuildError(Exception):
 def aoti_package_command(model, device, precision, channels_last, batch_sizes):
     """The command that builds (first use) one configuration's AOTInductor packages and prints their folder."""
     layout = ["--channels-last"] if channels_last else []
-    return [sys.executable, "-m", "suite.aoti", "package", "--model", model, "--device", device, "--precision",
-            precision, *layout, "--batch-sizes", ",".join(map(str, batch_sizes))]
+    return [sys.executable, "-m", "suite.experiments.aoti", "package", "--model", model, "--device", device,
+            "--precision", precision, *layout, "--batch-sizes", ",".join(map(str, batch_sizes))]
 
 
 def aoti_packages(model, device, precision, channels_last, batch_sizes):
@@ -56,28 +60,45 @@ def cpp_executable(build_dir):
     return Path(build_dir) / PROGRAMS["cpp"]
 
 
-def configured(build_dir, source):
-    """Whether `build_dir` holds a finished configure of `source` for the running Python: then `cmake --build`
-    configures again by itself when CMakeLists.txt or a file the configure read (torch's CMake files) changes."""
-    cache = build_dir / "CMakeCache.txt"
-    if not cache.is_file() or not any((build_dir / name).is_file() for name in ("build.ninja", "Makefile")):
-        return False
-    entries = dict(re.findall(r"^(Python3_EXECUTABLE|CMAKE_HOME_DIRECTORY):\w+=(.*)$", cache.read_text(), re.M))
-    return entries == {"Python3_EXECUTABLE": sys.executable, "CMAKE_HOME_DIRECTORY": str(Path(source).resolve())}
+def configured_cache(build_dir):
+    """{name: value} of the build folder's CMakeCache.txt ({} when it has none)."""
+    try:
+        lines = (Path(build_dir) / "CMakeCache.txt").read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    return {name.split(":", 1)[0]: value for name, _, value in (line.partition("=") for line in lines)
+            if ":" in name and not name.startswith(("#", "//"))}
+
+
+def configure_command(build_dir, source):
+    """The CMake configure of `build_dir`, or None when it is already configured for these sources and this
+    Python (`cmake --build` re-runs the configure itself when a CMakeLists.txt changes): each pytest-xdist worker
+    builds, and a configure imports torch (5-8 s, under the build lock). Ninja when it is there and the folder is
+    new (an existing folder keeps its generator); `make` otherwise."""
+    cache = configured_cache(build_dir)
+    generated = any((Path(build_dir) / name).is_file() for name in ("build.ninja", "Makefile"))
+    if generated and cache.get("Python3_EXECUTABLE") == sys.executable and \
+            Path(cache.get("CMAKE_HOME_DIRECTORY", "")).resolve() == Path(source).resolve():
+        return None
+    generator = ["-G", "Ninja"] if not cache and shutil.which("ninja") else []
+    return ["cmake", "-S", str(source), "-B", str(build_dir), *generator, f"-DPython3_EXECUTABLE={sys.executable}"]
 
 
 def build_cpp(build_dir=ROOT / "build", jobs=None, source=ROOT):
-    """Configure (first time, or for another Python) and build bench_train incrementally with the running Python's
-    torch, from the sources in `source` (this checkout; the interleaved A/B gate builds another commit's tree)."""
+    """Configure (first time, or for another Python) and build bench_train incrementally with the running
+    Python's torch, from the sources in `source` (this checkout; the interleaved A/B gate builds another
+    commit's tree)."""
     build_dir = Path(build_dir).resolve()  # absolute: tests run the executable from other folders
     for tool in ("cmake", "c++"):
         if shutil.which(tool) is None:
             raise BuildError(f"{tool} not found on PATH: install CMake >= 3.18 and a C++20 compiler")
-    configure = ["cmake", "-S", str(source), "-B", str(build_dir), f"-DPython3_EXECUTABLE={sys.executable}"]
-    build = ["cmake", "--build", str(build_dir), "-j", str(jobs or os.cpu_count() or 2)]
+    if not (shutil.which("ninja") or shutil.which("make")):
+        raise BuildError("neither ninja nor make found on PATH: install one (CMake generates its build files)")
     build_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(build_dir.parent / f".{build_dir.name}.lock"):  # one build at a time (pytest-xdist workers)
-        for cmd in [build] if configured(build_dir, source) else [configure, build]:
+        steps = [configure_command(build_dir, source),
+                 ["cmake", "--build", str(build_dir), "-j", str(jobs or os.cpu_count() or 2)]]
+        for cmd in filter(None, steps):
             proc = subprocess.run(cmd, cwd=source, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             if proc.returncode:
                 tail = "\n".join(proc.stdout.splitlines()[-BUILD_TAIL_LINES:])
@@ -193,3 +214,22 @@ def export_commit(commit, folder):
             subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
             done.write_text(commit)
     return folder
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("build", help="configure (first time) and build the C++ trainer; print its path")
+    p.add_argument("--build-dir", default=str(ROOT / "build"), help="C++ build folder (default build/)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel compile jobs (default: every core)")
+    args = parser.parse_args(argv)
+    try:
+        print(build_cpp(args.build_dir, args.jobs))
+    except BuildError as err:  # the cause first, then the tail of CMake's or the compiler's output
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,66 +1,85 @@
-"""What each benchmark of tests/test_benchmarks.py measures, per run: one definition for the tests that store the
-samples, the gate that judges them (suite/gate.py: each metric's threshold group) and the interleaved A/B gate,
-which builds its baseline from the other tree's results documents with these same functions.
+"""What a language's runs measured, as RunSamples (suite/report/samples.py), from its results documents (one per
+run): one definition for the report's tables and ratios, the benchmarks of tests/test_benchmarks.py that store
+the samples, the gate that judges them (suite/gate.py: each benchmark's threshold group) and the interleaved A/B
+gate, which builds its baseline from the other tree's results documents with these same functions.
 
-Every function takes a language's results documents (one per repeat) and returns one list of samples (seconds)
-per run.
+A run that lacks a quantity (start-up in documents before schema 4, a latency point it did not measure) gives
+an empty run, so `complete` tells whether every run measured it.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-
-def steady_epochs(doc):
-    """Epochs after the first: epoch 1 also pays for what only happens once (allocator growth, workers' start,
-    autotuning after the warm-up), so it is a metric of its own (first_epoch)."""
-    return doc["epochs"][1:]
+from suite.report.samples import RunSamples, steady_epochs
 
 
-def epoch_time(docs, params):
-    return [[e["train_seconds"] for e in steady_epochs(doc)] for doc in docs]
+def steady_epoch_seconds(docs):
+    return RunSamples([[e["train_seconds"] for e in steady_epochs(doc)] for doc in docs], "s")
 
 
-def first_epoch(docs, params):
-    return [[doc["epochs"][0]["train_seconds"]] for doc in docs]
+def steady_images_per_second(docs):
+    return RunSamples([[e["images_per_second"] for e in steady_epochs(doc)] for doc in docs], "images/s")
 
 
-def startup(docs, params):
-    return [[doc["startup_seconds"]] for doc in docs]
+def first_epoch_seconds(docs):
+    return RunSamples([[e["train_seconds"] for e in doc["epochs"][:1]] for doc in docs], "s")
+
+
+def startup_seconds(docs):
+    """Process start to the first training step (or inference, with --eval-only); None before schema 4."""
+    return RunSamples.one_per_run([doc.get("startup_seconds") for doc in docs], "s")
 
 
 def latency_entries(docs, path, batch_size):
     return [next(x for x in doc["latency"] if x["path"] == path and x["batch_size"] == batch_size) for doc in docs]
 
 
-def latency(docs, params):
-    return [[ms / 1000 for ms in lat["samples_ms"]]
-            for lat in latency_entries(docs, params["latency_path"], params["latency_bs"])]
+def latency_ms(docs, path, batch_size):
+    """Every latency sample (one forward and a synchronize) of one inference path at one batch size."""
+    return RunSamples([[s for x in doc["latency"] if (x["path"], x["batch_size"]) == (path, batch_size)
+                        for s in x["samples_ms"]] for doc in docs], "ms")
 
 
 def concurrency_entries(docs, threads):
     return [next(c for c in doc["concurrency"] if c["threads"] == threads) for doc in docs]
 
 
-def concurrency(docs, params):
-    return [[ms / 1000 for ms in c["samples_ms"]] for c in concurrency_entries(docs, params["concurrency_n"])]
+def concurrency_request_ms(docs, threads):
+    """Every batch-1 request's latency while `threads` threads share the model."""
+    return RunSamples([[s for c in doc["concurrency"] if c["threads"] == threads for s in c["samples_ms"]]
+                       for doc in docs], "ms")
+
+
+def concurrency_images_per_second(docs, threads):
+    """The throughput of all `threads` threads together: one value per run."""
+    return RunSamples([[c["images_per_second"] for c in doc["concurrency"] if c["threads"] == threads]
+                       for doc in docs], "images/s")
 
 
 @dataclass(frozen=True)
 class Metric:
     group: str  # the gate's threshold group (suite/gate.toml)
-    runs: Callable  # (docs, the test's parameters) -> one list of samples per run
+    samples: Callable  # (docs, the test's parameters) -> RunSamples in seconds, pytest-benchmark's unit
 
 
 # tests/test_benchmarks.py's test functions
 METRICS = {
-    "test_epoch_time": Metric("epoch_time", epoch_time),
-    "test_first_epoch": Metric("first_epoch", first_epoch),
-    "test_startup": Metric("startup", startup),
-    "test_latency": Metric("latency", latency),
-    "test_concurrency": Metric("throughput", concurrency),
+    "test_epoch_time": Metric("epoch_time", lambda docs, params: steady_epoch_seconds(docs)),
+    "test_first_epoch": Metric("first_epoch", lambda docs, params: first_epoch_seconds(docs)),
+    "test_startup": Metric("startup", lambda docs, params: startup_seconds(docs)),
+    "test_latency": Metric("latency", lambda docs, params: latency_ms(
+        docs, params["latency_path"], params["latency_bs"]).to("s")),
+    "test_concurrency": Metric("throughput", lambda docs, params: concurrency_request_ms(
+        docs, params["concurrency_n"]).to("s")),
 }
 
 
 def test_function(benchmark_name):
     """'test_latency[resnet18-python-default-eager-bs1]' -> 'test_latency'."""
     return benchmark_name.split("[")[0]
+
+
+def hooks_set_in(docs):
+    """{variable: value} of the trainer test hooks any of these runs had set (each document's process section;
+    none is recorded before schema version 6): a run with one is no measurement."""
+    return {name: value for doc in docs for name, value in doc.get("process", {}).get("test_hooks", {}).items()}

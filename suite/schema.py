@@ -9,10 +9,11 @@ import json
 import math
 import reprlib
 
+import numpy as np
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import best_match
 
-from bench.results import percentile, summarize_ms
+from bench.results import summarize_ms
 from suite.harness import ROOT
 
 SCHEMA_PATH = ROOT / "schema" / "results.schema.json"
@@ -103,7 +104,7 @@ def _check_cross_fields(doc, where):
         _require(doc["precision_label"].startswith(cfg["precision"]), where, "$.precision_label",
                  f"{doc['precision_label']!r} does not start with config.precision {cfg['precision']!r}")
         empty = doc["empty_sample_us"]
-        median = percentile(sorted(empty["samples_us"]), 50)
+        median = float(np.median(empty["samples_us"]))
         _require(math.isclose(empty["median_us"], median), where, "$.empty_sample_us.median_us",
                  f"is {empty['median_us']}, its samples give {median}")
     if doc["schema_version"] == 4:  # the first inference's start-up came with version 5
@@ -116,6 +117,11 @@ def _check_cross_fields(doc, where):
                  "must be given exactly when config.trace_steps is not 0")
         _require(doc["traces"] is None or (doc["traces"]["train"] is None) == cfg["eval_only"], where,
                  "$.traces.train", "must be null exactly when the run did not train (--eval-only)")
+    if doc["schema_version"] >= 6:  # the timed thread's state at the start of every timed window
+        windows = doc["process"]["windows"]
+        for name in [f"epoch {ep['epoch']}" for ep in doc["epochs"]] + \
+                [f"latency {lat['path']} bs={lat['batch_size']}" for lat in doc["latency"]]:
+            _require(name in windows, where, "$.process.windows", f"has no state for the timed window {name!r}")
 
 
 def load_results(path):

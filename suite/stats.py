@@ -4,10 +4,11 @@ and noise flags. scipy does the statistics; this module only decides what the in
 Samples from one process share its state (allocator, caches, clock frequency, neighbours on a VM), so they are
 not independent: two processes of the same program differ by more than their samples' spread suggests. So a
 comparison rests on runs (processes): each run is summarized by its median, and the interval and the test are
-computed over those per-run medians. With fewer than MIN_RUNS runs on a side a percentile bootstrap over runs
-is too narrow (2 runs a side: about 67% coverage), and no Mann-Whitney test over them can reach p <= 0.05; the
-comparison then uses the samples of the run(s) and says so (`unit`), because run-to-run noise is then not in
-the interval. The gate (suite/gate.py) always compares runs: it asks for enough of them itself.
+computed over those per-run medians. With fewer than MIN_RUNS_FOR_RUN_INTERVAL runs on a side a percentile
+bootstrap over runs is too narrow (2 runs a side: about 67% coverage), and no Mann-Whitney test over them can
+reach p <= 0.05; the comparison then uses the samples of the run(s) and says so (`unit`), because run-to-run
+noise is then not in the interval, and the report names no faster language from it (suite/report/compare.py).
+The gate (suite/gate.py) always compares runs: it asks for enough of them itself.
 """
 
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ CONFIDENCE = 0.95
 # torch.utils.benchmark warns when IQR/median passes 10%; a cell noisier than this is flagged by name.
 NOISY_IQR_OVER_MEDIAN = 0.10
 # Per side, for an interval over runs (below: over the samples of the runs): 4 against 4 is the least with which
-# a two-sided Mann-Whitney over runs can reach 0.05 (2/70 at complete separation).
-MIN_RUNS = 4
+# a two-sided Mann-Whitney over runs can reach 0.05 (2/70 at complete separation). Not the gate's own least
+# (suite/gate.toml, min_runs_to_judge), which rests on its alpha.
+MIN_RUNS_FOR_RUN_INTERVAL = 4
 BOOTSTRAP_RESAMPLES = 9999
 SEED = 0  # the bootstrap's resampling: the same data give the same interval, run after run
 UNIT_RUNS = "runs"
@@ -60,17 +62,12 @@ def is_noisy(samples):
     return len(samples) >= 2 and iqr_over_median(samples) > NOISY_IQR_OVER_MEDIAN
 
 
-def units(runs, min_runs=MIN_RUNS):
+def units(runs, min_runs=MIN_RUNS_FOR_RUN_INTERVAL):
     """(values, unit): one median per run when there are min_runs runs or more, else the pooled samples."""
     runs = [r for r in runs if len(r)]
     if len(runs) >= min_runs:
         return np.array([np.median(r) for r in runs]), UNIT_RUNS
     return np.array([s for r in runs for s in r], dtype=float), UNIT_SAMPLES
-
-
-def median_of_runs(runs):
-    """The median of the per-run medians: what a comparison's ratio divides."""
-    return float(np.median([np.median(r) for r in runs if len(r)]))
 
 
 def _ratio_of_medians(a, b, axis=-1):
@@ -97,7 +94,7 @@ def one_sided_p(a, b, alternative):
     return float(stats.mannwhitneyu(a, b, alternative=alternative).pvalue)
 
 
-def compare_runs(a_runs, b_runs, min_runs=MIN_RUNS):
+def compare_runs(a_runs, b_runs, min_runs=MIN_RUNS_FOR_RUN_INTERVAL):
     """Compare two sets of runs (each a list of samples): the ratio of medians a / b with its interval and
     p-values, at the level of runs when both sides have min_runs or more, else of samples."""
     (a, unit_a), (b, unit_b) = units(a_runs, min_runs), units(b_runs, min_runs)

@@ -224,8 +224,8 @@ RUN_ERRORS = {
     "missing aoti package": (["--latency-iters", "1", "--latency-batch-sizes", "1,8", "--inference-paths", "eager,aoti",
                               "--aoti-dir", "{scratch}", "--channels-last", "--device", "cpu"],
                              ["AOTInductor package {scratch}/" + vocab.aoti_package_name("resnet18", "fp32", True, 1)
-                              + " not found", "python -m suite.aoti package --model resnet18 --device cpu --precision "
-                              "fp32 --channels-last --batch-sizes 1,8"], True),
+                              + " not found", "python -m suite.experiments.aoti package --model resnet18 --device cpu "
+                              "--precision fp32 --channels-last --batch-sizes 1,8"], True),
     # A finite training loss whose update breaks the weights (the largest LR allowed): the test loss is named.
     "diverged weights": (["--lr", str(vocab.MAX_LR)], ["non-finite test loss at epoch 1: the weights diverged"], False),
 }

@@ -13,7 +13,7 @@ What each test stores per run is defined once, in suite/metrics.py.
 import pytest
 
 from suite.benchmark_compat import raw_samples
-from suite.metrics import METRICS, concurrency_entries, latency_entries, steady_epochs
+from suite.metrics import METRICS, concurrency_entries, hooks_set_in, latency_entries, steady_epochs
 
 
 class ReplayTimer:
@@ -58,15 +58,15 @@ def common_info(docs, run_config):
             "torch_version": doc["torch_version"], "suite_config": run_config.identity(),
             "final": [d["final"] for d in docs],
             # a run with a trainer test hook set is no measurement: the gate marks it (suite.gate.hooked_note)
-            "test_hooks": {k: v for d in docs for k, v in d.get("test_hooks", {}).items()}}
+            "test_hooks": hooks_set_in(docs)}
 
 
 def replay_runs(benchmark, test, docs, params):
     """Store every run's samples of this test's metric (suite/metrics.py), and which run (repeat) each came from:
     the gate's statistics are over runs."""
-    per_run_samples = METRICS[test].runs(docs, params)
-    benchmark.extra_info["sample_runs"] = [d for d, samples in enumerate(per_run_samples, 1) for _ in samples]
-    replay(benchmark, [s for samples in per_run_samples for s in samples])
+    samples = METRICS[test].samples(docs, params)
+    benchmark.extra_info["sample_runs"] = samples.sample_runs()
+    replay(benchmark, samples.flat())
 
 
 @pytest.mark.benchmark(timer=REPLAY, disable_gc=False, warmup=False)

@@ -1,5 +1,5 @@
-"""The build environment: CMakeLists.txt refuses a CUDA toolkit of another major than torch's, and suite/aoti.py
-finds an unversioned libcuda.so for the link of a CUDA AOTInductor package."""
+"""The build environment: CMakeLists.txt refuses a CUDA toolkit of another major than torch's, and
+suite/experiments/aoti.py finds an unversioned libcuda.so for the link of a CUDA AOTInductor package."""
 
 import os
 import subprocess
@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
-from suite import aoti
+from bench.runtime import DETAIL_LINES
 from suite import harness as H
+from suite.experiments import aoti
 
 
 def fake_toolkit(root, nvcc_prints):
@@ -99,3 +100,48 @@ def test_libcuda_candidates_are_the_driver_folders_then_the_toolkit_stubs(tmp_pa
 ])
 def test_xdist_workers_split_the_visible_gpus(worker, visible, count, expected):
     assert H.gpus_for_worker(worker, visible, count) == expected
+
+
+def configured(folder, python, source, generated="Makefile"):
+    """A build folder as a CMake configure of `source` with `python` leaves it."""
+    folder.mkdir(parents=True)
+    (folder / "CMakeCache.txt").write_text(f"# comment\nPython3_EXECUTABLE:UNINITIALIZED={python}\n"
+                                           f"CMAKE_HOME_DIRECTORY:INTERNAL={source}\n")
+    if generated:
+        (folder / generated).write_text("")
+    return folder
+
+
+def test_configure_runs_once_per_folder_python_and_sources(tmp_path, monkeypatch):
+    """Each pytest-xdist worker builds: a folder this Python configured for these sources is only built (a
+    changed CMakeLists.txt re-runs the configure inside the build); another Python, other sources or a configure
+    that never generated its build files configure again, with the folder's generator; a new folder gets Ninja
+    when it is on PATH."""
+    same = configured(tmp_path / "same", sys.executable, H.ROOT)
+    assert H.configure_command(same, H.ROOT) is None
+    for folder in (configured(tmp_path / "python", "/other/python3", H.ROOT),
+                   configured(tmp_path / "source", sys.executable, tmp_path),
+                   configured(tmp_path / "broken", sys.executable, H.ROOT, generated=None)):
+        cmd = H.configure_command(folder, H.ROOT)
+        assert cmd[:5] == ["cmake", "-S", str(H.ROOT), "-B", str(folder)] and "-G" not in cmd, cmd
+        assert cmd[-1] == f"-DPython3_EXECUTABLE={sys.executable}"
+    monkeypatch.setattr(H.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    assert H.configure_command(tmp_path / "new", H.ROOT)[5:7] == ["-G", "Ninja"]
+    monkeypatch.setattr(H.shutil, "which", lambda tool: None if tool == "ninja" else f"/usr/bin/{tool}")
+    assert "-G" not in H.configure_command(tmp_path / "new", H.ROOT)
+
+
+def test_a_failed_package_build_shows_the_compiler_output_before_its_one_line(tmp_path, monkeypatch, capsys):
+    """Inductor's CppCompileError says "C++ compile error" on its first line and why (the command, the compiler's
+    output) after it: those lines, the last DETAIL_LINES of them, go to stderr before the one-line error."""
+    output = [f"/tmp/x.cpp:{i}: error: line {i}" for i in range(100)]
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("\n".join(["C++ compile error", "", "Command:", "g++ x.cpp -lcuda", "", "Output:", *output]))
+    monkeypatch.setattr(torch.export, "export", fail)
+    with pytest.raises(aoti.AotiError) as err:
+        aoti.build_package(tmp_path / "p.pt2", "resnet18", 1, torch.device("cpu"), "fp32", False)
+    assert str(err.value) == "cannot build the AOTInductor package p.pt2: RuntimeError: C++ compile error"
+    shown = capsys.readouterr().err.splitlines()
+    assert shown == [f"  | {line}" for line in output[-DETAIL_LINES:]]
+    assert not list(tmp_path.iterdir()), "no package, no temporary file"

@@ -21,7 +21,7 @@ CONFIG = {"preset": "smoke", "batch_size": 32, "epochs": 3}
 MACHINE = {"node": "a", "torch_api_bench": {"cpu_model": "cpu", "cpu_threads": 2, "gpu_names": [], "torch": "2.14"}}
 EPOCH = "test_epoch_time[resnet18-python-default]"
 LATENCY = "test_latency[resnet18-python-default-eager-bs{}]"
-LIMITS = {"groups": {g: 0.03 for g in gate.GROUPS.values()}, "alpha": 0.01, "min_runs": 3}
+LIMITS = {"groups": {g: 0.03 for g in gate.GROUPS.values()}, "alpha": 0.01, "min_runs_to_judge": 3}
 
 
 def bench(name, runs, config=CONFIG):
@@ -181,7 +181,7 @@ def test_the_interleaved_baseline_holds_the_other_trees_samples_under_the_same_n
 def test_the_thresholds_file_covers_every_group():
     limits = gate.load_thresholds()
     assert set(limits["groups"]) == set(gate.GROUPS.values())
-    assert 0 < limits["alpha"] < 0.1 and limits["min_runs"] >= 3
+    assert 0 < limits["alpha"] < 0.1 and limits["min_runs_to_judge"] >= 3
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ TINY = ["--device", "cpu", "--models", "resnet18", "--train-limit", "8", "--test
         "--epochs", "2", "--latency-iters", "3", "--latency-batch-sizes", "1", "--threads", "1", "--warmup-steps", "0"]
 # A test's own thresholds: +10000% and alpha 0.05, reachable with 3 runs a side (smallest p 1/20). An unchanged
 # rerun is never 101 times slower in all three runs, whatever the machine's load does between sessions.
-LOOSE = "alpha = 0.05\nmin_runs = 3\n" + "".join(f"[groups.{group}]\nthreshold = 100.0\n"
+LOOSE = "alpha = 0.05\nmin_runs_to_judge = 3\n" + "".join(f"[groups.{group}]\nthreshold = 100.0\n"
                                                  for group in sorted(set(gate.GROUPS.values())))
 # 1000 s added to each step's record (a step takes a fraction of a second here): never waited for.
 ADDED_MS = 1_000_000
@@ -331,9 +331,9 @@ def test_bad_gate_options_are_usage_errors(suite_session, args, message):
 
 
 def test_gate_power_tables_count_false_alarms_and_detections(tmp_path, monkeypatch):
-    """suite.gate_power --summarize on a constructed experiment (one round: unchanged, and 20% slower): both
+    """suite.experiments.gate_power --summarize on a constructed experiment (one round: unchanged, and 20% slower): both
     modes fail the slowed session and pass the unchanged one, from 5 repeats a side (alpha 0.01), and say so."""
-    from suite import gate_power
+    from suite.experiments import gate_power
 
     monkeypatch.setattr(gate_power, "SIMULATIONS", 50)
     (tmp_path / "baseline.json").write_text(json.dumps(run_doc(steady(1.0, 10))))
@@ -361,11 +361,12 @@ def test_gate_power_tables_count_false_alarms_and_detections(tmp_path, monkeypat
 
 
 def test_gate_power_resume_runs_only_the_sessions_an_experiment_lacks(tmp_path, monkeypatch):
-    """suite.gate_power --resume of an experiment cut off after its first session: the baseline and that session
-    are kept, the two it lacks run (with the experiment's A commit and sleeps), and the tables cover all three."""
+    """suite.experiments.gate_power --resume of an experiment cut off after its first session: the baseline and that
+    session are kept, the two it lacks run (with the experiment's A commit and sleeps), and the tables cover all
+    three."""
     from types import SimpleNamespace
 
-    from suite import gate_power
+    from suite.experiments import gate_power
 
     commit = H.resolve_commit("HEAD")
     if commit is None:

@@ -1,20 +1,17 @@
-"""A run with a trainer test hook set is no measurement, and nothing lets it pass for one: both trainers know the same
-hooks and the schema records them (test_hooks), the gate's lines and the report name such runs. (That the trainers
-record the hooks they ran with: tests/test_parity.py and tests/test_bad_input.py.)"""
+"""A run with a trainer test hook set is no measurement, and nothing lets it pass for one: the results' process
+section records the hooks that were set (`process.test_hooks`), the gate's lines and the report mark such runs.
+(That both trainers record the hooks they ran with: tests/test_parity.py's clock test, tests/test_process.py.)"""
 
 import json
-import re
 
-from bench.results import TEST_HOOKS
+from bench.vocab import LANGUAGES
 from suite import gate
-from suite.harness import ROOT
-from suite.report import build_report
-from suite.schema import results_schema
+from suite.metrics import hooks_set_in
+from suite.report.cli import build_report
 
 CONFIG = {"preset": "smoke", "batch_size": 32, "epochs": 3}
 EPOCH = "test_epoch_time[resnet18-python-default]"
-LIMITS = {"groups": {g: 0.03 for g in gate.GROUPS.values()}, "alpha": 0.01, "min_runs": 3}
-REAL = ROOT / "docs" / "results" / "warmup-cpu" / "python-resnet18-warmup3.json"
+LIMITS = {"groups": {g: 0.03 for g in gate.GROUPS.values()}, "alpha": 0.01, "min_runs_to_judge": 3}
 
 
 def run_doc(level, hooks=None):
@@ -28,17 +25,11 @@ def run_doc(level, hooks=None):
                             "stats": {"data": [s for r in runs for s in r]}, "extra_info": extra}]}
 
 
-def test_both_trainers_and_the_schema_know_the_same_hooks():
-    declared = re.search(r"kTestHooks\[\] = \{([^}]*)\}", (ROOT / "cpp" / "results.h").read_text())[1]
-    assert tuple(re.findall(r'"(\w+)"', declared)) == TEST_HOOKS
-    assert tuple(results_schema()["properties"]["test_hooks"]["properties"]) == TEST_HOOKS
-
-
-def test_the_gate_marks_every_line_of_a_hooked_side(tmp_path):
-    hooked = {"BENCH_ADD_MS_PER_STEP": 40.0}
+def test_the_gate_marks_every_line_of_a_hooked_side():
+    hooked = {"BENCH_ADD_MS_PER_STEP": "40"}
     for now, base in [(run_doc(1.5, hooked), run_doc(1.0, {})), (run_doc(1.0), run_doc(1.0, hooked))]:
         regressions, [line] = gate.compare(now, base, LIMITS)
-        assert f"[epoch_time] ({gate.HOOKED}: BENCH_ADD_MS_PER_STEP=40.0):" in line, line
+        assert f"[epoch_time] ({gate.HOOKED}: BENCH_ADD_MS_PER_STEP=40):" in line, line
     _, [line] = gate.compare(run_doc(1.5, {}), run_doc(1.0), LIMITS)  # none set, or stored before schema 6
     assert gate.HOOKED not in line and line.startswith("REGRESSION")
     out = []
@@ -46,15 +37,21 @@ def test_the_gate_marks_every_line_of_a_hooked_side(tmp_path):
     assert out[-1].endswith(f"({gate.HOOKED}: runs with trainer test hooks set)"), out[-1]
 
 
-def test_the_report_names_the_hooked_runs(tmp_path):
-    doc = json.loads(REAL.read_text())
+def test_the_hooks_of_runs_are_read_from_their_process_sections():
+    docs = [{"process": {"test_hooks": {"BENCH_PLANT": "gc"}}}, {"process": {"test_hooks": {}}}, {}]
+    assert hooks_set_in(docs) == {"BENCH_PLANT": "gc"} and hooks_set_in(docs[1:]) == {}
+
+
+def test_the_report_names_the_hooked_runs(tiny_run, tmp_path):
+    """The canonical run and the same document as if a hook had been set: the report says HOOKED; the canonical run
+    alone, not."""
+    doc = tiny_run(LANGUAGES[0]).doc
+    hooked = json.loads(json.dumps(doc))
+    hooked["process"]["test_hooks"] = {"BENCH_SLEEP_PER_STEP_MS": "400"}
     paths = []
-    for name, hooks in (("measured.json", {}), ("hooked.json", {"BENCH_SLEEP_PER_STEP_MS": 400.0})):
+    for name, document in (("measured.json", doc), ("hooked.json", hooked)):
         paths.append(tmp_path / name)
-        paths[-1].write_text(json.dumps({**doc, "test_hooks": hooks}))
+        paths[-1].write_text(json.dumps(document))
     text = build_report(paths, tmp_path / "report").read_text()
-    [note] = [line for line in text.splitlines() if "HOOKED: not a measurement" in line]
-    assert "1 of 2 runs" in note and "`hooked.json` (BENCH_SLEEP_PER_STEP_MS=400.0)" in note
-    assert "measured.json" not in note
-    text = build_report(paths[:1], tmp_path / "measured").read_text()
-    assert "HOOKED" not in text
+    assert text.count("**HOOKED: not a measurement.**") == 1 and "BENCH_SLEEP_PER_STEP_MS=400" in text
+    assert "HOOKED" not in build_report(paths[:1], tmp_path / "measured").read_text()

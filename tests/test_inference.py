@@ -1,9 +1,10 @@
 """Inference paths and concurrent inference in both trainers (docs/twins.md, "Modes").
 
 Every path must compute what eager computes with the run's own weights: each trainer dumps each path's
-output on its latency input (--dump-logits, "<path>.bs<B>"). The AOTInductor packages are built once by
-suite.aoti.package_dir (cached under BENCH_CACHE), and both languages load the same package from the folder
-it returns (--aoti-dir). The compiled paths (torch.compile, AOTInductor: a compile each, about a minute on 2 cores
+output on its latency input (--dump-logits, "<path>.bs<B>"). The AOTInductor packages are built once, in a process
+of their own as everywhere (suite.harness.aoti_packages runs `python -m suite.experiments.aoti package`, cached
+under BENCH_CACHE), and both languages load the same package from the folder it prints (--aoti-dir). The compiled
+paths (torch.compile, AOTInductor: a compile each, about a minute on 2 cores
 with a cold cache) are the thorough tier's (-m thorough); the default tier checks the paths a run cannot take and
 concurrency on an eager run. The CUDA graph checks are opt-in (-m gpu).
 """
@@ -15,7 +16,6 @@ from bench import model as M
 from bench import weights as W
 from bench.vocab import INFERENCE_PATHS, LANGUAGES, PROGRAMS
 from suite import harness as H
-from suite.aoti import package_dir
 from suite.schema import load_results
 
 CONCURRENCY = (1, 2)
@@ -50,7 +50,7 @@ def weights(tmp_path_factory):
 
 def aoti_dir(device, precision):
     """The trainers' --aoti-dir for this configuration, its packages built on first use."""
-    return str(package_dir("resnet18", device, precision, False, LATENCY_SIZES))
+    return str(H.aoti_packages("resnet18", device, precision, False, LATENCY_SIZES))
 
 
 @pytest.fixture(scope="module")

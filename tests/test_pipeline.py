@@ -3,8 +3,9 @@
 It does not draw the matched pipeline's random numbers, so nothing here compares the languages' batches.
 Instead: both trainers run with it (in-process and worker loaders), every image they train on is a crop of
 a zero-padded training image, maybe mirrored, with that image's label, and evaluation sees the matched
-pipeline's test images. All on CPU with a tiny synthetic set: the canonical tiny runs (suite/plugin/tiny.py) the
-session shares, and runs of their own where a test needs another configuration.
+pipeline's test images. All on CPU with a tiny synthetic set (but for C++'s pinned-memory loader, which only a
+CUDA run with worker loaders has: -m gpu): the canonical tiny runs (suite/plugin/tiny.py) the session shares, and
+runs of their own where a test needs another configuration.
 """
 
 import itertools
@@ -48,13 +49,20 @@ def find_sources(images_u8, train_u8):
 
 # 1 + 2. Both trainers train with it, on correctly augmented batches ---------------------------------------------
 
+# On CUDA, C++'s worker loader hands its batches over through PinnedLoaderBatches, which exists nowhere else.
+CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                       reason="needs CUDA")])
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_idiomatic_trains_on_augmented_batches(tiny_run, tiny_data, lang):
+def test_idiomatic_trains_on_augmented_batches(tiny_run, tiny_data, lang, device):
     """The canonical idiomatic run: worker loaders (--workers' default, 2); in-process loading (--workers 0):
     test_idiomatic_seed_makes_runs_repeatable."""
-    run = tiny_run(lang, "idiomatic")
+    run = tiny_run(lang, "idiomatic", device)
     doc = run.doc
-    assert (doc["config"]["data_pipeline"], doc["config"]["workers"]) == ("idiomatic", 2)
+    assert (doc["config"]["data_pipeline"], doc["config"]["workers"], doc["device"]["type"]) == \
+        ("idiomatic", 2, device)
     assert math.isfinite(doc["final"]["train_loss"]) and math.isfinite(doc["final"]["test_loss"])
     assert doc["dataset"]["train_records"] == TRAIN
 

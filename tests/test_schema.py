@@ -5,6 +5,8 @@ Fast: no training. Both trainers' documents are validated as the suite runs them
 """
 
 import copy
+import functools
+import gc
 import json
 
 import pytest
@@ -17,7 +19,7 @@ from suite.schema import ResultsError, load_results, results_schema, validate_re
 # Real documents to break: schema version 3 and version 2 (with latency and concurrency); the trainers write version 6.
 V3 = ROOT / "docs" / "results" / "warmup-cpu" / "python-resnet18-warmup3.json"
 V2 = ROOT / "docs" / "report-example" / "results" / "python-resnet18-default.json"
-# Every committed trainer results document; not the report's own report.json, nor suite.sweep's sweep.json
+# Every committed trainer results document; not the report's own report.json, nor the sweep's sweep.json
 NOT_RESULTS = {"report.json", "sweep.json"}
 COMMITTED = sorted(p for p in (ROOT / "docs").rglob("*.json") if p.name not in NOT_RESULTS)
 
@@ -44,7 +46,8 @@ def v4_eval_only():
 
 
 def v5():
-    """A version 5 document (none is committed): v4 with peak resident memory and traces."""
+    """The document as the trainers write it now (no version 5 document is committed): v4 with peak resident
+    memory and traces."""
     doc = v4()
     doc.update(schema_version=5, peak_rss_bytes=2 * 2**30,
                traces={"train": "t/train.json", "inference": "t/inference.json"})
@@ -59,9 +62,26 @@ def v5_eval_only():
     return doc
 
 
+@functools.cache
+def process_section(windows):
+    """This test process's own process section (bench/process.py), with the timed windows `windows`."""
+    from bench.process import ProcessRecord
+
+    record = ProcessRecord(frozenset())
+    gc.callbacks.remove(record.on_gc)  # no run here: its windows are opened only to be recorded
+    for name in windows:
+        with record.window("epoch", name):
+            pass
+    return json.dumps(record.section())
+
+
 def v6():
-    """The document as the trainers write it now: v5 with the test hooks that were set (one)."""
-    return v5() | {"schema_version": 6, "test_hooks": {"BENCH_ADD_MS_PER_STEP": 40.0}}
+    """The document as the trainers write it now (no version 6 document is committed): v5 with the dataset's hash
+    timed apart and the process section."""
+    doc = v5()
+    windows = tuple(f"epoch {ep['epoch']}" for ep in doc["epochs"])
+    doc.update(schema_version=6, dataset_hash_seconds=0.25, process=json.loads(process_section(windows)))
+    return doc
 
 
 def enums(node, pointer="#"):
@@ -108,8 +128,8 @@ def test_committed_results_validate(path):
 
 
 @pytest.mark.parametrize("make", [v4, v4_eval_only, v5, v5_eval_only, v6])
-def test_version_4_5_and_6_documents_validate(make):
-    """The bases of the version 4, 5 and 6 breakages below are valid: each breakage fails for its own reason."""
+def test_version_4_to_6_documents_validate(make):
+    """The bases of the version 4 to 6 breakages below are valid: each breakage fails for its own reason."""
     assert make()["schema_version"] in (4, 5, SCHEMA_VERSION) and SCHEMA_VERSION == 6
     validate_results(make())
 
@@ -191,9 +211,18 @@ MUTATIONS = {
     "v5 without peak_rss_bytes": (v5, ["peak_rss_bytes"], DROP, "$: 'peak_rss_bytes' is a required property"),
     "v5 without trace_steps": (v5, ["config", "trace_steps"], DROP, "$.config: 'trace_steps' is a required"),
     "traces without inference": (v5, ["traces", "inference"], DROP, "$.traces: "),
-    "v6 without test_hooks": (v6, ["test_hooks"], DROP, "$: 'test_hooks' is a required property"),
-    "an unknown test hook": (v6, ["test_hooks", "BENCH_FASTER"], 1, "$.test_hooks: Additional properties"),
-    "a hook's time of 0": (v6, ["test_hooks", "BENCH_ADD_MS_PER_STEP"], 0, "$.test_hooks.BENCH_ADD_MS_PER_STEP: 0"),
+    "v6 without process": (v6, ["process"], DROP, "$: 'process' is a required property"),
+    "v6 without dataset_hash_seconds": (v6, ["dataset_hash_seconds"], DROP, "$: 'dataset_hash_seconds' is a required"),
+    "process without libraries": (v6, ["process", "libraries"], DROP, "$.process: 'libraries' is a required"),
+    "build id not hex": (v6, ["process", "libraries", 0, "build_id"], "xyz", "$.process.libraries[0].build_id: "),
+    "thread state without its mode": (v6, ["process", "windows", "epoch 1", "inference_mode"], DROP,
+                                      "$.process.windows['epoch 1']: 'inference_mode' is a required property"),
+    "denormals flushed above 1": (v6, ["process", "flags", "denormals_flushed"], 2.0,
+                                  "$.process.flags.denormals_flushed: 2.0 is greater than the maximum"),
+    "garbage collections of two generations": (v6, ["process", "gc", "collections_in_windows"], [0, 0],
+                                               "$.process.gc.collections_in_windows: [0, 0] is too short"),
+    "no state at a timed window": (v6, ["process", "windows"], lambda w: {k: v for k, v in w.items() if k != "epoch 2"},
+                                   "$.process.windows: has no state for the timed window 'epoch 2'"),
 }
 
 

@@ -1,6 +1,7 @@
 """Schema version 4 in both trainers: `startup_seconds` (from the OS's start of the process to the model being
 ready: just before the first training step, or the first inference with --eval-only), `peak_rss_bytes` and
-`config.repeat` (--repeat, recorded, changes nothing).
+`config.repeat` (--repeat, recorded, changes nothing); version 6: the dataset's SHA-256 after the start-up, timed
+apart (`dataset_hash_seconds`).
 
 The start-up time is checked against what the test itself sees, so the checks hold on any machine: the trainer
 starts after the run cache's clock starts and its training window follows the start-up, so both fit in the wall
@@ -22,9 +23,9 @@ MIN_STARTUP_SECONDS = 0.05
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_startup_precedes_training_within_the_wall_time_and_repeat_defaults_to_1(lang, tiny_run):
     run = tiny_run(lang)
-    startup = run.doc["startup_seconds"]
+    startup, hashing = run.doc["startup_seconds"], run.doc["dataset_hash_seconds"]
     assert isinstance(startup, float) and MIN_STARTUP_SECONDS < startup < run.seconds, (startup, run.seconds)
-    assert startup + run.doc["total_seconds"] < run.seconds, (startup, run.doc["total_seconds"], run.seconds)
+    assert 0 < hashing and startup + hashing + run.doc["total_seconds"] < run.seconds, (startup, hashing, run.seconds)
     assert run.doc["config"]["repeat"] == 1
 
 

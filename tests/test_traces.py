@@ -2,19 +2,20 @@
 
 Each (language, mode) is its canonical tiny run (suite/plugin/tiny.py), shared with the other tests of the session,
 on the suite's device (the GPU session's correctness stage runs these on CUDA): its last epoch traced whole (K steps,
-K = tiny.TRACE_STEPS), with its evaluation and K inference samples per latency batch size. suite/traces.py reads
-the traces.
+K = tiny.TRACE_STEPS), with its evaluation, and per inference path and batch size the latency's warm-up and K
+samples. suite/traces.py reads the traces. The same runs also carry timed latency samples and concurrent inference,
+whose process state tests/test_process.py compares.
 """
 
 import difflib
 
 import pytest
 
-from bench.vocab import LANGUAGES, MODES, TRACE_INFER
-from suite import traces
+from bench.vocab import LANGUAGES, MODES, TRACE_INFER, TRACE_INFER_WARMUP
+from suite import traces as T
 from suite.plugin import tiny
 
-STEPS = tiny.TRACE_STEPS
+STEPS, LATENCY_WARMUP = tiny.TRACE_STEPS, tiny.LATENCY_WARMUP
 # What one language's API runs where the other runs nothing, by design: (language, the op, the op it follows,
 # why). The comparison drops a run of that op right after the one it follows; anywhere else it counts.
 ALLOWED_DIFFERENCES = [
@@ -29,7 +30,7 @@ def traced(tiny_run, run_config):
     """traced(lang, mode): (results, the training trace's events) of that trainer's traced run."""
     def get(lang, mode):
         doc = tiny_run(lang, mode, run_config.resolved_device).doc
-        return doc, traces.load(doc["traces"]["train"])
+        return doc, T.load(doc["traces"]["train"])
     return get
 
 
@@ -49,8 +50,8 @@ def run_follows(ops, i, extra, after):
 
 
 def step_ops(events, lang):
-    threads = traces.trainer_threads(events)
-    return [allowed(traces.dispatched_ops(events, window, threads), lang) for window in traces.steps(events)]
+    threads = T.trainer_threads(events)
+    return [allowed(T.dispatched_ops(events, window, threads), lang) for window in T.steps(events)]
 
 
 def first_difference(a, b):
@@ -76,13 +77,49 @@ def test_no_host_sync_inside_a_step(traced, lang, mode):
     """No aten::item / _local_scalar_dense (and, on CUDA, no blocking runtime call) inside any step, nor anywhere
     else in the timed epoch (its batches' fetch included) but in the clock reads at its ends."""
     _, events = traced(lang, mode)
-    threads = traces.trainer_threads(events)
-    for i, window in enumerate(traces.steps(events)):
-        assert not traces.host_syncs(events, window, threads), f"{lang} {mode} step {i} waits for the device: " \
-            f"{traces.host_syncs(events, window, threads)}"
-    start, end = traces.epoch_marks(events)[0]
-    syncs = traces.host_syncs(events, traces.between(start, end), threads)
+    threads = T.trainer_threads(events)
+    for i, window in enumerate(T.steps(events)):
+        assert not T.host_syncs(events, window, threads), f"{lang} {mode} step {i} waits for the device: " \
+            f"{T.host_syncs(events, window, threads)}"
+    start, end = T.epoch_marks(events)[0]
+    syncs = T.host_syncs(events, T.between(start, end), threads)
     assert not syncs, f"{lang} {mode}: the timed epoch waits for the device outside its clock reads: {syncs}"
+
+
+def inference_calls(doc):
+    """{"bs=B path=P": (warm-up calls, [each sample's autograd mode], [each sample's dispatched aten ops])} of a run's
+    inference trace (the mode and ops of each sample in the order they ran)."""
+    events, calls = T.load(doc["traces"]["inference"]), {}
+    for scope in T.scopes(events, TRACE_INFER_WARMUP) + T.inference_samples(events):
+        label, _, mode = scope.name.split(" ", 1)[1].partition(" mode=")
+        warmups, modes, ops = calls.setdefault(label, [0, [], []])
+        if scope.name.startswith(TRACE_INFER_WARMUP):
+            calls[label][0] += 1
+        else:
+            modes.append(mode)
+            ops.append(T.dispatched_ops(events, scope, {scope.tid}))
+    return {label: tuple(call) for label, call in calls.items()}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_an_inference_sample_runs_the_same_aten_ops_in_both_languages(traced, mode):
+    """Every inference path both languages ran, at every latency batch size, held to the training step's standard:
+    the same number of warm-up calls before the samples, the same autograd mode, and the same aten ops in each
+    sample, in both languages. The traced pass runs the timed latency's own code (time_samples in its contexts)."""
+    (py_doc, _), (cpp_doc, _) = traced("python", mode), traced("cpp", mode)
+    py, cpp = inference_calls(py_doc), inference_calls(cpp_doc)
+    expected = {f"bs={bs} path={p}" for bs in py_doc["config"]["latency_batch_sizes"]
+                for p in py_doc["config"]["inference_paths"] if p in ("eager", "aoti")
+                or (p == "cuda-graph" and py_doc["device"]["type"] == "cuda")}
+    assert set(py) == set(cpp) == expected, (sorted(py), sorted(cpp))
+    for label in sorted(expected):
+        (py_warmups, py_modes, py_ops), (cpp_warmups, cpp_modes, cpp_ops) = py[label], cpp[label]
+        assert py_warmups == cpp_warmups == LATENCY_WARMUP, f"{label}: warm-up calls {py_warmups} vs {cpp_warmups}"
+        assert py_modes == cpp_modes == ["inference"] * STEPS, f"{label}: autograd modes {py_modes} vs {cpp_modes}"
+        for i, (a, b) in enumerate(zip(py_ops, cpp_ops, strict=True)):
+            assert len(a) > 20, f"{label} sample {i}: only {len(a)} ops traced: {a}"  # a ResNet forward runs ~60
+            assert a == b, f"{mode} {label}: sample {i} differs ({len(a)} ops in Python, {len(b)} in C++):\n" + \
+                first_difference(a, b)
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
@@ -90,7 +127,7 @@ def test_the_epoch_window_holds_the_draws_and_not_the_evaluation(traced, lang):
     """The timed epoch opens (a clock read) before the epoch's draws and its first step, and closes after the last
     step and before the evaluation, in both languages: the intervals time the same work."""
     doc, events = traced(lang, "default")
-    clocks, first_draw, first_step, last_step, evaluation = traces.epoch_marks(events)
+    clocks, first_draw, first_step, last_step, evaluation = T.epoch_marks(events)
     assert len(clocks) == 2 and first_draw and first_step and evaluation, (clocks, first_draw, evaluation)
     start, end = clocks
     assert start.end <= first_draw.ts, f"{lang}: the epoch's clock starts after its draws"
@@ -107,10 +144,11 @@ def test_the_epoch_window_holds_the_draws_and_not_the_evaluation(traced, lang):
 def test_the_traces_are_named_in_the_results(traced, lang):
     doc, events = traced(lang, "default")
     assert doc["config"]["trace_steps"] == STEPS
-    assert len(traces.steps(events)) == STEPS
-    inference = traces.inference_samples(traces.load(doc["traces"]["inference"]))
-    assert [e.name for e in inference] == [f"{TRACE_INFER} bs={bs}" for bs in tiny.LATENCY_SIZES for _ in range(STEPS)]
-    b = traces.breakdown(doc["traces"]["train"])
+    assert len(T.steps(events)) == STEPS
+    inference = T.inference_samples(T.load(doc["traces"]["inference"]))
+    assert [e.name for e in inference] == [f"{TRACE_INFER} bs={bs} path=eager mode=inference"
+                                           for bs in tiny.LATENCY_SIZES for _ in range(STEPS)]
+    b = T.breakdown(doc["traces"]["train"])
     assert 0 < b["in_ops_us"] < b["wall_us"] and b["between_ops_us"] == pytest.approx(b["wall_us"] - b["in_ops_us"])
 
 
@@ -138,32 +176,32 @@ def test_where_a_step_goes_counts_outermost_ops_once_across_threads(tmp_path):
         ("kernel_a", "kernel", 7, 90, 30),
         ("aten::item", "cpu_op", 1, 110, 5),
     ])
-    events = traces.load(path)
-    [step] = traces.step_times(events)
+    events = T.load(path)
+    [step] = T.step_times(events)
     assert (step.wall_ns, step.in_ops_ns, step.between_ops_ns, step.device_busy_ns) == (100_000, 70_000, 30_000,
                                                                                       10_000)
-    threads = traces.trainer_threads(events)
+    threads = T.trainer_threads(events)
     assert threads == {1, 2}
-    assert traces.dispatched_ops(events, traces.steps(events)[0], threads) == [
+    assert T.dispatched_ops(events, T.steps(events)[0], threads) == [
         "aten::conv2d", "aten::add_", "autograd::engine::evaluate_function: AddBackward0"]
-    assert traces.host_syncs(events, traces.steps(events)[0], threads) == []
-    assert traces.breakdown(path)["steps"] == 1
+    assert T.host_syncs(events, T.steps(events)[0], threads) == []
+    assert T.breakdown(path)["steps"] == 1
 
 
 def test_a_sync_inside_a_step_is_found(tmp_path):
     path = fake_trace(tmp_path, [("bench::train_step", "user_annotation", 1, 0, 100),
                                  ("aten::item", "cpu_op", 1, 10, 5), ("aten::_local_scalar_dense", "cpu_op", 1, 11, 3),
                                  ("cudaStreamSynchronize", "cuda_runtime", 1, 12, 1)])
-    events = traces.load(path)
-    assert traces.host_syncs(events, traces.steps(events)[0], traces.trainer_threads(events)) == [
+    events = T.load(path)
+    assert T.host_syncs(events, T.steps(events)[0], T.trainer_threads(events)) == [
         "aten::item", "aten::_local_scalar_dense", "cudaStreamSynchronize"]
 
 
 def test_a_file_that_is_not_a_trace_is_one_clear_error(tmp_path):
     (tmp_path / "x.json").write_text("[]")
-    with pytest.raises(traces.TraceError, match="has no traceEvents"):
-        traces.load(tmp_path / "x.json")
-    assert traces.main([str(tmp_path / "x.json")]) == 1
+    with pytest.raises(T.TraceError, match="has no traceEvents"):
+        T.load(tmp_path / "x.json")
+    assert T.main([str(tmp_path / "x.json")]) == 1
 
 
 def test_the_report_shows_where_a_step_goes_per_language(traced, tmp_path):

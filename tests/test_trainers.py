@@ -1,5 +1,5 @@
 """Both trainers, both models, every requested mode, with the suite's config: schema, accuracy thresholds,
-languages agree. The [model x lang x mode] matrix comes from conftest.pytest_generate_tests."""
+languages agree. The [model x lang x mode] matrix comes from suite/plugin/config.py (pytest_generate_tests)."""
 
 import statistics
 
@@ -69,8 +69,16 @@ def test_languages_agree(trainer_results, run_config, model, mode):
 
 
 # Python's empty sample (synchronize + clock read) may cost at most this much more than C++'s: on a GPU a
-# batch-1 CUDA-graph sample is ~0.1 ms, so a few µs of wrapper would already be a few %.
+# batch-1 CUDA-graph sample is ~0.1 ms, so a few µs of wrapper would already be a few %. On CPU an empty sample
+# is ~0.1 µs and the absolute gap decides; on CUDA (a cudaDeviceSynchronize, several µs, and Python's GIL release
+# around it) the relative one does, so that a loaded host does not fail a correct pair.
 MAX_CLOCK_GAP_US = 2.0
+MAX_CLOCK_RATIO = 1.5
+
+
+def clock_limit_us(cpp_us):
+    """The most Python's empty sample may cost, given C++'s."""
+    return max(cpp_us + MAX_CLOCK_GAP_US, cpp_us * MAX_CLOCK_RATIO)
 
 
 def test_clock_costs_the_same_in_both_languages(trainer_results, run_config, model, mode):
@@ -78,8 +86,8 @@ def test_clock_costs_the_same_in_both_languages(trainer_results, run_config, mod
         pytest.skip("needs --langs python,cpp")
     py, cpp = (statistics.median(doc["empty_sample_us"]["median_us"] for doc in trainer_results(model, lang, mode))
                for lang in LANGUAGES)
-    print(f"{model} {mode}: empty sample median python {py:.3f} µs, c++ {cpp:.3f} µs")
-    assert py <= cpp + MAX_CLOCK_GAP_US
+    print(f"{model} {mode}: empty sample median python {py:.3f} µs, c++ {cpp:.3f} µs (limit {clock_limit_us(cpp):.3f})")
+    assert py <= clock_limit_us(cpp)
 
 
 def test_warmup_and_memory_are_recorded(trainer_results, run_config, model, lang, mode):

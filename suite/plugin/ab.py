@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from bench.results import TEST_HOOKS
+from bench.vocab import TEST_HOOKS
 from suite import harness as H
 
 # The trainers' test hooks act on this tree's trainers only: the baseline side runs as committed.

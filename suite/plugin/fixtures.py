@@ -269,11 +269,11 @@ def trainer_processes(run_cache):
 
 @pytest.fixture(scope="session")
 def cross_read(run_cache, tiny_run, tiny_data):
-    """cross_read(reader) -> Run: `reader`'s eval-only run (tiny.eval_argv) of the weights the other language's
-    canonical run trained; both readers run at once."""
-    def get(reader):
-        weights = {lang: tiny_run(lang).folder / tiny.FILES["trained"][1] for lang in LANGUAGES}
-        specs = [(lang, tiny.eval_argv(tiny_data, weights[other]), None)
+    """cross_read(reader, device="cpu") -> Run: `reader`'s eval-only run (tiny.eval_argv) of the weights the other
+    language's canonical run trained; both readers run at once."""
+    def get(reader, device="cpu"):
+        weights = {lang: tiny_run(lang, device=device).folder / tiny.FILES["trained"][1] for lang in LANGUAGES}
+        specs = [(lang, tiny.eval_argv(tiny_data, weights[other], device), None)
                  for lang, other in zip(LANGUAGES, reversed(LANGUAGES))]
         return dict(zip(LANGUAGES, run_cache.runs(specs)))[reader]
     return get

@@ -35,11 +35,11 @@ def check_gate_options(config):
     except gate.GateError as err:
         usage(str(err))
     repeats, option = config.bench_run.repeats, "--gate-ab" if rev is not None else "--gate"
-    if repeats < limits["min_runs"]:
-        usage(f"{option} needs --repeats {limits['min_runs']} or more (a verdict rests on runs, not on the samples "
-              f"of one process; suite/gate.toml min_runs), got --repeats {repeats}")
+    if repeats < limits["min_runs_to_judge"]:
+        usage(f"{option} needs --repeats {limits['min_runs_to_judge']} or more (a verdict rests on runs, not on the "
+              f"samples of one process; suite/gate.toml min_runs_to_judge), got --repeats {repeats}")
     # The A/B sides have as many runs as each other: too few, and no p-value can reach alpha (no verdict ever).
-    needed = next(r for r in range(limits["min_runs"], 1000) if gate.smallest_p(r, r) <= limits["alpha"])
+    needed = next(r for r in range(limits["min_runs_to_judge"], 1000) if gate.smallest_p(r, r) <= limits["alpha"])
     if rev is not None and repeats < needed:
         usage(f"--gate-ab needs --repeats {needed} or more: with {repeats} runs a side the smallest possible p is "
               f"{gate.smallest_p(repeats, repeats):.3g}, above alpha {limits['alpha']} (suite/gate.toml)")

@@ -15,8 +15,8 @@ MODEL = "resnet18"
 TRAIN, TEST, BATCH, EPOCHS = 12, 12, 8, 2
 STEPS_PER_EPOCH = -(-TRAIN // BATCH)
 TRACE_STEPS = STEPS_PER_EPOCH
-LATENCY_SIZES = (1, 4)
-CONCURRENCY = 1
+LATENCY_SIZES, LATENCY_WARMUP = (1, 4), 2
+CONCURRENCY = 2  # threads: concurrent inference, its threads' state (tests/test_process.py)
 # The tiny synthetic set (bench.data.synth): (train records, test records, seed).
 DATA = (320, 64, 7)
 # Each dump: its trainer flag and its file in the run's folder.
@@ -36,19 +36,22 @@ def base_args(data, device="cpu", model=MODEL):
     return ["--device", device, "--model", model, "--data", str(data), "--threads", "1"]
 
 
-def argv(data, mode="default", device="cpu", warmup_steps=1):
+def argv(data, mode="default", device="cpu", warmup_steps=1, traced=True):
     """The canonical run of `mode`: base_args and sizes, deterministic, seed 3, a short warm-up, every step's loss,
-    a little latency and concurrency, the traced last epoch and every dump ("{out}": the run's own folder)."""
-    latency = ["--latency-iters", "2", "--latency-warmup", "1", "--latency-batch-sizes",
+    a little latency and concurrency, the traced last epoch (unless not `traced`) and every dump ("{out}": the run's
+    own folder)."""
+    latency = ["--latency-iters", "2", "--latency-warmup", str(LATENCY_WARMUP), "--latency-batch-sizes",
                ",".join(map(str, LATENCY_SIZES)), "--concurrency", str(CONCURRENCY), "--concurrency-iters", "2"]
-    traces = ["--trace-steps", str(TRACE_STEPS), "--trace-dir", f"{{out}}/{TRACE_DIR}"]
+    traces = ["--trace-steps", str(TRACE_STEPS), "--trace-dir", f"{{out}}/{TRACE_DIR}"] if traced else []
     dumps = [x for flag, name in FILES.values() for x in (flag, f"{{out}}/{name}")]
     return [*base_args(data, device), *sizes(), "--lr", "0.05", "--seed", "3", "--deterministic", "--warmup-steps",
             str(warmup_steps), "--record-step-losses", *latency, *traces, *dumps, *MODES[mode]]
 
 
-def eval_argv(data, weights):
+def eval_argv(data, weights, device="cpu"):
     """An eval-only run of a weights file (another run's --save-weights) on the canonical test records: its logits
-    (--dump-logits) and test metrics. --repeat 3 is recorded and changes nothing."""
-    return [*base_args(data), *NO_LATENCY, "--test-limit", str(TEST), "--eval-only", "--load-weights", str(weights),
-            "--dump-logits", f"{{out}}/{FILES['logits'][1]}", "--repeat", "3"]
+    (--dump-logits) and test metrics (on CUDA with deterministic algorithms: the same kernels for the same shapes in
+    both languages). --repeat 3 is recorded and changes nothing."""
+    deterministic = ["--deterministic"] if device != "cpu" else []
+    return [*base_args(data, device), *NO_LATENCY, *deterministic, "--test-limit", str(TEST), "--eval-only",
+            "--load-weights", str(weights), "--dump-logits", f"{{out}}/{FILES['logits'][1]}", "--repeat", "3"]

@@ -1,8 +1,9 @@
 """How well the gate (suite/gate.py) tells a slowdown from noise on this machine, in both of its modes: a stored
 baseline (`pytest --gate`, `python -m suite.gate`) and the interleaved A/B gate (`pytest --gate-ab REV`).
 
-    python -m suite.gate_power --out DIR [--reruns 10] [--slowdowns 2,5,10] [--repeats 5] [--baseline-repeats 10]
-                               [--langs python] [--train-limit 256] [--batch-size 32] [--epochs 3] [--build-dir DIR]
+    python -m suite.experiments.gate_power --out DIR [--reruns 10] [--slowdowns 2,5,10] [--repeats 5]
+                                           [--baseline-repeats 10] [--langs python] [--train-limit 256]
+                                           [--batch-size 32] [--epochs 3] [--build-dir DIR]
 
 1. The stored baseline: one `pytest tests/test_benchmarks.py --repeats B --benchmark-json` session. The step
    time is calibrated from it: the median steady-state epoch over the steps per epoch, per language.
@@ -32,7 +33,7 @@ from pathlib import Path
 from suite import gate, stats
 from suite import harness as H
 
-PROG = "suite.gate_power"
+PROG = "suite.experiments.gate_power"
 MODES = ("stored", "ab")  # the gate's two modes, as the tables name them
 MODE_NAMES = {"stored": "stored baseline (`--gate` / `python -m suite.gate`)",
               "ab": "interleaved A/B (`--gate-ab HEAD`)"}
@@ -200,8 +201,7 @@ def sensitivity(records, args, limits, base, langs):
 
 
 def run_medians(run, name):
-    return [statistics.median(samples) for samples in gate.runs_of(next(b for b in run["benchmarks"]
-                                                                          if b["name"] == name))]
+    return gate.runs_of(next(b for b in run["benchmarks"] if b["name"] == name)).run_medians
 
 
 def noise(records, base, langs):

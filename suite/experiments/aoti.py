@@ -1,6 +1,7 @@
 """AOTInductor packages of the CIFAR ResNet: built once per configuration and cached; both trainers load them.
 
-    python -m suite.aoti package --model resnet18 --device cpu --precision fp32 [--channels-last] --batch-sizes 1,8
+    python -m suite.experiments.aoti package --model resnet18 --device cpu --precision fp32 [--channels-last]
+                                             --batch-sizes 1,8
 
 builds each missing package and prints the folder to pass to either trainer as --aoti-dir. The folder is keyed
 by the device the kernels were compiled for and the torch version; its files are named by
@@ -24,9 +25,10 @@ from bench.data import cache_dir
 from bench.flags import UsageError, parse_ints
 from bench.infer import use_persistent_inductor_cache
 from bench.model import ResNet, make_model
+from bench.runtime import first_line, print_detail
 from bench.vocab import MAX_BATCH, MODELS, PRECISIONS, aoti_package_name
 
-PROG = "suite.aoti"
+PROG = "suite.experiments.aoti"
 
 
 class AotiError(Exception):
@@ -117,10 +119,10 @@ def build_package(path, model_name, batch_size, device, precision, channels_last
         exported = torch.export.export(model, (x,))
         aoti_compile_and_package(exported, package_path=str(tmp))
         os.replace(tmp, path)
-    except Exception as err:  # export and inductor raise many types; the caller gets one line
-        lines = str(err).strip().splitlines()
+    except Exception as err:  # export and inductor raise many types; the caller gets one line, after the rest
+        print_detail(err)     # (inductor's CppCompileError has the compiler's command and output there)
         raise AotiError(f"cannot build the AOTInductor package {path.name}: {type(err).__name__}: "
-                        f"{lines[0] if lines else ''}") from err
+                        f"{first_line(err)}") from err
     finally:
         tmp.unlink(missing_ok=True)
 

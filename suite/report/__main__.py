@@ -1,0 +1,5 @@
+import sys
+
+from suite.report.cli import main
+
+sys.exit(main())
