@@ -16,6 +16,7 @@ import pytest
 
 from suite import gate
 from suite import harness as H
+from suite.metrics import hooks_set_in
 
 CONFIG = {"preset": "smoke", "batch_size": 32, "epochs": 3}
 MACHINE = {"node": "a", "torch_api_bench": {"cpu_model": "cpu", "cpu_threads": 2, "gpu_names": [], "torch": "2.14"}}
@@ -248,7 +249,7 @@ def test_gate_end_to_end_first_baseline_unchanged_and_slowed(benchmarks_session,
     assert proc.ret == 1, out[-3000:]
     [line] = [x for x in out.splitlines() if "REGRESSION" in x and "test_epoch_time" in x]
     assert "baseline" in line and "now" in line and "change +" in line and "p=0.05" in line
-    assert f"({gate.HOOKED}: BENCH_ADD_MS_PER_STEP={float(ADDED_MS)})" in line
+    assert f"({gate.HOOKED}: BENCH_ADD_MS_PER_STEP={ADDED_MS})" in line
     assert "Traceback" not in out
 
 
@@ -303,8 +304,8 @@ def test_interleaved_ab_gate_alternates_the_trees_and_fails_the_slowed_one(bench
     a_docs = [json.loads(p.read_text()) for p in a_dir.glob("python-*.json")]
     b_docs = [json.loads(p.read_text()) for p in results.glob("python-*.json")]
     # The hook is this tree's only (B): A runs as committed, and the documents say which runs were hooked.
-    assert all(not d.get("test_hooks") for d in a_docs)
-    assert all(d["test_hooks"] == {"BENCH_ADD_MS_PER_STEP": float(ADDED_MS)} for d in b_docs)
+    assert all(not hooks_set_in([d]) for d in a_docs)
+    assert all(hooks_set_in([d]) == {"BENCH_ADD_MS_PER_STEP": str(ADDED_MS)} for d in b_docs)
     a_epochs = [e["train_seconds"] for d in a_docs for e in d["epochs"]]
     b_epochs = [e["train_seconds"] for d in b_docs for e in d["epochs"]]
     added_s = ADDED_MS / 1000  # every B epoch (one step) holds it; no A epoch comes near it
