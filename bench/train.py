@@ -52,7 +52,7 @@ PROG = PROGRAMS["python"]
 EXIT_RUNTIME_ERROR = 1
 EXIT_USAGE_ERROR = 2
 EXIT_SIGNAL_BASE = 128  # killed by signal N: exit 128 + N, as a shell reports it
-MAX_HOOK_SLEEP_MS = 3_600_000  # an hour per step: far above any test's slowdown
+MAX_HOOK_MS = 3_600_000  # an hour per step: far above any test's slowdown
 INT64_MAX = 2**63 - 1
 
 
@@ -66,26 +66,35 @@ class RunError(Exception):
 
 @dataclass(frozen=True)
 class TestHooks:
-    """Test hooks (README "Test hooks"): a per-step sleep, a NaN loss or an abort at one global step; in a
-    distributed run on every rank, or on the rank BENCH_HOOK_RANK names."""
+    """Test hooks (README "Test hooks"): a per-step sleep, a per-step time added to the record without waiting,
+    a NaN loss or an abort at one global step; in a distributed run on every rank, or on the rank BENCH_HOOK_RANK
+    names (BENCH_PLANT: bench/process.py). The results' process section records every hook that was set."""
 
     __test__ = False  # not a pytest test class
     sleep_per_step_ms: float = 0.0
+    add_ms_per_step: float = 0.0
     nan_at_step: int = -1
     crash_at_step: int = -1
 
 
 def read_test_hooks():
     """The hooks set in the environment; a malformed value is a usage error, as a bad flag is."""
-    sleep, nan, crash, rank = (os.environ.get(f"BENCH_{name}") for name in
-                               ("SLEEP_PER_STEP_MS", "NAN_AT_STEP", "CRASH_AT_STEP", "HOOK_RANK"))
+    sleep, add, nan, crash, rank = (os.environ.get(f"BENCH_{name}") for name in
+                                    ("SLEEP_PER_STEP_MS", "ADD_MS_PER_STEP", "NAN_AT_STEP", "CRASH_AT_STEP",
+                                     "HOOK_RANK"))
     if rank and parse_int("BENCH_HOOK_RANK", rank, 0, INT64_MAX) != int(os.environ.get("RANK") or 0):
         return TestHooks()  # the hooks act on another rank
-    # Unset, empty or "0": no sleep (a sleep's own limit excludes 0, as --lr's does).
-    return TestHooks(parse_float("BENCH_SLEEP_PER_STEP_MS", sleep, 0, MAX_HOOK_SLEEP_MS) if sleep not in (None, "", "0")
+    # Unset, empty or "0": none (a time's own limit excludes 0, as --lr's does).
+    return TestHooks(parse_float("BENCH_SLEEP_PER_STEP_MS", sleep, 0, MAX_HOOK_MS) if sleep not in (None, "", "0")
                      else 0.0,
+                     parse_float("BENCH_ADD_MS_PER_STEP", add, 0, MAX_HOOK_MS) if add not in (None, "", "0") else 0.0,
                      parse_int("BENCH_NAN_AT_STEP", nan, 0, INT64_MAX) if nan else -1,
                      parse_int("BENCH_CRASH_AT_STEP", crash, 0, INT64_MAX) if crash else -1)
+
+
+def added_seconds(hooks, steps):
+    """BENCH_ADD_MS_PER_STEP's time for `steps` training steps: added to the recorded times, never waited."""
+    return hooks.add_ms_per_step * steps / 1000
 
 
 def infer_options(args):
@@ -389,7 +398,7 @@ def train(model, optimizer, sources, data, device, args, hooks, replica):
             result = train_epoch(model, optimizer, sources.train(), device, (epoch - 1) * steps_per_epoch,
                                  args.epochs * steps_per_epoch, args, hooks, dump_batch, trace,
                                  args.trace_steps if args.trace_steps < steps_per_epoch else 0, replica)
-            train_seconds = (traced_now_ns(device, trace) - t0) / 1e9
+            train_seconds = (traced_now_ns(device, trace) - t0) / 1e9 + added_seconds(hooks, result.step_losses.numel())
         losses = check_step_losses(result.step_losses, epoch, steps_per_epoch)
         step_losses += losses
         if replica is not None:
@@ -407,7 +416,7 @@ def train(model, optimizer, sources, data, device, args, hooks, replica):
             print_progress(epoch, args.epochs, epochs[-1], seconds_since(start, device))
         if replica is not None:
             dist.barrier(replica.job)
-    total_seconds = seconds_since(start, device)
+    total_seconds = seconds_since(start, device) + added_seconds(hooks, len(step_losses))
     return Training(epochs, step_losses, total_seconds, None if args.eval_only else peak_memory_bytes(device),
                     replica.section(args) if replica is not None else None)
 

@@ -38,15 +38,17 @@ namespace {
 
 constexpr int kExitRuntimeError = 1;
 constexpr int kExitUsageError = 2;
-constexpr int kExitSignalBase = 128;            // killed by signal N: exit 128 + N, as a shell reports it
-constexpr int64_t kMaxHookSleepMs = 3'600'000;  // an hour per step: far above any test's slowdown
+constexpr int kExitSignalBase = 128;       // killed by signal N: exit 128 + N, as a shell reports it
+constexpr int64_t kMaxHookMs = 3'600'000;  // an hour per step: far above any test's slowdown
 
 // ---- test hooks and the options of the parts -------------------------------------------------------
 
-// Test hooks (README "Test hooks"): a per-step sleep, a NaN loss or an abort at one global step; in a distributed
-// run on every rank, or on the rank BENCH_HOOK_RANK names.
+// Test hooks (README "Test hooks"): a per-step sleep, a per-step time added to the record without waiting, a NaN
+// loss or an abort at one global step; in a distributed run on every rank, or on the rank BENCH_HOOK_RANK names
+// (BENCH_PLANT: process.cpp). The results' process section records every hook that was set.
 struct TestHooks {
   double sleep_per_step_ms = 0;
+  double add_ms_per_step = 0;
   int64_t nan_at_step = -1;
   int64_t crash_at_step = -1;
 };
@@ -61,9 +63,12 @@ TestHooks read_test_hooks() {
       return hooks;  // the hooks act on another rank
     }
   }
-  // Unset, empty or "0": no sleep (a sleep's own limit excludes 0, as --lr's does).
+  // Unset, empty or "0": none (a time's own limit excludes 0, as --lr's does).
   if (const char* v = std::getenv("BENCH_SLEEP_PER_STEP_MS"); v && *v && std::string_view(v) != "0") {
-    hooks.sleep_per_step_ms = parse_float("BENCH_SLEEP_PER_STEP_MS", v, 0, kMaxHookSleepMs);
+    hooks.sleep_per_step_ms = parse_float("BENCH_SLEEP_PER_STEP_MS", v, 0, kMaxHookMs);
+  }
+  if (const char* v = std::getenv("BENCH_ADD_MS_PER_STEP"); v && *v && std::string_view(v) != "0") {
+    hooks.add_ms_per_step = parse_float("BENCH_ADD_MS_PER_STEP", v, 0, kMaxHookMs);
   }
   if (const char* v = std::getenv("BENCH_NAN_AT_STEP"); v && *v) {
     hooks.nan_at_step = parse_int("BENCH_NAN_AT_STEP", v, 0, kInt64Max);
@@ -73,6 +78,9 @@ TestHooks read_test_hooks() {
   }
   return hooks;
 }
+
+// BENCH_ADD_MS_PER_STEP's time for `steps` training steps: added to the recorded times, never waited.
+double added_seconds(const TestHooks& hooks, int64_t steps) { return hooks.add_ms_per_step * double(steps) / 1000; }
 
 InferOptions infer_options(const Args& args) {
   return {args.model,         args.precision,      args.channels_last, args.inference_paths,   args.latency_batch_sizes,
@@ -400,7 +408,8 @@ Training train(ResNet& model, torch::optim::SGD& optimizer, const BatchSources& 
       result = train_epoch(model, optimizer, *batches, device, (epoch - 1) * steps_per_epoch,
                            args.epochs * steps_per_epoch, args, hooks, dump_batch, trace.get(),
                            args.trace_steps < steps_per_epoch ? args.trace_steps : 0, replica);
-      train_seconds = double(traced_now_ns(device, trace.get()) - t0) / 1e9;
+      train_seconds =
+          double(traced_now_ns(device, trace.get()) - t0) / 1e9 + added_seconds(hooks, result->step_losses.numel());
     }
     const auto losses = check_step_losses(result->step_losses, epoch, steps_per_epoch);
     training.step_losses.insert(training.step_losses.end(), losses.begin(), losses.end());
@@ -422,7 +431,7 @@ Training train(ResNet& model, torch::optim::SGD& optimizer, const BatchSources& 
     }
     if (replica) barrier(replica->job);
   }
-  training.total_seconds = seconds_since(start, device);
+  training.total_seconds = seconds_since(start, device) + added_seconds(hooks, int64_t(training.step_losses.size()));
   training.peak_memory_bytes = args.eval_only ? Json() : peak_memory_bytes(device);
   if (replica) training.distributed = replica->section(args);
   return training;

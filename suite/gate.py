@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suite import stats
-from suite.metrics import METRICS, test_function
+from suite.metrics import METRICS, hooks_set_in, test_function
 from suite.report.samples import RunSamples
 
 PROG = "suite.gate"
@@ -46,6 +46,7 @@ class Benchmark:
     group: str
     samples: RunSamples  # seconds
     config: dict
+    hooks: dict  # the trainer test hooks its runs had set (extra_info.test_hooks): no measurement when any
 
 
 def load_run(path):
@@ -73,8 +74,9 @@ def metrics_of(run):
     for bench in run["benchmarks"]:
         test = test_function(bench["name"])
         if test in GROUPS:
-            out[bench["name"]] = Benchmark(bench["name"], GROUPS[test], runs_of(bench),
-                                        bench.get("extra_info", {}).get("suite_config", {}))
+            extra = bench.get("extra_info", {})
+            out[bench["name"]] = Benchmark(bench["name"], GROUPS[test], runs_of(bench), extra.get("suite_config", {}),
+                                           extra.get("test_hooks", {}))
     return out
 
 
@@ -186,10 +188,19 @@ def smallest_p(n_a, n_b):
     return 1 / math.comb(n_a + n_b, n_a)
 
 
+HOOKED = "hooked: not a measurement"
+
+
+def hooked_note(*metrics):
+    """' (hooked: not a measurement: VAR=value ...)' when a side's runs had a trainer test hook set, else ''."""
+    hooks = {name: value for metric in metrics for name, value in metric.hooks.items()}
+    return f" ({HOOKED}: {', '.join(f'{k}={v}' for k, v in hooks.items())})" if hooks else ""
+
+
 def judge(metric, base, limits):
     """(regressed, line) for one benchmark against its baseline."""
     threshold, alpha = limits["groups"][metric.group], limits["alpha"]
-    head = f"{metric.name} [{metric.group}]"
+    head = f"{metric.name} [{metric.group}]{hooked_note(metric, base)}"
     if metric.config != base.config:
         return False, f"NO VERDICT {head}: configuration differs: {'; '.join(differences(metric.config, base.config))}"
     n_now, n_base = metric.samples.n_runs, base.samples.n_runs
@@ -243,7 +254,8 @@ def interleaved_baseline(run, docs_for, commit):
         benches.append({"name": bench["name"], "fullname": bench["fullname"], "group": bench.get("group"),
                         "params": params, "stats": {"data": samples.flat()},
                         "extra_info": {"sample_runs": samples.sample_runs(),
-                                       "suite_config": bench.get("extra_info", {}).get("suite_config", {})}})
+                                       "suite_config": bench.get("extra_info", {}).get("suite_config", {}),
+                                       "test_hooks": hooks_set_in(docs)}})
     return {"machine_info": run["machine_info"], "commit_info": {"id": commit, "interleaved_baseline": True},
             "benchmarks": benches}
 
@@ -280,8 +292,9 @@ def run_gate(run, storage=STORAGE, baseline_path=None, thresholds=THRESHOLDS, ma
             write(f"torch-api-bench gate: {line}")
     compared = sum(not x.startswith("NO VERDICT") for x in lines)
     outcome = "" if regressions else (": pass" if compared else ": NO VERDICT (nothing could be judged)")
+    hooked = f" ({HOOKED}: runs with trainer test hooks set)" if any(HOOKED in x for x in lines) else ""
     write(f"torch-api-bench gate: {len(regressions)} regression(s) in {compared} compared benchmark(s), "
-          f"{len(lines) - compared} without a verdict{outcome}")
+          f"{len(lines) - compared} without a verdict{outcome}{hooked}")
     return 1 if regressions else 0
 
 

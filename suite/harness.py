@@ -1,7 +1,7 @@
 """What the pytest suite drives: building the C++ trainer, running either trainer, preparing data.
 
-Kept out of conftest.py so tests, tox and the report can share it. The build is also a command (the GPU session's
-first stage):
+Kept out of the pytest plugin (suite/plugin/) so tests, tox and the report can share it. The build is also a
+command (the GPU session's first stage):
 
     python -m suite.harness build [--build-dir DIR] [--jobs N]     # prints the executable
 """
@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
 
 from filelock import FileLock
@@ -117,20 +118,35 @@ def trainer_command(lang, args, cpp_exe=None):
     raise ValueError(f"unknown language {lang!r}")
 
 
-def run_trainer(lang, args, cpp_exe=None, env=None, echo=None, root=ROOT):
-    """Run a trainer; returns the CompletedProcess (stdout/stderr captured as text). `env` adds variables (a
-    value of None removes one); `root` is the source tree whose Python trainer runs (this checkout by default).
+# Trainer processes started in this process, by language: the suite prints the count at the end of a session.
+TRAINER_STARTS = Counter()
+_STARTS_LOCK = threading.Lock()
+
+
+def start_trainer(lang, args, cpp_exe=None, env=None, root=ROOT, cwd=None, **popen):
+    """Start a trainer (the one place the suite does, so that it can count them) and return the Popen. `env` adds
+    variables to ours (a value of None removes one); `root` is the source tree whose Python trainer runs (this
+    checkout by default) and the working folder unless `cwd` is given; `popen` goes to subprocess.Popen."""
+    cmd = trainer_command(lang, args, cpp_exe)
+    full_env = {k: v for k, v in {**os.environ, "PYTHONPATH": str(root), **(env or {})}.items() if v is not None}
+    with _STARTS_LOCK:
+        TRAINER_STARTS[lang] += 1
+    return subprocess.Popen(cmd, cwd=cwd or root, env=full_env, text=True, **popen)
+
+
+def run_trainer(lang, args, cpp_exe=None, env=None, echo=None, root=ROOT, cwd=None, **popen):
+    """Run a trainer to its end; returns the CompletedProcess (stdout/stderr captured as text). `env`, `root`,
+    `cwd` and `popen`: as start_trainer's.
 
     With `echo`, each stderr line (the per-epoch progress, with elapsed time and ETA) is passed on as it
     arrives: to echo(line) when it is a function (the suite's live terminal lines), else to our stderr
     behind the label `echo`.
     """
-    cmd = trainer_command(lang, args, cpp_exe)
-    full_env = {k: v for k, v in {**os.environ, "PYTHONPATH": str(root), **(env or {})}.items() if v is not None}
-    if echo is None:
-        return subprocess.run(cmd, cwd=root, env=full_env, text=True, capture_output=True)
-    with subprocess.Popen(cmd, cwd=root, env=full_env, text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as proc:
+    with start_trainer(lang, args, cpp_exe, env, root, cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       **popen) as proc:
+        if echo is None:
+            stdout, stderr = proc.communicate()
+            return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         stdout = []
         drain = threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True)
         drain.start()
@@ -143,7 +159,14 @@ def run_trainer(lang, args, cpp_exe=None, env=None, echo=None, root=ROOT):
                 print(f"[{echo}] {line}", end="", file=sys.stderr, flush=True)
         proc.wait()
         drain.join()
-    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(stdout), "".join(stderr))
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(stdout), "".join(stderr))
+
+
+def trainer_starts_line(since=None):
+    """'N trainer processes started (python a, cpp b)', counted since the snapshot `since` (a Counter)."""
+    counts = TRAINER_STARTS - (since or Counter())
+    per_lang = ", ".join(f"{lang} {counts[lang]}" for lang in PROGRAMS)
+    return f"{sum(counts.values())} trainer processes started ({per_lang})"
 
 
 def gpus_for_worker(worker, visible, count):

@@ -85,3 +85,9 @@ METRICS = {
 def test_function(benchmark_name):
     """'test_latency[resnet18-python-default-eager-bs1]' -> 'test_latency'."""
     return benchmark_name.split("[")[0]
+
+
+def hooks_set_in(docs):
+    """{variable: value} of the trainer test hooks any of these runs had set (each document's process section;
+    none is recorded before schema version 6): a run with one is no measurement."""
+    return {name: value for doc in docs for name, value in doc.get("process", {}).get("test_hooks", {}).items()}

@@ -10,7 +10,7 @@ measured accuracy by a margin for run-to-run and machine-to-machine noise; `max_
 
 # (kind, model, epochs, train_records, batch_size) -> entry
 THRESHOLDS = {
-    # Smoke (conftest SMOKE): synthetic 5000/1000 seed 0, --train-limit 1024 --test-limit 500 --batch-size 32
+    # Smoke (suite.plugin.config SMOKE): synthetic 5000/1000 seed 0, --train-limit 1024 --test-limit 500 --batch-size 32
     # --lr 0.02, 1 epoch, CPU (AMD EPYC, 2 threads), torch 2.14.1. Measured 2026-11-24, seeds 0/1/2:
     # 80.6 / 67.0 / 70.2 %, Python and C++ identical to the last digit (gap 0). The floor is the issue's
     # bar for a learnable set; max_gap leaves room for other CPUs and thread counts, where the twins'

@@ -14,8 +14,7 @@ import pytest
 
 from suite import dist as D
 from suite.benchmark_compat import raw_samples
-from suite.metrics import METRICS, concurrency_entries, latency_entries, steady_epochs
-from suite.schema import ResultsError, load_results
+from suite.metrics import METRICS, concurrency_entries, hooks_set_in, latency_entries, steady_epochs
 
 
 class ReplayTimer:
@@ -58,7 +57,9 @@ def common_info(docs, run_config):
     return {"language": doc["language"], "model": doc["model"], "device": doc["device"]["name"],
             "dataset": doc["dataset"], "config": doc["config"], "backend": doc["backend"],
             "torch_version": doc["torch_version"], "suite_config": run_config.identity(),
-            "final": [d["final"] for d in docs]}
+            "final": [d["final"] for d in docs],
+            # a run with a trainer test hook set is no measurement: the gate marks it (suite.gate.hooked_note)
+            "test_hooks": hooks_set_in(docs)}
 
 
 def replay_runs(benchmark, test, docs, params):
@@ -133,43 +134,6 @@ def test_concurrency(benchmark, trainer_results, run_config, model, lang, mode, 
 
 
 # Data-parallel (--world-sizes; suite/dist.py, docs/distributed.md) --------------------------------------------------
-
-@pytest.fixture(scope="module")
-def dist_results(request, run_config, bench_data, results_dir, exe_for):
-    """dist_results(model, lang, mode, world_size): that language's results documents (rank 0's) of --repeats
-    torchrun jobs of `world_size` ranks, the languages alternating, each job run once; the suite's trainer flags,
-    one thread per rank unless --threads says (the same per rank at every world size). A failed job fails the
-    tests that read it."""
-    done = {}
-
-    def run_all(model, mode, world_size):
-        runs = {lang: [] for lang in run_config.langs}
-        for repeat in range(1, run_config.repeats + 1):
-            for lang in run_config.langs:
-                if isinstance(runs[lang], str):
-                    continue
-                out = results_dir / f"{lang}-{model}-{mode}-x{world_size}-r{repeat}.json"
-                args = run_config.trainer_args(model, bench_data, mode, repeat, out.with_name(f"{out.stem}-traces"))
-                proc = D.run_job(lang, [*args, "--threads", str(run_config.threads or 1), "--results", str(out)],
-                                 exe_for(lang), world_size)
-                try:
-                    if proc.returncode:
-                        raise ResultsError(f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}")
-                    runs[lang].append(load_results(out))
-                    request.config.bench_result_files.append(out)  # for --report
-                except ResultsError as err:
-                    runs[lang] = f"{lang} {world_size}-rank job failed: {err}"
-        return runs
-
-    def get(model, lang, mode, world_size):
-        if (model, mode, world_size) not in done:
-            done[model, mode, world_size] = run_all(model, mode, world_size)
-        docs = done[model, mode, world_size][lang]
-        if isinstance(docs, str):
-            pytest.fail(docs, pytrace=False)
-        return docs
-    return get
-
 
 @pytest.mark.benchmark(timer=REPLAY, disable_gc=False, warmup=False)
 def test_dist_step(benchmark, dist_results, run_config, model, lang, mode, world_size):

@@ -1,23 +1,22 @@
 """The regression gate (suite/gate.py) and like-with-like comparison.
 
-The decision logic is tested on constructed runs, where the truth is known. The end-to-end test runs real
-`pytest` sessions of tests/test_benchmarks.py in subprocesses (tiny configuration, own benchmark storage, the
-repository's baselines untouched): save the first baseline, pass unchanged, fail when every training step is
-slowed down. Timing there is compared only against margins no machine's noise reaches (a 50% threshold
-against a slowdown of several times the step time).
+The decision logic is tested on constructed runs, where the truth is known. The end-to-end tests run real
+`pytest` sessions of tests/test_benchmarks.py in this process (pytester; tiny configuration, own benchmark
+storage, the repository's baselines untouched): save the first baseline, pass unchanged, fail when every training
+step is slower. The slowdown is the trainers' recorded test hook BENCH_ADD_MS_PER_STEP, which adds a known time to
+every step's record without waiting (the gate marks such runs: no measurement): a threshold of +10000% against a
+slowdown of thousands of times the step time, margins no machine's noise reaches.
 """
 
 import json
-import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from suite import gate
 from suite import harness as H
+from suite.metrics import hooks_set_in
 
 CONFIG = {"preset": "smoke", "batch_size": 32, "epochs": 3}
 MACHINE = {"node": "a", "torch_api_bench": {"cpu_model": "cpu", "cpu_threads": 2, "gpu_names": [], "torch": "2.14"}}
@@ -190,26 +189,15 @@ def test_the_thresholds_file_covers_every_group():
 # End to end: real pytest sessions
 # ---------------------------------------------------------------------------------------------------------
 
-TINY = ["--device", "cpu", "--models", "resnet18", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
-        "--epochs", "3", "--latency-iters", "5", "--latency-batch-sizes", "1", "--threads", "2"]
-# A test's own thresholds: 50% and alpha 0.05, reachable with 3 runs a side (smallest p 1/20). An unchanged
-# rerun is never 50% slower in all three runs; 3 s of sleep per ~0.3 s step is many times slower.
-LOOSE = '''alpha = 0.05
-min_runs_to_judge = 3
-[groups.epoch_time]
-threshold = 0.5
-[groups.first_epoch]
-threshold = 0.5
-[groups.startup]
-threshold = 5.0
-[groups.latency]
-threshold = 5.0
-[groups.throughput]
-threshold = 5.0
-'''
-# 3 s per step: the slowed epochs stay apart from the baseline's even if the machine's load changes severalfold
-# between the sessions (1 s was not enough on a VM running two other test suites).
-SLOWDOWN_MS = "3000"
+# One step of 8 images an epoch: the gate needs numbers, not work.
+TINY = ["--device", "cpu", "--models", "resnet18", "--train-limit", "8", "--test-limit", "8", "--batch-size", "8",
+        "--epochs", "2", "--latency-iters", "3", "--latency-batch-sizes", "1", "--threads", "1", "--warmup-steps", "0"]
+# A test's own thresholds: +10000% and alpha 0.05, reachable with 3 runs a side (smallest p 1/20). An unchanged
+# rerun is never 101 times slower in all three runs, whatever the machine's load does between sessions.
+LOOSE = "alpha = 0.05\nmin_runs_to_judge = 3\n" + "".join(f"[groups.{group}]\nthreshold = 100.0\n"
+                                                 for group in sorted(set(gate.GROUPS.values())))
+# 1000 s added to each step's record (a step takes a fraction of a second here): never waited for.
+ADDED_MS = 1_000_000
 
 
 def machine_torch():
@@ -218,67 +206,71 @@ def machine_torch():
     return torch.__version__
 
 
-def run_pytest(tmp_path, *args, env=None):
-    # Run from tmp_path with a relative storage: pytest-benchmark's own machine-info warning fails on a
-    # storage folder outside the working directory.
-    cmd = [sys.executable, "-m", "pytest", str(H.ROOT / "tests" / "test_benchmarks.py"), "-p", "no:cacheprovider",
-           "-p", "no:xdist", "--benchmark-storage=file://./storage", *TINY, *args]
-    proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, **(env or {})}, capture_output=True, text=True)
-    return proc, proc.stdout + proc.stderr
+@pytest.fixture
+def benchmarks_session(suite_session, pytester):
+    """benchmarks_session(*args): a session of tests/test_benchmarks.py with TINY, from pytester's folder, its
+    benchmark storage there (relative: pytest-benchmark's own machine-info warning fails on a storage folder
+    outside the working directory), with pytester's folder's loose.toml as thresholds."""
+    (pytester.path / "loose.toml").write_text(LOOSE)
+    return lambda *args: suite_session("test_benchmarks.py", "--benchmark-storage=file://./storage", *TINY, *args)
 
 
-def test_gate_end_to_end_first_baseline_unchanged_and_slowed(tmp_path, cpp_exe):
-    (tmp_path / "loose.toml").write_text(LOOSE)
-    common = ["--build-dir", str(cpp_exe.parent), "--langs", "python", "--repeats", "3", "--gate",
+def test_gate_end_to_end_first_baseline_unchanged_and_slowed(benchmarks_session, pytester, monkeypatch, cpp_exe):
+    tmp_path = pytester.path
+    common = ["--build-dir", str(cpp_exe.parent), "--langs", "cpp", "--repeats", "3", "--gate",
               "--gate-thresholds", str(tmp_path / "loose.toml")]
 
     # 1. No baseline: this run becomes the first, with every sample and the run it came from.
     results = tmp_path / "results"
-    proc, out = run_pytest(tmp_path, *common, "--results-dir", str(results))
-    assert proc.returncode == 0, out[-3000:]
+    proc, out = benchmarks_session(*common, "--results-dir", str(results))
+    assert proc.ret == 0, out[-3000:]
     assert "no baseline for this machine" in out and "saved this run as the first" in out
     [saved] = (tmp_path / "storage").glob(f"*/0001_{gate.FIRST_BASELINE_NAME}.json")
     stored = {b["name"]: b for b in json.loads(saved.read_text())["benchmarks"]}
-    docs = [json.loads((results / f"python-resnet18-default-r{r}.json").read_text()) for r in (1, 2, 3)]
+    docs = [json.loads((results / f"cpp-resnet18-default-r{r}.json").read_text()) for r in (1, 2, 3)]
     assert [d["config"]["repeat"] for d in docs] == [1, 2, 3]
-    epoch = stored["test_epoch_time[resnet18-python-default]"]
+    epoch = stored["test_epoch_time[resnet18-cpp-default]"]
     assert epoch["stats"]["data"] == [e["train_seconds"] for d in docs for e in d["epochs"][1:]]
-    assert epoch["extra_info"]["sample_runs"] == [1, 1, 2, 2, 3, 3]
-    assert stored["test_first_epoch[resnet18-python-default]"]["stats"]["data"] == \
+    assert epoch["extra_info"]["sample_runs"] == [1, 2, 3]
+    assert epoch["extra_info"]["test_hooks"] == {}
+    assert stored["test_first_epoch[resnet18-cpp-default]"]["stats"]["data"] == \
         [d["epochs"][0]["train_seconds"] for d in docs]
-    assert stored["test_startup[resnet18-python-default]"]["stats"]["data"] == [d["startup_seconds"] for d in docs]
+    assert stored["test_startup[resnet18-cpp-default]"]["stats"]["data"] == [d["startup_seconds"] for d in docs]
 
     # 2. Unchanged: the gate finds that baseline and passes.
-    proc, out = run_pytest(tmp_path, *common)
-    assert proc.returncode == 0, out[-3000:]
-    assert f"baseline {saved}" in out and "0 regression(s)" in out
+    proc, out = benchmarks_session(*common)
+    assert proc.ret == 0, out[-3000:]
+    assert f"baseline {saved}" in out and "0 regression(s)" in out and gate.HOOKED not in out
 
-    # 3. Every training step slowed down: the gate fails, one line naming the benchmark and its numbers.
-    proc, out = run_pytest(tmp_path, *common, env={"BENCH_SLEEP_PER_STEP_MS": SLOWDOWN_MS})
+    # 3. Every training step slower: the gate fails, one line naming the benchmark and its numbers, marked as hooked.
+    monkeypatch.setenv("BENCH_ADD_MS_PER_STEP", str(ADDED_MS))
+    proc, out = benchmarks_session(*common)
     print(out[-2000:])
-    assert proc.returncode == 1, out[-3000:]
+    assert proc.ret == 1, out[-3000:]
     [line] = [x for x in out.splitlines() if "REGRESSION" in x and "test_epoch_time" in x]
     assert "baseline" in line and "now" in line and "change +" in line and "p=0.05" in line
+    assert f"({gate.HOOKED}: BENCH_ADD_MS_PER_STEP={ADDED_MS})" in line
     assert "Traceback" not in out
 
 
-def test_compare_pairs_like_with_like_and_names_machine_differences(tmp_path, cpp_exe):
+def test_compare_pairs_like_with_like_and_names_machine_differences(benchmarks_session, pytester, cpp_exe):
     """pytest-benchmark's --benchmark-compare against a run of another configuration: one line saying what
     differs, no verdict (so no failure even at 1%); the machine warning names only the fields that differ.
     Also: with --repeats the languages alternate, each run a fresh process."""
+    tmp_path = pytester.path
     build = ["--build-dir", str(cpp_exe.parent)]
-    proc, out = run_pytest(tmp_path, *build, "--langs", "python", "--epochs", "1", "--benchmark-save=small")
-    assert proc.returncode == 0, out[-3000:]
+    proc, out = benchmarks_session(*build, "--langs", "cpp", "--epochs", "1", "--benchmark-save=small")
+    assert proc.ret == 0, out[-3000:]
     [saved] = (tmp_path / "storage").glob("*/0001_small.json")
     doctored = json.loads(saved.read_text())
     doctored["machine_info"]["torch_api_bench"]["torch"] = "0.0-doctored"
     saved.write_text(json.dumps(doctored))
 
     results = tmp_path / "results"
-    proc, out = run_pytest(tmp_path, *build, "--langs", "python,cpp", "--repeats", "2", "--epochs", "2",
-                           "--benchmark-compare=0001", "--benchmark-compare-fail=median:1%",
-                           "--results-dir", str(results))
-    assert proc.returncode == 0, out[-3000:]
+    proc, out = benchmarks_session(*build, "--langs", "python,cpp", "--repeats", "2", "--epochs", "2",
+                                   "--benchmark-compare=0001", "--benchmark-compare-fail=median:1%",
+                                   "--results-dir", str(results))
+    assert proc.ret == 0, out[-3000:]
     assert "not compared, no verdict: their configuration differs (this run vs stored): epochs: 2 vs 1" in out
     assert "machine_info is different" not in out
     machine = [x for x in out.splitlines() if "machine differs from the baseline" in x]
@@ -289,32 +281,36 @@ def test_compare_pairs_like_with_like_and_names_machine_differences(tmp_path, cp
                                        "python-resnet18-default-r2.json", "cpp-resnet18-default-r2.json"]
 
 
-def test_interleaved_ab_gate_alternates_the_trees_and_fails_the_slowed_one(tmp_path, cpp_exe):
+def test_interleaved_ab_gate_alternates_the_trees_and_fails_the_slowed_one(benchmarks_session, pytester,
+                                                                           monkeypatch):
     """--gate-ab HEAD: HEAD's trainers (A, exported from git) and this tree's (B) alternate A B, B A, A B; the test
     hook slows B only (A runs as committed), and the gate, comparing B with A from the same session, fails."""
     if H.resolve_commit("HEAD") is None:
         pytest.skip("not a git checkout with a commit: nothing to export as the baseline side")
-    (tmp_path / "loose.toml").write_text(LOOSE)
+    tmp_path = pytester.path
     results = tmp_path / "results"
-    proc, out = run_pytest(tmp_path, "--build-dir", str(cpp_exe.parent), "--langs", "python", "--repeats", "3",
-                           "--gate-ab", "HEAD", "--gate-thresholds", str(tmp_path / "loose.toml"),
-                           "--results-dir", str(results), env={"BENCH_SLEEP_PER_STEP_MS": SLOWDOWN_MS})
+    monkeypatch.setenv("BENCH_ADD_MS_PER_STEP", str(ADDED_MS))
+    proc, out = benchmarks_session("--langs", "python", "--repeats", "3", "--gate-ab", "HEAD", "--gate-thresholds",
+                                   str(tmp_path / "loose.toml"), "--results-dir", str(results))
     print(out[-2000:])
-    assert proc.returncode == 1, out[-3000:]
+    assert proc.ret == 1, out[-3000:]
     [line] = [x for x in out.splitlines() if "REGRESSION" in x and "test_epoch_time" in x]
-    assert "change +" in line and "(3 vs 3 runs)" in line
+    assert "change +" in line and "(3 vs 3 runs)" in line and gate.HOOKED in line
     [a_dir] = results.glob("gate-ab-*")
     assert f"baseline commit {H.resolve_commit('HEAD')[:12]}'s trainers, run alternately with this tree's" in out
     files = sorted([*results.glob("*.json"), *a_dir.glob("python-*.json")], key=lambda p: p.stat().st_mtime_ns)
     order = [("A" if p.parent == a_dir else "B") + p.stem[-1] for p in files]
     assert order == ["A1", "B1", "B2", "A2", "A3", "B3"]
-    a_epochs = [e["train_seconds"] for p in a_dir.glob("python-*.json") for e in json.loads(p.read_text())["epochs"]]
-    b_epochs = [e["train_seconds"] for p in results.glob("python-*.json") for e in json.loads(p.read_text())["epochs"]]
-    # A sleep is a guaranteed minimum: every B epoch holds 2 steps of SLOWDOWN_MS. A's runs, interleaved with B's
-    # under the same load, are faster by about those 2 sleeps: half of it is the margin, so a loaded machine passes.
-    sleep_s = float(SLOWDOWN_MS) / 1000
-    assert min(b_epochs) >= 2 * sleep_s, b_epochs
-    assert statistics.median(a_epochs) + sleep_s < statistics.median(b_epochs), (a_epochs, b_epochs)
+    a_docs = [json.loads(p.read_text()) for p in a_dir.glob("python-*.json")]
+    b_docs = [json.loads(p.read_text()) for p in results.glob("python-*.json")]
+    # The hook is this tree's only (B): A runs as committed, and the documents say which runs were hooked.
+    assert all(not hooks_set_in([d]) for d in a_docs)
+    assert all(hooks_set_in([d]) == {"BENCH_ADD_MS_PER_STEP": str(ADDED_MS)} for d in b_docs)
+    a_epochs = [e["train_seconds"] for d in a_docs for e in d["epochs"]]
+    b_epochs = [e["train_seconds"] for d in b_docs for e in d["epochs"]]
+    added_s = ADDED_MS / 1000  # every B epoch (one step) holds it; no A epoch comes near it
+    assert min(b_epochs) >= added_s and max(a_epochs) < added_s, (a_epochs, b_epochs)
+    assert statistics.median(a_epochs) + added_s / 2 < statistics.median(b_epochs)
     saved = json.loads((a_dir / "benchmarks.json").read_text())
     assert {b["name"] for b in saved["benchmarks"]} >= {"test_epoch_time[resnet18-python-default]"}
 
@@ -329,9 +325,9 @@ def test_interleaved_ab_gate_alternates_the_trees_and_fails_the_slowed_one(tmp_p
     (["--gate-ab", "HEAD", "--gate", "--repeats", "5"], "--gate-ab REV compares with REV's trainers"),
     (["--gate-baseline", "x.json"], "--gate-baseline and --gate-thresholds are options of the gate: add --gate"),
 ])
-def test_bad_gate_options_are_usage_errors(tmp_path, args, message):
-    proc, out = run_pytest(tmp_path, *args)
-    assert proc.returncode == 4, out[-2000:]
+def test_bad_gate_options_are_usage_errors(suite_session, args, message):
+    proc, out = suite_session("test_benchmarks.py", *args)
+    assert proc.ret == 4, out[-2000:]
     assert message in out
 
 

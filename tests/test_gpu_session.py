@@ -194,7 +194,7 @@ def test_correctness_runs_the_named_cuda_proofs_only(tmp_path):
     assert len(ids) - len(others) > 20 and all("cuda" in i for i in others), ids
     for proof in ("test_lockstep_training_cuda", "test_training_peak_memory_excludes_the_warmup_cuda",
                   "test_weights_cross_load_same_logits[python-cuda]", "test_weights_cross_load_same_logits[cpp-cuda]",
-                  "test_idiomatic_trains_on_augmented_batches[cpp-cuda-2]"):
+                  "test_idiomatic_trains_on_augmented_batches[cpp-cuda]"):
         assert any(proof in i for i in others), (proof, others)
 
 

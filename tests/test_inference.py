@@ -3,8 +3,10 @@
 Every path must compute what eager computes with the run's own weights: each trainer dumps each path's
 output on its latency input (--dump-logits, "<path>.bs<B>"). The AOTInductor packages are built once, in a process
 of their own as everywhere (suite.harness.aoti_packages runs `python -m suite.experiments.aoti package`, cached
-under BENCH_CACHE), and both languages load the same package from the folder it prints (--aoti-dir). The default
-tests run on CPU; the CUDA graph checks are opt-in (-m gpu).
+under BENCH_CACHE), and both languages load the same package from the folder it prints (--aoti-dir). The compiled
+paths (torch.compile, AOTInductor: a compile each, about a minute on 2 cores
+with a cold cache) are the thorough tier's (-m thorough); the default tier checks the paths a run cannot take and
+concurrency on an eager run. The CUDA graph checks are opt-in (-m gpu).
 """
 
 import pytest
@@ -52,9 +54,10 @@ def aoti_dir(device, precision):
 
 
 @pytest.fixture(scope="module")
-def cpu_run(cached_run, tiny_data, weights):
-    """cpu_run(lang, precision): one small eval-only CPU run with these weights, shared by the tests; returns
-    (validated results, dumped outputs, stderr). fp32 asks for every path and for concurrency."""
+def cpu_run(trainer_run, tiny_data, weights):
+    """cpu_run(lang, precision): one small eval-only CPU run with these weights and every path (the compiled ones
+    included), shared by the tests; returns (validated results, dumped outputs, stderr). fp32 asks for
+    concurrency too."""
     def get(lang, precision="fp32"):
         paths = INFERENCE_PATHS if precision == "fp32" else ("eager", "aoti")
         args = SMALL + ["--device", "cpu", "--data", str(tiny_data), "--load-weights", str(weights),
@@ -62,15 +65,31 @@ def cpu_run(cached_run, tiny_data, weights):
                         "--aoti-dir", aoti_dir("cpu", precision), "--dump-logits", "{out}/outputs.pt"]
         if precision == "fp32":
             args += ["--concurrency", ",".join(map(str, CONCURRENCY)), "--concurrency-iters", str(CONCURRENCY_ITERS)]
-        doc, out, stderr = cached_run(lang, args)
-        return doc, torch.load(out / "outputs.pt", map_location="cpu", weights_only=True), stderr
+        run = trainer_run(lang, args)
+        return run.doc, torch.load(run.folder / "outputs.pt", map_location="cpu", weights_only=True), run.stderr
     return get
+
+
+def eager_paths(lang):
+    """What the default tier's run asks for: no compile but the one C++ turns down (it has no torch.compile)."""
+    return ["eager", "cuda-graph"] + (["compile"] if lang == "cpp" else [])
+
+
+@pytest.fixture(scope="module")
+def eager_run(run_cache, tiny_data, weights):
+    """eager_run(lang): the eval-only CPU run of eager_paths(lang), with concurrency (both languages' at once)."""
+    specs = [(lang, SMALL + ["--device", "cpu", "--data", str(tiny_data), "--load-weights", str(weights),
+                             "--inference-paths", ",".join(eager_paths(lang)), "--concurrency",
+                             ",".join(map(str, CONCURRENCY)), "--concurrency-iters", str(CONCURRENCY_ITERS)], None)
+             for lang in LANGUAGES]
+    return lambda lang: dict(zip(LANGUAGES, run_cache.runs(specs)))[lang]
 
 
 def max_diff(a, b):
     return (a - b).abs().max().item()
 
 
+@pytest.mark.thorough
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_compiled_paths_match_eager(cpu_run, lang):
     _, out, _ = cpu_run(lang)
@@ -83,6 +102,7 @@ def test_compiled_paths_match_eager(cpu_run, lang):
         assert diff <= 1e-4
 
 
+@pytest.mark.thorough
 def test_aoti_same_in_both_languages(cpu_run):
     """The same package with the same weights on the same input: the same logits in both languages."""
     py, cpp = cpu_run("python")[1], cpu_run("cpp")[1]
@@ -91,23 +111,35 @@ def test_aoti_same_in_both_languages(cpu_run):
     assert diff <= 1e-5
 
 
-@pytest.mark.parametrize("lang", LANGUAGES)
-def test_unavailable_paths_are_listed_not_fatal(cpu_run, lang):
-    doc, _, stderr = cpu_run(lang)  # exit 0, results valid
+def check_unavailable(doc, stderr, lang, requested):
+    """The paths this CPU run cannot take are listed with their reason and said on stderr; the rest are measured."""
     expected = {"inference path cuda-graph": "CUDA graphs need a CUDA device"}
-    if lang == "cpp":
+    if lang == "cpp" and "compile" in requested:
         expected["inference path compile"] = "torch.compile has no C++ API"
     assert {u["feature"]: u["reason"] for u in doc["unavailable"]} == expected
     for feature, reason in expected.items():
         assert f"{PROGRAMS[lang]}: note: {feature} skipped: {reason}" in stderr
-    measured = [p for p in INFERENCE_PATHS if f"inference path {p}" not in expected]
+    measured = [p for p in requested if f"inference path {p}" not in expected]
     assert [(lat["path"], lat["batch_size"]) for lat in doc["latency"]] == [(p, 1) for p in measured]
-    assert doc["config"]["inference_paths"] == list(INFERENCE_PATHS)
+    assert doc["config"]["inference_paths"] == list(requested)
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_concurrency_entries(cpu_run, lang):
-    doc, _, _ = cpu_run(lang)
+def test_unavailable_paths_are_listed_not_fatal(eager_run, lang):
+    run = eager_run(lang)  # exit 0, results valid
+    check_unavailable(run.doc, run.stderr, lang, eager_paths(lang))
+
+
+@pytest.mark.thorough
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_unavailable_paths_are_listed_not_fatal_beside_the_compiled_ones(cpu_run, lang):
+    doc, _, stderr = cpu_run(lang)
+    check_unavailable(doc, stderr, lang, INFERENCE_PATHS)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_concurrency_entries(eager_run, lang):
+    doc = eager_run(lang).doc
     assert [c["threads"] for c in doc["concurrency"]] == list(CONCURRENCY)
     for c in doc["concurrency"]:
         assert c["requests"] == c["threads"] * CONCURRENCY_ITERS == len(c["samples_ms"])

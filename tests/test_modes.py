@@ -8,24 +8,23 @@ numbers by design: tests/test_pipeline.py covers it; the inference paths: tests/
 
 import pytest
 import torch
+from helpers import dumped
 
 from bench import vocab
-from bench.vocab import LANGUAGES, MODES
+from bench.vocab import LANGUAGES
+from suite.plugin import tiny
 
-LOCKSTEP = ["--device", "cpu", "--model", "resnet18", "--train-limit", "96", "--test-limit", "16", "--batch-size", "32",
-            "--epochs", "1", "--lr", "0.02", "--threads", "1", "--deterministic", "--seed", "5",
-            "--record-step-losses", "--latency-iters", "0"]
 # bf16 alone is covered by bf16-cl (both flags) and the comparison with channels-last below.
 LOCKSTEP_MODES = ["default", "foreach", "channels-last", "bf16-cl", "cudnn-benchmark"]
 
 
 @pytest.fixture(scope="module")
-def lockstep_run(cached_run, tiny_data):
-    """lockstep_run(lang, mode) -> (results document, trained weights); each run once per session."""
+def lockstep_run(tiny_run):
+    """lockstep_run(lang, mode) -> (results document, trained weights): the mode's canonical tiny run (suite/plugin/
+    tiny.py: CPU, one thread, deterministic, every step's loss), shared with the other tests of the session."""
     def get(lang, mode):
-        doc, out, _ = cached_run(lang, [*LOCKSTEP, "--data", str(tiny_data), *MODES[mode],
-                                        "--save-weights", "{out}/weights.pt"])
-        return doc, torch.load(out / "weights.pt", weights_only=True)
+        run = tiny_run(lang, mode)
+        return run.doc, dumped(run, "trained")
     return get
 
 
@@ -34,7 +33,7 @@ def test_mode_in_lockstep_across_languages(mode, lockstep_run):
     (py, py_weights), (cpp, cpp_weights) = lockstep_run("python", mode), lockstep_run("cpp", mode)
     lp, lc = py["step_losses"], cpp["step_losses"]
     print(f"\n{mode}: python {lp}\n{' ' * len(mode)}  c++    {lc}")
-    assert len(lp) == len(lc) == 3
+    assert len(lp) == len(lc) == tiny.EPOCHS * tiny.STEPS_PER_EPOCH
     assert lp == lc, f"{mode}: per-step losses differ"
     for key in py_weights:
         assert torch.equal(py_weights[key], cpp_weights[key]), f"{mode}: trained {key} differs"

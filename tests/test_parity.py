@@ -9,58 +9,43 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import dumped, other, run_ok
 
 from bench import data as D
 from bench import model as M
 from bench.vocab import LANGUAGES, MODELS
 from suite import harness as H
+from suite.plugin import tiny
+from suite.plugin.tiny import NO_LATENCY
 
 REAL_SUBSET = H.ROOT.parent / "shared" / "data" / "cifar10-real-subset"
-NO_LATENCY = ["--latency-iters", "0"]
-# These proofs are about CPU arithmetic (bit-identity on one thread); on a GPU host "auto" would pick CUDA.
-# The CUDA lockstep is test_lockstep_training_cuda (-m gpu).
-CPU = ["--device", "cpu"]
 # CUDA lockstep: bit-identity is asserted where the kernels are deterministic (init, data, the first step);
 # beyond it, float32 rounding differences of order 1e-7 that compound over 6 steps stay far below this.
 CUDA_LOCKSTEP_RTOL = 1e-4
-
-
-def run_ok(lang, args, exe, **kw):
-    proc = H.run_trainer(lang, args, exe, **kw)
-    assert proc.returncode == 0, f"{lang} trainer failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
-    return proc
-
-
-def load(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-# What each file of run_both is, as a trainer flag.
-FILE_FLAGS = {"init": "--dump-init", "batch": "--dump-batch", "logits": "--dump-logits", "trained": "--save-weights"}
-
-
-def run_both(tmp_path, cpp_exe, args, files=("init", "batch", "logits"), **kw):
-    """Run both trainers with the same flags; return {lang: {name: loaded file}} and their results."""
-    out, docs = {}, {}
-    from suite.schema import load_results
-
-    for lang in LANGUAGES:
-        paths = {name: tmp_path / f"{lang}-{name}.pt" for name in files}
-        dump_flags = sum(([FILE_FLAGS[name], str(p)] for name, p in paths.items()), [])
-        res = tmp_path / f"{lang}.json"
-        run_ok(lang, args + dump_flags + ["--results", str(res)], cpp_exe, **kw)
-        out[lang] = {name: load(p) for name, p in paths.items()}
-        docs[lang] = load_results(res)
-    return out, docs
+# The timed-interval runs' sleep per step, and the time each step adds to the record without waiting.
+SLEEP_S, ADDED_S = 5.0, 1000.0
 
 
 # 1. Architecture ---------------------------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def initial_weights(tiny_run, trainer_pair, tiny_data):
+    """initial_weights(model) -> {lang: (results, --dump-init weights)}: ResNet18's from the canonical runs; ResNet34
+    from an eval-only pair of its own (the only ResNet34 runs of the default tier)."""
+    def get(model):
+        if model == tiny.MODEL:
+            runs = {lang: tiny_run(lang) for lang in LANGUAGES}
+        else:
+            runs = trainer_pair([*tiny.base_args(tiny_data, model=model), *NO_LATENCY, "--eval-only",
+                                 "--test-limit", "8", "--dump-init", "{out}/init.pt"])
+        return {lang: (run.doc, dumped(run, "init")) for lang, run in runs.items()}
+    return get
+
+
 @pytest.mark.parametrize("model", list(MODELS))
-def test_architecture_identical(tmp_path, cpp_exe, tiny_data, expected_params, model):
-    args = [*CPU, "--model", model, "--data", str(tiny_data), "--eval-only", "--test-limit", "8", *NO_LATENCY]
-    dumps, docs = run_both(tmp_path, cpp_exe, args, files=("init",))
-    py, cpp = dumps["python"]["init"], dumps["cpp"]["init"]
+def test_architecture_identical(initial_weights, expected_params, model):
+    runs = initial_weights(model)
+    py, cpp = runs["python"][1], runs["cpp"][1]
     reference = M.make_model(model).state_dict()
     assert list(py) == list(reference), "Python weights file keys differ from the Python model"
     assert list(cpp) == list(py), "C++ state_dict keys or their order differ from Python's"
@@ -69,47 +54,31 @@ def test_architecture_identical(tmp_path, cpp_exe, tiny_data, expected_params, m
     buffers = [k for k in py if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert len(buffers) == 3 * sum(1 for k in py if k.endswith("running_mean")) > 0
     for lang in LANGUAGES:
-        assert docs[lang]["param_count"] == expected_params[model], lang
+        assert runs[lang][0]["param_count"] == expected_params[model], lang
     assert sum(v.numel() for k, v in cpp.items() if k not in buffers) == expected_params[model]
 
 
 # 2. Weights to logits -----------------------------------------------------------------------------------------
 
-CUDA = pytest.param(["--device", "cuda", "--deterministic"], id="cuda", marks=[
-    pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")])
+CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                       reason="needs CUDA")])
 
 
-@pytest.mark.parametrize("device", [pytest.param(CPU, id="cpu"), CUDA])
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("writer", LANGUAGES)
-def test_weights_cross_load_same_logits(tmp_path, cpp_exe, tiny_data, writer, device):
-    """Weights trained and saved by one language give the same logits and accuracy in the other (on CUDA with
-    deterministic algorithms: the same kernels for the same shapes in both)."""
-    reader = "cpp" if writer == "python" else "python"
-    base = [*device, "--model", "resnet18", "--data", str(tiny_data), "--threads", "1", *NO_LATENCY]
-    weights = tmp_path / "w.pt"
-    run_ok(writer, base + ["--train-limit", "64", "--batch-size", "32", "--save-weights", str(weights),
-                           "--dump-logits", str(tmp_path / "writer.pt"), "--results", str(tmp_path / "w.json")],
-           cpp_exe)
-    run_ok(reader, base + ["--eval-only", "--load-weights", str(weights), "--dump-logits",
-                           str(tmp_path / "reader.pt"), "--results", str(tmp_path / "r.json")], cpp_exe)
-    a, b = load(tmp_path / "writer.pt")["logits"], load(tmp_path / "reader.pt")["logits"]
+def test_weights_cross_load_same_logits(tiny_run, cross_read, writer, device):
+    """Weights trained and saved by one language give the same logits and accuracy in the other (the reader's
+    eval-only run of the writer's canonical run's weights; on CUDA with deterministic algorithms: the same kernels
+    for the same shapes in both)."""
+    written, read = tiny_run(writer, device=device), cross_read(other(writer), device)
+    a, b = dumped(written, "logits")["logits"], dumped(read, "logits")["logits"]
     diff = (a - b).abs().max().item()
-    print(f"{writer} -> {reader}: max |logit difference| = {diff:.3g} over {tuple(a.shape)}")
+    print(f"{writer} -> {other(writer)}: max |logit difference| = {diff:.3g} over {tuple(a.shape)}")
     assert diff <= 1e-4
-    acc_w = json.loads((tmp_path / "w.json").read_text())["final"]["test_accuracy"]
-    acc_r = json.loads((tmp_path / "r.json").read_text())["final"]["test_accuracy"]
-    assert acc_w == acc_r
+    assert written.doc["final"]["test_accuracy"] == read.doc["final"]["test_accuracy"]
 
 
 # 3. Lockstep training ----------------------------------------------------------------------------------------
-
-def lockstep_args(device, tiny_data):
-    """Same seed, one thread, deterministic algorithms; 80 records in batches of 32 and 40 test images, so the
-    warm-up (the trainers' default) and the timed epochs meet partial training and evaluation batches."""
-    return ["--device", device, "--model", "resnet18", "--data", str(tiny_data), "--train-limit", "80",
-            "--test-limit", "40", "--batch-size", "32", "--epochs", "2", "--lr", "0.05", "--threads", "1",
-            "--deterministic", "--seed", "3", "--record-step-losses", *NO_LATENCY]
-
 
 def print_losses(lp, lc):
     print("\nstep  python loss     c++ loss        rel diff")
@@ -117,64 +86,60 @@ def print_losses(lp, lc):
         print(f"{i:4d}  {a:.8f}  {b:.8f}  {abs(a - b) / abs(a):.2e}")
 
 
-def test_lockstep_training(tmp_path, cpp_exe, tiny_data):
+def test_lockstep_training(tiny_run):
     """Identical init, first batch, every per-step loss (bit for bit: both call the same ATen kernels in the
-    same order) and identical trained weights, with the default warm-up before the first timed step."""
-    dumps, docs = run_both(tmp_path, cpp_exe, lockstep_args("cpu", tiny_data),
-                           files=("init", "batch", "logits", "trained"))
-    py, cpp = dumps["python"], dumps["cpp"]
+    same order) and identical trained weights, with a warm-up before the first timed step (the canonical runs)."""
+    runs = {lang: tiny_run(lang) for lang in LANGUAGES}
+    py, cpp = ({name: dumped(runs[lang], name) for name in tiny.FILES} for lang in LANGUAGES)
     for key in py["init"]:
         assert torch.equal(py["init"][key], cpp["init"][key]), f"initial {key} differs"
     assert torch.equal(py["batch"]["labels"], cpp["batch"]["labels"]), "different shuffle order"
     assert torch.equal(py["batch"]["images"], cpp["batch"]["images"]), "different crop/flip draws"
-    lp, lc = docs["python"]["step_losses"], docs["cpp"]["step_losses"]
+    lp, lc = runs["python"].doc["step_losses"], runs["cpp"].doc["step_losses"]
     print_losses(lp, lc)
-    assert len(lp) == len(lc) == 6  # 3 steps per epoch (32, 32, 16 images), 2 epochs
+    assert len(lp) == len(lc) == tiny.EPOCHS * tiny.STEPS_PER_EPOCH  # a full batch, then a partial one, each epoch
     assert lp == lc, "per-step losses differ"
     for key in py["trained"]:
         assert torch.equal(py["trained"][key], cpp["trained"][key]), f"trained {key} differs"
-    assert [e["lr"] for e in docs["python"]["epochs"]] == [e["lr"] for e in docs["cpp"]["epochs"]]
+    assert [e["lr"] for e in runs["python"].doc["epochs"]] == [e["lr"] for e in runs["cpp"].doc["epochs"]]
     assert torch.equal(py["logits"]["logits"], cpp["logits"]["logits"])
-    for doc in docs.values():
-        assert doc["config"]["warmup_steps"] > 0 and doc["warmup_seconds"] > 0
+    for run in runs.values():
+        assert run.doc["config"]["warmup_steps"] > 0 and run.doc["warmup_seconds"] > 0
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_warmup_leaves_the_run_untouched(tmp_path, cpp_exe, tiny_data, lang):
+def test_warmup_leaves_the_run_untouched(tiny_run, trainer_pair, tiny_data, lang):
     """Warm-up steps train on a throwaway optimizer with draws of their own and restore the weights and
-    BatchNorm buffers: a run with 5 warm-up steps is bit for bit the run with none, and says how long its
-    warm-up took."""
-    out = {}
-    for steps in (0, 5):
-        res, weights = tmp_path / f"{steps}.json", tmp_path / f"{steps}.pt"
-        run_ok(lang, lockstep_args("cpu", tiny_data) + ["--warmup-steps", str(steps), "--results", str(res),
-                                                        "--save-weights", str(weights)], cpp_exe)
-        out[steps] = json.loads(res.read_text()), load(weights)
-    (cold, cold_w), (warm, warm_w) = out[0], out[5]
-    assert cold["warmup_seconds"] is None and warm["warmup_seconds"] > 0
-    assert warm["config"]["warmup_steps"] == 5
-    assert warm["step_losses"] == cold["step_losses"], "warm-up changed the run's per-step losses"
+    BatchNorm buffers: the canonical run (with a warm-up) is bit for bit the same run without one (its own run),
+    and says how long its warm-up took."""
+    warm = tiny_run(lang)
+    cold = trainer_pair(tiny.argv(tiny_data, warmup_steps=0))[lang]
+    assert cold.doc["warmup_seconds"] is None and warm.doc["warmup_seconds"] > 0
+    assert warm.doc["config"]["warmup_steps"] > 0 and cold.doc["config"]["warmup_steps"] == 0
+    assert warm.doc["step_losses"] == cold.doc["step_losses"], "warm-up changed the run's per-step losses"
+    cold_w, warm_w = dumped(cold, "trained"), dumped(warm, "trained")
     for key in cold_w:  # running_mean/var and num_batches_tracked included
         assert torch.equal(warm_w[key], cold_w[key]), f"warm-up changed the trained {key}"
-    assert [e["test_loss"] for e in warm["epochs"]] == [e["test_loss"] for e in cold["epochs"]]
+    assert [e["test_loss"] for e in warm.doc["epochs"]] == [e["test_loss"] for e in cold.doc["epochs"]]
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_lockstep_training_cuda(tmp_path, cpp_exe, tiny_data):
-    """Lockstep on CUDA with deterministic algorithms: init and data bit-identical (both are made on the CPU
-    generator), the first step's loss bit-identical (the same deterministic kernels on the same inputs); later
-    steps and the trained weights within CUDA_LOCKSTEP_RTOL, printed, for kernels whose reductions cuDNN and
-    cuBLAS may order differently from one process to the next even when deterministic in each."""
-    dumps, docs = run_both(tmp_path, cpp_exe, lockstep_args("cuda", tiny_data), files=("init", "batch", "trained"))
-    py, cpp = dumps["python"], dumps["cpp"]
+def test_lockstep_training_cuda(tiny_run):
+    """Lockstep on CUDA with deterministic algorithms (the canonical runs on CUDA): init and data bit-identical
+    (both are made on the CPU generator), the first step's loss bit-identical (the same deterministic kernels on
+    the same inputs); later steps and the trained weights within CUDA_LOCKSTEP_RTOL, printed, for kernels whose
+    reductions cuDNN and cuBLAS may order differently from one process to the next even when deterministic in
+    each."""
+    runs = {lang: tiny_run(lang, device="cuda") for lang in LANGUAGES}
+    py, cpp = ({name: dumped(runs[lang], name) for name in ("init", "batch", "trained")} for lang in LANGUAGES)
     for key in py["init"]:
         assert torch.equal(py["init"][key], cpp["init"][key]), f"initial {key} differs"
     assert torch.equal(py["batch"]["images"], cpp["batch"]["images"]), "different crop/flip draws"
-    lp, lc = docs["python"]["step_losses"], docs["cpp"]["step_losses"]
+    lp, lc = runs["python"].doc["step_losses"], runs["cpp"].doc["step_losses"]
     print_losses(lp, lc)
-    assert docs["python"]["device"]["type"] == docs["cpp"]["device"]["type"] == "cuda"
-    assert len(lp) == len(lc) == 6 and lp[0] == lc[0], "the first step's loss differs"
+    assert runs["python"].doc["device"]["type"] == runs["cpp"].doc["device"]["type"] == "cuda"
+    assert len(lp) == len(lc) == tiny.EPOCHS * tiny.STEPS_PER_EPOCH and lp[0] == lc[0], "the first loss differs"
     worst = max(abs(a - b) / abs(a) for a, b in zip(lp, lc))
     weights = max(((py["trained"][k].double() - cpp["trained"][k].double()).abs().max()
                    / py["trained"][k].double().abs().max().clamp_min(1e-12)).item()
@@ -193,13 +158,13 @@ def shape_of(value):
     return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
 
 
-def test_results_documents_have_the_same_shape(tmp_path, cpp_exe, tiny_data):
-    """Beyond the validator: every key and type of the two languages' documents is the same."""
-    args = [*CPU, "--data", str(tiny_data), "--train-limit", "32", "--test-limit", "16", "--batch-size", "32",
-            "--latency-iters", "2", "--latency-batch-sizes", "1", "--concurrency", "1", "--concurrency-iters", "2",
-            "--record-step-losses"]
-    _, docs = run_both(tmp_path, cpp_exe, args, files=())
-    shapes = {lang: shape_of(doc) for lang, doc in docs.items()}
+def test_results_documents_have_the_same_shape(tiny_run):
+    """Beyond the validator: every key and type of the two languages' documents is the same (the canonical runs:
+    step losses, latency, concurrency and traces included)."""
+    runs = {lang: tiny_run(lang) for lang in LANGUAGES}
+    py, cpp = (runs[lang].doc for lang in LANGUAGES)
+    assert py["latency"] and py["concurrency"] and py["traces"] and "step_losses" in py
+    shapes = {lang: shape_of(run.doc) for lang, run in runs.items()}
     assert shapes["cpp"]["process"].pop("gc") == "NoneType", "C++ has no garbage collector"  # docs/twins.md
     assert shapes["cpp"]["process"].pop("interpreter") == "NoneType", "C++ has no interpreter"
     assert set(shapes["python"]["process"].pop("interpreter")) == {"version", "implementation", "gil_enabled",
@@ -208,41 +173,66 @@ def test_results_documents_have_the_same_shape(tmp_path, cpp_exe, tiny_data):
                                                      "collections_in_windows": ["number"],
                                                      "seconds_in_windows": "number"}
     assert shapes["python"] == shapes["cpp"]
-    py, cpp = docs["python"], docs["cpp"]
     assert py["torch_version"] == cpp["torch_version"] and py["device"] == cpp["device"]
-    assert py["config"] == cpp["config"] and py["dataset"] == cpp["dataset"]
+    # Each run writes into its own folder: the configs name it, the same way ("{out}/traces").
+    config = {lang: json.loads(json.dumps(run.doc["config"]).replace(str(run.folder), "{out}"))
+              for lang, run in runs.items()}
+    assert config["python"] == config["cpp"] and py["dataset"] == cpp["dataset"]
+    assert py["process"]["test_hooks"] == cpp["process"]["test_hooks"] == {}
     from bench.results import SCHEMA_VERSION  # C++'s kSchemaVersion has no other tie to it
 
     assert py["schema_version"] == cpp["schema_version"] == SCHEMA_VERSION
 
 
-def test_timed_intervals_cover_what_they_claim(tmp_path, cpp_exe, tiny_data):
+@pytest.fixture(scope="module")
+def clock_hooked(trainer_pair, tiny_data):
+    """Both trainers with both clock hooks (the only runs that sleep): BENCH_SLEEP_PER_STEP_MS sleeps SLEEP_S in every
+    training step, BENCH_ADD_MS_PER_STEP adds ADDED_S to every step's record without waiting; 2 steps, no warm-up."""
+    args = [*tiny.base_args(tiny_data), *tiny.sizes(train=2 * tiny.BATCH, test=tiny.BATCH, epochs=1), *NO_LATENCY,
+            "--warmup-steps", "0"]
+    return trainer_pair(args, env={"BENCH_SLEEP_PER_STEP_MS": str(SLEEP_S * 1000),
+                                   "BENCH_ADD_MS_PER_STEP": str(ADDED_S * 1000)})
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_timed_intervals_cover_what_they_claim(clock_hooked, lang):
     """An epoch's time holds every training step and no evaluation, in both languages, shown with the
     BENCH_SLEEP_PER_STEP_MS hook. A sleep is a guaranteed minimum: 2 steps of 5 s make train_seconds >= 10 s
     whatever the machine. A step's sleep inside the evaluation would add 5 s to eval_seconds; without it, the
     evaluation (a forward of 16 images) takes less than the epoch's own work besides its sleeps (forward and
-    backward of 64 images), on any machine, loaded or not: the bound is relative to the same run's speed (an
+    backward of 32 images), on any machine, loaded or not: the bound is relative to the same run's speed (an
     absolute bound failed on a 2-core Xeon with torch 2.15, and on a starved process here). tests/test_traces.py
     proves the same from the profiler's traces."""
-    sleep_s = 5.0
-    args = [*CPU, "--data", str(tiny_data), "--train-limit", "64", "--test-limit", "16", "--batch-size", "32",
-            *NO_LATENCY]
-    for lang in LANGUAGES:
-        out = tmp_path / f"{lang}.json"
-        run_ok(lang, args + ["--results", str(out)], cpp_exe, env={"BENCH_SLEEP_PER_STEP_MS": str(sleep_s * 1000)})
-        [epoch] = json.loads(out.read_text())["epochs"]
-        assert epoch["train_seconds"] >= 2 * sleep_s, f"{lang}: a training step fell outside the epoch"
-        work = epoch["train_seconds"] - 2 * sleep_s
-        assert epoch["eval_seconds"] < work + sleep_s / 2, (
-            f"{lang}: a training step's sleep landed in the evaluation (eval {epoch['eval_seconds']:.2f} s, "
-            f"the epoch's work besides its sleeps {work:.2f} s)")
+    [epoch] = clock_hooked[lang].doc["epochs"]
+    hooks = 2 * (SLEEP_S + ADDED_S)
+    assert epoch["train_seconds"] >= hooks, f"{lang}: a training step fell outside the epoch"
+    work = epoch["train_seconds"] - hooks
+    assert epoch["eval_seconds"] < work + SLEEP_S / 2, (
+        f"{lang}: a training step's sleep landed in the evaluation (eval {epoch['eval_seconds']:.2f} s, "
+        f"the epoch's work besides its sleeps {work:.2f} s)")
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_added_time_is_recorded_not_waited_and_the_hooks_are_named(clock_hooked, lang):
+    """BENCH_ADD_MS_PER_STEP: each step's ADDED_S is in the epoch's time, its rate and the window's total, and was
+    never waited (the process took less than one step's worth); the results name both hooks."""
+    run = clock_hooked[lang]
+    [epoch] = run.doc["epochs"]
+    assert 2 * ADDED_S < epoch["train_seconds"] < 2 * ADDED_S + run.seconds
+    assert epoch["images_per_second"] == pytest.approx(2 * tiny.BATCH / epoch["train_seconds"])
+    assert run.doc["total_seconds"] >= epoch["train_seconds"]
+    assert run.seconds < ADDED_S, f"{lang}: the process waited for the added time"
+    assert run.doc["process"]["test_hooks"] == {"BENCH_SLEEP_PER_STEP_MS": str(SLEEP_S * 1000),
+                                                "BENCH_ADD_MS_PER_STEP": str(ADDED_S * 1000)}
 
 
 # 4. Data ----------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("which", ["synthetic", "real-subset"])
-def test_same_decoded_and_augmented_data(tmp_path, cpp_exe, tiny_data, which):
+def test_same_decoded_and_augmented_data(tiny_run, trainer_pair, tiny_data, which):
+    """The first augmented batch and the test images, both languages: the canonical runs on the synthetic set; on the
+    real images, one epoch of one batch of their own (other data)."""
     folder = tiny_data if which == "synthetic" else REAL_SUBSET
     if not Path(folder).is_dir():
         pytest.skip(f"{folder} not present")
@@ -252,21 +242,22 @@ def test_same_decoded_and_augmented_data(tmp_path, cpp_exe, tiny_data, which):
         for line in (folder / "SHA256SUMS").read_text().splitlines():
             digest, name = line.split()
             assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, f"{name} is corrupt"
-    # One epoch of one batch: --dump-batch writes the first augmented batch and the test images.
-    args = [*CPU, "--data", str(folder), "--train-limit", "64", "--test-limit", "64", "--batch-size", "64",
-            "--seed", "11", *NO_LATENCY]
-    dumps, docs = run_both(tmp_path, cpp_exe, args, files=("batch",))
-    py, cpp = dumps["python"]["batch"], dumps["cpp"]["batch"]
+        runs = trainer_pair([*tiny.base_args(folder), *tiny.sizes(train=64, test=64, batch=64, epochs=1), *NO_LATENCY,
+                             "--seed", "11", "--warmup-steps", "0", "--dump-batch", "{out}/batch.pt"])
+    else:
+        runs = {lang: tiny_run(lang) for lang in LANGUAGES}
+    py, cpp = (dumped(runs[lang], "batch") for lang in LANGUAGES)
     assert torch.equal(py["test_images"], cpp["test_images"]), "decoding/normalization differs"
     assert torch.equal(py["images"], cpp["images"]), "augmentation differs"
     assert torch.equal(py["labels"], cpp["labels"])
-    assert docs["python"]["dataset"] == docs["cpp"]["dataset"], "dataset identity (kind/hash/counts) differs"
+    assert runs["python"].doc["dataset"] == runs["cpp"].doc["dataset"], "dataset identity (kind/hash/counts) differs"
     # And both match an independent decoding of the files: label byte, then CHW pixels.
-    raw = (Path(folder) / "test_batch.bin").read_bytes()[: 64 * D.RECORD_BYTES]
-    rec = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(64, D.RECORD_BYTES)
+    n = py["test_images"].shape[0]
+    raw = (Path(folder) / "test_batch.bin").read_bytes()[: n * D.RECORD_BYTES]
+    rec = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(n, D.RECORD_BYTES)
     mean = torch.tensor(D.CIFAR_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(D.CIFAR_STD).view(1, 3, 1, 1)
-    expected = (rec[:, 1:].view(64, 3, 32, 32).float() / 255 - mean) / std
+    expected = (rec[:, 1:].view(n, 3, 32, 32).float() / 255 - mean) / std
     assert torch.allclose(py["test_images"], expected, atol=1e-6)
 
 
@@ -320,14 +311,11 @@ def test_real_subset_accuracy_agrees(results_dir, cpp_exe, run_config, model):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_training_peak_memory_excludes_the_warmup_cuda(tmp_path, cpp_exe, tiny_data, lang):
+def test_training_peak_memory_excludes_the_warmup_cuda(tiny_run, trainer_pair, tiny_data, lang):
     """The training window's peak opens after the warm-up: its cloned weights and throwaway optimizer state
-    (about twice the weights) must not show, so runs with and without warm-up peak alike."""
-    peaks = {}
-    for steps in (0, 5):
-        res = tmp_path / f"{steps}.json"
-        run_ok(lang, lockstep_args("cuda", tiny_data) + ["--warmup-steps", str(steps), "--results", str(res)],
-               cpp_exe)
-        peaks[steps] = json.loads(res.read_text())["peak_memory_bytes"]
-    print(f"{lang}: training peak {peaks[0]} bytes without warm-up, {peaks[5]} with")
-    assert peaks[0] > 0 and abs(peaks[5] - peaks[0]) <= 0.05 * peaks[0]
+    (about twice the weights) must not show, so runs with and without warm-up peak alike (the canonical CUDA run,
+    and the same without its warm-up)."""
+    warm = tiny_run(lang, device="cuda").doc["peak_memory_bytes"]
+    cold = trainer_pair(tiny.argv(tiny_data, device="cuda", warmup_steps=0))[lang].doc["peak_memory_bytes"]
+    print(f"{lang}: training peak {cold} bytes without warm-up, {warm} with")
+    assert cold > 0 and abs(warm - cold) <= 0.05 * cold

@@ -3,8 +3,9 @@
 It does not draw the matched pipeline's random numbers, so nothing here compares the languages' batches.
 Instead: both trainers run with it (in-process and worker loaders), every image they train on is a crop of
 a zero-padded training image, maybe mirrored, with that image's label, and evaluation sees the matched
-pipeline's test images. All on CPU with a tiny synthetic set, but for C++'s pinned-memory loader, which only a
-CUDA run with worker loaders has (-m gpu).
+pipeline's test images. All on CPU with a tiny synthetic set (but for C++'s pinned-memory loader, which only a
+CUDA run with worker loaders has: -m gpu): the canonical tiny runs (suite/plugin/tiny.py) the session shares, and
+runs of their own where a test needs another configuration.
 """
 
 import itertools
@@ -13,26 +14,16 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import dumped
 
 from bench import data as D
 from bench.vocab import LANGUAGES
-from suite import harness as H
-from suite.schema import load_results
+from suite.plugin import tiny
+from suite.plugin.tiny import BATCH, NO_LATENCY, TEST, TRAIN
 
-TRAIN, TEST, BATCH = 64, 40, 32  # the test set ends with a partial batch
-# On CPU: on a GPU host "auto" would pick CUDA, where TF32 convolutions amplify the idiomatic normalization's
-# 1-ulp input differences beyond test_idiomatic_evaluation_equals_matched's tolerance.
-QUICK = ["--device", "cpu", "--train-limit", str(TRAIN), "--test-limit", str(TEST), "--batch-size", str(BATCH),
-         "--latency-iters", "0", "--threads", "1"]
 IDIOMATIC = ["--data-pipeline", "idiomatic"]
 MEAN = torch.tensor(D.CIFAR_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(D.CIFAR_STD).view(1, 3, 1, 1)
-
-
-def run_ok(lang, cpp_exe, args):
-    proc = H.run_trainer(lang, args, cpp_exe if lang == "cpp" else None)
-    assert proc.returncode == 0, f"{lang} trainer failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
-    return proc
 
 
 def to_uint8(normalized):
@@ -63,20 +54,19 @@ CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch
                                                                        reason="needs CUDA")])
 
 
-@pytest.mark.parametrize("workers", [2])  # in-process loading (--workers 0): test_idiomatic_seed_makes_runs_repeatable
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_idiomatic_trains_on_augmented_batches(tmp_path, cpp_exe, tiny_data, lang, device, workers):
-    res, dump = tmp_path / "out.json", tmp_path / "batch.pt"
-    run_ok(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--device", device, *IDIOMATIC, "--workers",
-                           str(workers), "--seed", str(5 + workers), "--dump-batch", str(dump), "--results", str(res)])
-    doc = load_results(res)
+def test_idiomatic_trains_on_augmented_batches(tiny_run, tiny_data, lang, device):
+    """The canonical idiomatic run: worker loaders (--workers' default, 2); in-process loading (--workers 0):
+    test_idiomatic_seed_makes_runs_repeatable."""
+    run = tiny_run(lang, "idiomatic", device)
+    doc = run.doc
     assert (doc["config"]["data_pipeline"], doc["config"]["workers"], doc["device"]["type"]) == \
-        ("idiomatic", workers, device)
+        ("idiomatic", 2, device)
     assert math.isfinite(doc["final"]["train_loss"]) and math.isfinite(doc["final"]["test_loss"])
     assert doc["dataset"]["train_records"] == TRAIN
 
-    batch = torch.load(dump, map_location="cpu", weights_only=True)
+    batch = dumped(run, "batch")
     images, labels = to_uint8(batch["images"]), batch["labels"]
     assert images.shape == (BATCH, 3, 32, 32) and labels.shape == (BATCH,)
     train_u8, train_labels = D.load_split(tiny_data, train=True, limit=TRAIN)
@@ -88,21 +78,20 @@ def test_idiomatic_trains_on_augmented_batches(tmp_path, cpp_exe, tiny_data, lan
     index, dy, dx, flipped = (torch.tensor(column) for column in zip(*sources))
     assert index.unique().numel() == BATCH, "a training image appears twice in one batch"
     assert not torch.equal(index, torch.arange(BATCH)), "the training set is not shuffled"
-    # Each is drawn per image: 32 images all mirrored, all unmirrored or all centred would be a broken draw.
+    # Each is drawn per image: a batch all mirrored, all unmirrored or all centred would be a broken draw.
     assert 0 < int(flipped.sum()) < BATCH, f"flips {flipped.tolist()}"
     assert ((dy != D.PAD) | (dx != D.PAD)).any() and dy.unique().numel() > 1 and dx.unique().numel() > 1
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_idiomatic_seed_makes_runs_repeatable(tmp_path, cpp_exe, tiny_data, lang):
+def test_idiomatic_seed_makes_runs_repeatable(trainer_pair, tiny_data, lang):
     """With in-process loading (--workers 0) --seed fixes the shuffle and every crop and flip: two runs with
-    the same seed train identically, another seed does not."""
-    losses = {}
-    for run, seed in (("a", 3), ("b", 3), ("c", 4)):
-        res = tmp_path / f"{run}.json"
-        run_ok(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--test-limit", "8", *IDIOMATIC, "--workers", "0",
-                               "--seed", str(seed), "--deterministic", "--record-step-losses", "--results", str(res)])
-        losses[run] = load_results(res)["step_losses"]
+    the same seed (repeats 1 and 2 of one configuration: --repeat changes nothing) train identically, another
+    seed does not. Runs of their own: repeatability needs two processes of one configuration."""
+    args = [*tiny.base_args(tiny_data), *tiny.sizes(test=8, epochs=1), *NO_LATENCY, *IDIOMATIC, "--workers", "0",
+            "--warmup-steps", "0", "--deterministic", "--record-step-losses"]
+    losses = {run: trainer_pair([*args, "--seed", str(seed), "--repeat", str(repeat)])[lang].doc["step_losses"]
+              for run, seed, repeat in (("a", 3, 1), ("b", 3, 2), ("c", 4, 1))}
     assert losses["a"] == losses["b"], f"{lang}: the same seed gave different training"
     assert losses["a"] != losses["c"], f"{lang}: --seed does not reach the idiomatic pipeline"
 
@@ -126,36 +115,42 @@ def test_python_test_transform_is_the_matched_normalization(tiny_data):
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_idiomatic_evaluation_equals_matched(tmp_path, cpp_exe, tiny_data, lang):
+def test_idiomatic_evaluation_equals_matched(tiny_run, run_cache, tiny_data, lang):
     """Trained weights evaluated by the idiomatic test loader score what the matched pipeline scored: the
-    same images, normalized the same way, in the same order and batches."""
-    weights, matched, idiomatic = tmp_path / "w.pt", tmp_path / "matched.json", tmp_path / "idiomatic.json"
-    common = ["--data", str(tiny_data), *QUICK, "--seed", "3"]
-    run_ok(lang, cpp_exe, [*common, "--save-weights", str(weights), "--results", str(matched)])
-    run_ok(lang, cpp_exe, [*common, "--eval-only", "--load-weights", str(weights), *IDIOMATIC, "--workers", "0",
-                           "--results", str(idiomatic)])
-    want, got = load_results(matched)["final"], load_results(idiomatic)["final"]
+    same images, normalized the same way, in the same order and batches. The canonical runs' weights, each
+    evaluated by its own language's idiomatic loader (both languages' eval-only runs at once)."""
+    matched = {x: tiny_run(x) for x in LANGUAGES}
+    specs = [(x, [*tiny.eval_argv(tiny_data, matched[x].folder / tiny.FILES["trained"][1]), *IDIOMATIC,
+                  "--workers", "0"], None) for x in LANGUAGES]
+    idiomatic = dict(zip(LANGUAGES, run_cache.runs(specs)))[lang]
+    want, got = matched[lang].doc["final"], idiomatic.doc["final"]
     print(f"{lang}: matched test loss {want['test_loss']!r} acc {want['test_accuracy']}, "
           f"idiomatic {got['test_loss']!r} acc {got['test_accuracy']}")
+    assert idiomatic.doc["config"]["data_pipeline"] == "idiomatic"
     assert got["test_loss"] == pytest.approx(want["test_loss"], rel=1e-5)
     assert got["test_accuracy"] == want["test_accuracy"]
 
 
 # Bad input ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lang", LANGUAGES)
-def test_idiomatic_missing_data_file(tmp_path, cpp_exe, tiny_data, one_line_error, lang):
-    folder = tmp_path / "data"
-    folder.mkdir()
+@pytest.fixture(scope="module")
+def without_batch_3(tiny_data, tmp_path_factory):
+    """The tiny set without data_batch_3.bin."""
+    folder = tmp_path_factory.mktemp("data")
     for name in D.TRAIN_FILES + [D.TEST_FILE]:
         if name != "data_batch_3.bin":
             (folder / name).write_bytes((tiny_data / name).read_bytes())
-    proc = H.run_trainer(lang, ["--data", str(folder), *QUICK, *IDIOMATIC, "--workers", "2"],
-                         cpp_exe if lang == "cpp" else None)
+    return folder
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_idiomatic_missing_data_file(trainer_processes, without_batch_3, one_line_error, lang):
+    proc = trainer_processes([*tiny.base_args(without_batch_3), *tiny.sizes(), *NO_LATENCY, *IDIOMATIC,
+                              "--workers", "2"])[lang].proc
     line = one_line_error(proc, lang, 1, "error: missing data file", "data_batch_3.bin")
     assert proc.stderr.strip() == line, f"more than the error on stderr (worker tracebacks?):\n{proc.stderr[-2000:]}"
     if lang == "python":  # and the dataset itself raises the same DataError
         from bench import pipeline as P
 
         with pytest.raises(D.DataError, match="missing data file.*data_batch_3.bin"):
-            P.CifarBinary(folder, train=True)
+            P.CifarBinary(without_batch_3, train=True)

@@ -1,8 +1,8 @@
 """Everything else the two processes do is the same too: the results' `process` section (bench/process.py,
 cpp/process.cpp), compared by suite/process.py outside the reviewed allow-list (suite/process_allow.toml).
 
-- In every mode, on the suite's traced runs (tests/test_traces.py makes them; `run_pair` is the one place that
-  names them), the two languages' process states are the same outside the allow-list.
+- In every mode, on the suite's canonical tiny runs (suite/plugin/tiny.py: traced, with latency and concurrency;
+  tests/test_traces.py reads the same), the two languages' process states are the same outside the allow-list.
 - Each family of confounders bites: one run per language with every drift BENCH_PLANT and the environment can plant
   in it (a flag flipped, anomaly mode, other thread counts, no_grad instead of inference mode, another malloc and
   OpenMP runtime and flush-to-zero by LD_PRELOAD, a variable set, one CPU, THP off, full collections in Python's
@@ -18,12 +18,12 @@ import subprocess
 
 import pytest
 import torch
-from test_traces import SHAPE, traced_args
 
 from bench import process as P
 from bench.vocab import LANGUAGES, PYTHON_ONLY_PLANTS
 from suite import harness as H
 from suite import process as S
+from suite.plugin import tiny
 from suite.schema import load_results
 
 PLANT_SOURCE = H.ROOT / "tests" / "plants"
@@ -35,7 +35,8 @@ FAMILIES = {
     "OpenMP runtimes": ["libraries/libgomp*"],
     "threads beyond intra-op": ["interop_threads", "threads/concurrency 2/*/intra_op_threads"],
     "global flags": ["flags/cudnn_deterministic", "flags/denormals_flushed"],
-    "debugging left on": ["windows/epoch 1/anomaly_enabled", "windows/epoch 1/profiler_enabled"],
+    # the clean runs trace their last epoch
+    "debugging left on": ["windows/epoch 1/anomaly_enabled", f"windows/epoch {tiny.EPOCHS}/profiler_enabled"],
     "grad mode in inference": ["windows/latency eager bs=*/inference_mode"],
     "environment": ["environment/values/PYTORCH_CUDA_ALLOC_CONF", "environment/values/LD_PRELOAD"],
     "placement and memory": ["placement/affinity", "memory/thp_disabled_by_process", "memory/malloc"],
@@ -46,11 +47,10 @@ FAMILIES = {
 
 
 @pytest.fixture(scope="session")
-def run_pair(cached_run, tiny_data, run_config):
-    """run_pair(mode): the (Python, C++) results of the suite's traced run of that mode (cached_run makes each run
-    once: tests/test_traces.py reads the same). Any pair of runs of one configuration will do."""
-    return lambda mode: tuple(cached_run(lang, traced_args(tiny_data, run_config.device, mode))[0]
-                              for lang in LANGUAGES)
+def run_pair(tiny_run, run_config):
+    """run_pair(mode): the (Python, C++) results of the canonical tiny run of that mode (once per session:
+    tests/test_traces.py reads the same). Any pair of runs of one configuration will do."""
+    return lambda mode: tuple(tiny_run(lang, mode, run_config.resolved_device).doc for lang in LANGUAGES)
 
 
 @pytest.mark.parametrize("mode", ["default", "bf16", "channels-last", "bf16-cl", "foreach", "cudnn-benchmark",
@@ -70,9 +70,11 @@ def test_the_section_records_each_family(run_pair):
         assert len(S.openmp_runtimes(section)) == 1 and section["memory"]["malloc"].endswith(".so.6"), lang
         assert "ATen parallel backend: OpenMP" in section["parallel_info"] and section["torch_config"], lang
         windows = section["windows"]
-        assert set(windows) == {"epoch 1", "latency eager bs=1", "latency eager bs=4", "traced eager bs=1",
-                                "traced eager bs=4", "concurrency 2"}, f"{lang}: {sorted(windows)}"
-        assert windows["epoch 1"]["grad_enabled"] and windows["epoch 1"]["profiler_enabled"], lang  # traced epoch
+        epochs = {f"epoch {e}" for e in range(1, tiny.EPOCHS + 1)}
+        assert set(windows) == epochs | {"latency eager bs=1", "latency eager bs=4", "traced eager bs=1",
+                                         "traced eager bs=4", "concurrency 2"}, f"{lang}: {sorted(windows)}"
+        traced = windows[f"epoch {tiny.EPOCHS}"]  # the traced epoch: the last
+        assert traced["grad_enabled"] and traced["profiler_enabled"] and not windows["epoch 1"]["profiler_enabled"]
         assert windows["latency eager bs=1"]["inference_mode"] and windows["epoch 1"]["intra_op_threads"] == 1
         assert [s["inference_mode"] for s in section["threads"]["concurrency 2"]] == [True, True], lang
         assert section["flags"]["denormals_flushed"] == 0.0 and section["build"]["optimized"], lang
@@ -125,7 +127,8 @@ def planted(preload, exe_for, tiny_data, run_config, tmp_path_factory):
             out = tmp_path_factory.mktemp(f"planted-{lang}") / "results.json"
             env = {"BENCH_PLANT": ",".join(PLANTS[lang]), "LD_PRELOAD": ":".join(preload),
                    "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
-            args = ["--data", str(tiny_data), "--device", run_config.device, *SHAPE, "--results", str(out)]
+            canonical = tiny.argv(tiny_data, device=run_config.resolved_device, traced=False)
+            args = [*(a.replace("{out}", str(out.parent)) for a in canonical), "--results", str(out)]
             proc = H.run_trainer(lang, args, exe_for(lang), env=env)
             assert proc.returncode == 0, f"{lang} planted run failed:\n{proc.stderr[-3000:]}"
             doc = load_results(out)

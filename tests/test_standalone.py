@@ -2,46 +2,39 @@
 no PYTHONPATH, and finds the default data folder itself, as the Python trainer does: the official set in the
 cache, else the synthetic set with a loud note, else one line naming the command that prepares it."""
 
-import os
 import re
 import shutil
-import subprocess
 
 import pytest
 
 from bench import data as D
 from bench.vocab import LANGUAGES
 from suite import harness as H
-from suite.schema import load_results
+from suite.plugin import tiny
 
-QUICK = ["--device", "cpu", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32", "--threads", "1",
-         "--latency-iters", "2", "--latency-batch-sizes", "1", "--inference-paths", "eager", "--warmup-steps", "1"]
-# A call that starts a program: what bench_train must not contain (comments are left out before the search).
+QUICK = [*tiny.sizes(train=32, test=16, epochs=1), "--device", "cpu", "--threads", "1", "--latency-iters", "2",
+         "--latency-batch-sizes", "1", "--inference-paths", "eager", "--warmup-steps", "1"]
 DEFAULT_SYNTHETIC = D.synthetic_dir(D.SYNTHETIC_TRAIN, D.SYNTHETIC_TEST, D.SYNTHETIC_SEED)  # where both look
+# A call that starts a program: what bench_train must not contain (comments are left out before the search).
 STARTS_A_PROGRAM = re.compile(r"\b(popen|system|exec[lv]p?e?|posix_spawnp?|fork)\s*\(")
 
 
-def run_without_python(cpp_exe, args, tmp_path, env=None):
-    """bench_train by absolute path, PATH an empty folder (no python to find), PYTHONPATH unset."""
-    no_programs = tmp_path / "empty-path"
-    no_programs.mkdir(exist_ok=True)
-    full_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    full_env.update(PATH=str(no_programs), **(env or {}))
-    return subprocess.run([str(cpp_exe), *args], cwd=tmp_path, env=full_env, capture_output=True, text=True,
-                          timeout=600)
+@pytest.fixture(scope="module")
+def no_programs(tmp_path_factory):
+    """An empty folder, for PATH: no python to find."""
+    return tmp_path_factory.mktemp("empty-path")
 
 
-def run(lang, cpp_exe, args, tmp_path, env):
-    if lang == "cpp":
-        return run_without_python(cpp_exe, args, tmp_path, env)
-    return H.run_trainer("python", args, env=env)
+def standalone_env(lang, no_programs, env=None):
+    """bench_train's environment here: PATH an empty folder (no python to find), PYTHONPATH unset; Python's as
+    the suite runs it. Each run starts in a folder of its own (the run cache's), not in the checkout."""
+    cpp = {"PATH": str(no_programs), "PYTHONPATH": None} if lang == "cpp" else {}
+    return {**cpp, **(env or {})}
 
 
-def test_runs_with_no_python_anywhere(cpp_exe, tiny_data, tmp_path):
-    out = tmp_path / "out.json"
-    proc = run_without_python(cpp_exe, ["--data", str(tiny_data), *QUICK, "--results", str(out)], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    doc = load_results(out)  # validated: complete, every field of the schema
+def test_runs_with_no_python_anywhere(trainer_run, tiny_data, no_programs):
+    run = trainer_run("cpp", ["--data", str(tiny_data), *QUICK], env=standalone_env("cpp", no_programs))
+    doc = run.doc  # validated: complete, every field of the schema
     assert doc["complete"] and doc["language"] == "cpp" and len(doc["epochs"]) == 1
     assert [lat["path"] for lat in doc["latency"]] == ["eager"]
 
@@ -58,42 +51,58 @@ def test_sources_start_no_program():
 
 
 def copy_data(source, folder, synthetic):
-    folder.mkdir(parents=True)
-    for name in D.TRAIN_FILES + [D.TEST_FILE]:
-        shutil.copyfile(source / name, folder / name)
-    if synthetic:
-        (folder / D.SYNTH_MARKER).write_text("{}\n")
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        for name in D.TRAIN_FILES + [D.TEST_FILE]:
+            shutil.copyfile(source / name, folder / name)
+        if synthetic:
+            (folder / D.SYNTH_MARKER).write_text("{}\n")
     return folder
 
 
-@pytest.mark.parametrize("lang", LANGUAGES)
-def test_default_data_is_the_synthetic_set_said_loudly(lang, cpp_exe, tiny_data, tmp_path):
-    synthetic = copy_data(tiny_data, tmp_path / "cache" / DEFAULT_SYNTHETIC, synthetic=True)
-    out = tmp_path / "out.json"
-    proc = run(lang, cpp_exe, [*QUICK, "--results", str(out)], tmp_path, {"BENCH_CACHE": str(tmp_path / "cache")})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    notes = [line for line in proc.stderr.splitlines() if ": note: " in line]
-    assert len(notes) == 1 and "SYNTHETIC" in notes[0] and str(synthetic) in notes[0], proc.stderr
-    assert load_results(out)["dataset"] | {"sha256": None} == {
-        "kind": "synthetic", "path": str(synthetic), "sha256": None, "train_records": 64, "test_records": 32}
+@pytest.fixture(scope="module")
+def caches(tiny_data, tmp_path_factory):
+    """Data caches (BENCH_CACHE): only the synthetic set; the official and the synthetic set; nothing."""
+    root = tmp_path_factory.mktemp("caches")
+    copy_data(tiny_data, root / "synthetic" / DEFAULT_SYNTHETIC, synthetic=True)
+    copy_data(tiny_data, root / "both" / D.OFFICIAL_DIR, synthetic=False)
+    copy_data(tiny_data, root / "both" / DEFAULT_SYNTHETIC, synthetic=True)
+    return {"synthetic": root / "synthetic", "both": root / "both", "empty": root / "empty"}
+
+
+def default_data_runs(run_cache, no_programs, cache):
+    """Both languages without --data, with this data cache, side by side (eval-only: which data, not training)."""
+    return dict(zip(LANGUAGES, run_cache.processes([
+        (lang, [*QUICK, "--eval-only", "--results", "{out}/out.json"],
+         standalone_env(lang, no_programs, {"BENCH_CACHE": str(cache)})) for lang in LANGUAGES])))
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_default_data_prefers_the_official_folder(lang, cpp_exe, tiny_data, tmp_path):
-    cache = tmp_path / "cache"
-    official = copy_data(tiny_data, cache / D.OFFICIAL_DIR, synthetic=False)
-    copy_data(tiny_data, cache / DEFAULT_SYNTHETIC, synthetic=True)
-    out = tmp_path / "out.json"
-    proc = run(lang, cpp_exe, [*QUICK, "--results", str(out)], tmp_path, {"BENCH_CACHE": str(cache)})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert ": note: " not in proc.stderr
-    assert load_results(out)["dataset"]["path"] == str(official)
+def test_default_data_is_the_synthetic_set_said_loudly(run_cache, no_programs, caches, lang):
+    from suite.schema import load_results
+
+    ran = default_data_runs(run_cache, no_programs, caches["synthetic"])[lang]
+    synthetic = caches["synthetic"] / DEFAULT_SYNTHETIC
+    assert ran.proc.returncode == 0, ran.proc.stderr[-2000:]
+    notes = [line for line in ran.proc.stderr.splitlines() if ": note: " in line]
+    assert len(notes) == 1 and "SYNTHETIC" in notes[0] and str(synthetic) in notes[0], ran.proc.stderr
+    assert load_results(ran.folder / "out.json")["dataset"] | {"sha256": None} == {
+        "kind": "synthetic", "path": str(synthetic), "sha256": None, "train_records": 32, "test_records": 16}
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_no_prepared_data_names_the_command(lang, cpp_exe, tmp_path, one_line_error):
-    out = tmp_path / "out.json"
-    proc = run(lang, cpp_exe, [*QUICK, "--results", str(out)], tmp_path, {"BENCH_CACHE": str(tmp_path / "empty")})
-    line = one_line_error(proc, lang, 1, "no --data given", str(tmp_path / "empty" / D.OFFICIAL_DIR))
+def test_default_data_prefers_the_official_folder(run_cache, no_programs, caches, lang):
+    from suite.schema import load_results
+
+    ran = default_data_runs(run_cache, no_programs, caches["both"])[lang]
+    assert ran.proc.returncode == 0, ran.proc.stderr[-2000:]
+    assert ": note: " not in ran.proc.stderr
+    assert load_results(ran.folder / "out.json")["dataset"]["path"] == str(caches["both"] / D.OFFICIAL_DIR)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_no_prepared_data_names_the_command(run_cache, no_programs, caches, one_line_error, lang):
+    ran = default_data_runs(run_cache, no_programs, caches["empty"])[lang]
+    line = one_line_error(ran.proc, lang, 1, "no --data given", str(caches["empty"] / D.OFFICIAL_DIR))
     assert "python -m bench.prepare default" in line and "--data DIR" in line
-    assert not out.exists()
+    assert not (ran.folder / "out.json").exists()

@@ -4,55 +4,41 @@ ready: just before the first training step, or the first inference with --eval-o
 apart (`dataset_hash_seconds`).
 
 The start-up time is checked against what the test itself sees, so the checks hold on any machine: the trainer
-starts after the test's clock starts and its training window follows the start-up, so both fit in the wall time.
+starts after the run cache's clock starts and its training window follows the start-up, so both fit in the wall
+time (Run.seconds). The runs are the session's shared ones: the canonical tiny run, and the eval-only run of the
+other language's weights (tests/test_parity.py's cross-load).
 """
 
-import time
+import os
 
 import pytest
 
-from bench.vocab import LANGUAGES, PARAM_COUNTS
-from suite import harness as H
-from suite.schema import load_results
+from bench.vocab import LANGUAGES
+from suite.plugin import tiny
 
-QUICK = ["--device", "cpu", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32", "--latency-iters",
-         "0", "--threads", "1"]
 # An interpreter importing torch, or a program loading LibTorch, takes longer than this on any machine.
 MIN_STARTUP_SECONDS = 0.05
 
 
-def timed_run(lang, cpp_exe, args, results):
-    """(the run's validated results, seconds from before the process started to after it exited)."""
-    t0 = time.monotonic()
-    proc = H.run_trainer(lang, [*args, "--results", str(results)], cpp_exe if lang == "cpp" else None)
-    wall = time.monotonic() - t0
-    assert proc.returncode == 0, f"{lang} trainer failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
-    return load_results(results), wall
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_startup_precedes_training_within_the_wall_time_and_repeat_defaults_to_1(lang, tiny_run):
+    run = tiny_run(lang)
+    startup, hashing = run.doc["startup_seconds"], run.doc["dataset_hash_seconds"]
+    assert isinstance(startup, float) and MIN_STARTUP_SECONDS < startup < run.seconds, (startup, run.seconds)
+    assert 0 < hashing and startup + hashing + run.doc["total_seconds"] < run.seconds, (startup, hashing, run.seconds)
+    assert run.doc["config"]["repeat"] == 1
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_startup_precedes_training_within_the_wall_time(lang, cpp_exe, tiny_data, tmp_path):
-    doc, wall = timed_run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--repeat", "3"], tmp_path / "r.json")
-    startup, hashing = doc["startup_seconds"], doc["dataset_hash_seconds"]
-    assert isinstance(startup, float) and MIN_STARTUP_SECONDS < startup < wall, (startup, wall)
-    assert 0 < hashing and startup + hashing + doc["total_seconds"] < wall, (startup, hashing, wall)
-    assert doc["config"]["repeat"] == 3
+def test_eval_only_times_startup_to_the_first_inference_and_records_the_repeat(lang, cross_read):
+    run = cross_read(lang)
+    assert run.doc["config"]["eval_only"] and MIN_STARTUP_SECONDS < run.doc["startup_seconds"] < run.seconds
+    assert run.doc["config"]["repeat"] == 3
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_eval_only_times_startup_to_the_first_inference_and_repeat_defaults_to_1(lang, cpp_exe, tiny_data,
-                                                                                   tmp_path):
-    doc, wall = timed_run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK, "--eval-only"], tmp_path / "r.json")
-    assert MIN_STARTUP_SECONDS < doc["startup_seconds"] < wall
-    assert doc["config"]["repeat"] == 1
-
-
-@pytest.mark.parametrize("lang", LANGUAGES)
-def test_peak_resident_memory_is_recorded(lang, cpp_exe, tiny_data, tmp_path):
+def test_peak_resident_memory_is_recorded(lang, tiny_run, expected_params):
     """The whole process's peak: at least the model's weights (11 M floats) and more than LibTorch's or the
     interpreter's bare start, at most this machine's memory."""
-    import os
-
-    doc, _ = timed_run(lang, cpp_exe, ["--data", str(tiny_data), *QUICK], tmp_path / "r.json")
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    assert PARAM_COUNTS["resnet18"] * 4 < doc["peak_rss_bytes"] < total
+    assert expected_params[tiny.MODEL] * 4 < tiny_run(lang).doc["peak_rss_bytes"] < total

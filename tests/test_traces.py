@@ -1,9 +1,10 @@
 """The same ops, no hidden syncs, the same timed work: read from both trainers' profiler traces (--trace-steps).
 
-Each (language, mode) runs once on tiny data, on the suite's device (the GPU session's correctness stage runs
-these on CUDA), with the whole epoch traced (2 steps, K = 2), its evaluation, and per inference path and batch size
-the latency's warm-up and two samples. suite/traces.py reads the traces. The same runs also carry two timed latency
-samples and concurrent inference, whose process state tests/test_process.py compares.
+Each (language, mode) is its canonical tiny run (suite/plugin/tiny.py), shared with the other tests of the session,
+on the suite's device (the GPU session's correctness stage runs these on CUDA): its last epoch traced whole (K steps,
+K = tiny.TRACE_STEPS), with its evaluation, and per inference path and batch size the latency's warm-up and K
+samples. suite/traces.py reads the traces. The same runs also carry timed latency samples and concurrent inference,
+whose process state tests/test_process.py compares.
 """
 
 import difflib
@@ -12,13 +13,9 @@ import pytest
 
 from bench.vocab import LANGUAGES, MODES, TRACE_INFER, TRACE_INFER_WARMUP
 from suite import traces as T
+from suite.plugin import tiny
 
-STEPS = 2  # 64 images, batch 32
-LATENCY_WARMUP = 2
-SHAPE = ["--train-limit", str(32 * STEPS), "--test-limit", "32", "--batch-size", "32", "--epochs", "1",
-         "--threads", "1", "--latency-iters", "2", "--latency-warmup", str(LATENCY_WARMUP), "--latency-batch-sizes",
-         "1,4", "--concurrency", "2", "--concurrency-iters", "2"]
-TRACED = [*SHAPE, "--trace-steps", str(STEPS), "--trace-dir", "{out}/traces"]
+STEPS, LATENCY_WARMUP = tiny.TRACE_STEPS, tiny.LATENCY_WARMUP
 # What one language's API runs where the other runs nothing, by design: (language, the op, the op it follows,
 # why). The comparison drops a run of that op right after the one it follows; anywhere else it counts.
 ALLOWED_DIFFERENCES = [
@@ -28,16 +25,11 @@ ALLOWED_DIFFERENCES = [
 ]
 
 
-def traced_args(data, device, mode):
-    """The traced run's command line (tests/test_process.py compares the same runs' process state)."""
-    return ["--data", str(data), "--device", device, *TRACED, *MODES[mode]]
-
-
 @pytest.fixture(scope="session")
-def traced(cached_run, tiny_data, run_config):
+def traced(tiny_run, run_config):
     """traced(lang, mode): (results, the training trace's events) of that trainer's traced run."""
     def get(lang, mode):
-        doc, _, _ = cached_run(lang, traced_args(tiny_data, run_config.device, mode))
+        doc = tiny_run(lang, mode, run_config.resolved_device).doc
         return doc, T.load(doc["traces"]["train"])
     return get
 
@@ -154,8 +146,8 @@ def test_the_traces_are_named_in_the_results(traced, lang):
     assert doc["config"]["trace_steps"] == STEPS
     assert len(T.steps(events)) == STEPS
     inference = T.inference_samples(T.load(doc["traces"]["inference"]))
-    assert [e.name for e in inference] == [f"{TRACE_INFER} bs={bs} path=eager mode=inference" for bs in (1, 4)
-                                           for _ in range(STEPS)]
+    assert [e.name for e in inference] == [f"{TRACE_INFER} bs={bs} path=eager mode=inference"
+                                           for bs in tiny.LATENCY_SIZES for _ in range(STEPS)]
     b = T.breakdown(doc["traces"]["train"])
     assert 0 < b["in_ops_us"] < b["wall_us"] and b["between_ops_us"] == pytest.approx(b["wall_us"] - b["in_ops_us"])
 

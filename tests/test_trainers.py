@@ -1,5 +1,5 @@
 """Both trainers, both models, every requested mode, with the suite's config: schema, accuracy thresholds,
-languages agree. The [model x lang x mode] matrix comes from conftest.pytest_generate_tests."""
+languages agree. The [model x lang x mode] matrix comes from suite/plugin/config.py (pytest_generate_tests)."""
 
 import statistics
 

@@ -80,12 +80,13 @@ def scripts():
 
 def commands(program):
     """(where, words after the program) of every command that runs `program`; for a Python module, `python -m`
-    with the module (python/python3; the module itself when it is a program too, like pytest or tox)."""
+    with the module (python/python3, or a path to one; the module itself when it is a program too, like pytest or
+    tox)."""
     for where, script in scripts().items():
         for command in shell_commands(script):
             if command[0] == program:
                 yield where, command[1:]
-            elif command[0] in ("python", "python3") and command[1:3] == ["-m", program]:
+            elif Path(command[0]).name in ("python", "python3") and command[1:3] == ["-m", program]:
                 yield where, command[3:]
 
 
@@ -285,10 +286,16 @@ def ci_envs():
             .split(",")]
 
 
+def installs(section):
+    """Whether a tox env installs the project and its torch into an environment of its own."""
+    return tox_ini()[section].get("skip_install", "false").strip() != "true"
+
+
 def test_ci_envs_differ_only_in_their_pins_and_build_folder():
-    """Every env CI runs is the same suite: the same settings but the constraints file, the same pytest command
-    but each its own --build-dir (one build folder per torch: sharing one would rebuild the trainer every run)."""
-    envs = ci_envs()
+    """Every env CI runs in an environment of its own is the same suite: the same settings but the constraints file,
+    the same pytest command but each its own --build-dir (one build folder per torch: sharing one would rebuild the
+    trainer every run)."""
+    envs = [section for section in ci_envs() if installs(section)]
     assert len(envs) > 1, envs
     settings, builds = [], []
     for section in envs:
@@ -309,7 +316,7 @@ def test_torch_floor_is_what_ci_tests():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     reqs = {r.name.lower(): r for r in map(Requirement, deps)}
-    pinned = {section: pins(constraint_file(section)) for section in ci_envs()}
+    pinned = {section: pins(constraint_file(section)) for section in ci_envs() if installs(section)}
     oldest = min(pinned, key=lambda section: Version(pinned[section]["torch"]))
     for name in ("torch", "torchvision"):
         floors = [s.version for s in reqs[name].specifier if s.operator == ">="]
@@ -319,6 +326,22 @@ def test_torch_floor_is_what_ci_tests():
         for section, versions in pinned.items():
             assert reqs[name].specifier.contains(versions[name]), (
                 f"[{section}] pins {name}=={versions[name]}, outside pyproject's range")
+
+
+def test_the_thorough_tier_runs_once_in_pys_environment():
+    """CI runs the thorough tier once, with py's interpreter (py's pins, no second environment); every other env it
+    runs, and pytest.ini's defaults, leave it out."""
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(ROOT / "pytest.ini")
+    addopts = shlex.split(ini["pytest"]["addopts"])
+    assert "not thorough" in addopts[addopts.index("-m") + 1]
+    tiers = {}
+    for section in ci_envs():
+        [command] = [c for c in shell_commands(tox_commands(section)) if "pytest" in c]
+        tiers[section] = command[command.index("-m", 3) + 1] if "-m" in command[3:] else "default"
+        if tiers[section] == "thorough":
+            assert not installs(section) and command[0] == "{toxworkdir}/py/bin/python", command
+    assert sorted(tiers.values()).count("thorough") == 1 and "testenv" in tiers and tiers["testenv"] == "default", tiers
 
 
 def where_things_are_paths():

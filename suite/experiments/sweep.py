@@ -63,7 +63,7 @@ def parse_args(argv):
 def data_folder(args):
     if args.data:
         return Path(args.data)
-    from bench.data import cache_dir, synthetic_dir  # the suite's smoke set (conftest.SMOKE): 5000 / 1000 images
+    from bench.data import cache_dir, synthetic_dir  # the suite's smoke set (plugin SMOKE): 5000 / 1000 images
 
     return H.ensure_synthetic(cache_dir() / synthetic_dir(5000, 1000, 0), 5000, 1000)
 

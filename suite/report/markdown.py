@@ -11,7 +11,7 @@ from pathlib import Path
 from string import Template
 
 from bench.vocab import INFERENCE_PATHS, LANGUAGES
-from suite import process, stats
+from suite import metrics, process, stats
 from suite.report import compare
 from suite.report.sections import FACTS_COLUMNS, LANGUAGE_NAMES, RESULTS_COLUMNS, row_samples
 
@@ -89,7 +89,7 @@ def process_state(section):
             p["placement"]["affinity"], f"{p['flags']['denormals_flushed']:.0%}", p["memory"]["thp_enabled"] or "n/a",
             p["build"]["build_type"] + (" fast-math" if p["build"]["fast_math"] else ""),
             "n/a" if gc is None else f"{sum(gc['collections_in_windows'])} ({gc['seconds_in_windows']:.3f} s)",
-            ", ".join(f"{k}={v}" for k, v in p["test_hooks"].items()) or "none"]
+            ", ".join(f"{k}={v}" for k, v in metrics.hooks_set_in(r.docs).items()) or "none"]  # any repeat's
     header = ["Language", "Model", "Mode", "Libraries", "OpenMP", "malloc", "Intra-op threads", "Inter-op threads",
               "Affinity", "Denormals flushed", "THP", "Build", "GC in windows", "Test hooks"]
     by_key, allow, verdicts = {(r.mode, r.model, r.language): r for r in rows}, process.load_allow_list(), []

@@ -33,7 +33,8 @@ NOISE_KEYS = {"device", "model", "load_weights", "inference_paths", "concurrency
 
 # Notes that a section's runs call for: {template block: whether a run needs it}. A kind of run whose numbers
 # the tables must flag (traced runs pay the profiler's cost) is one more entry here and a block in report.md.tmpl.
-RUN_NOTES = {"traced_note": lambda doc: bool(doc["config"].get("trace_steps"))}
+RUN_NOTES = {"traced_note": lambda doc: bool(doc["config"].get("trace_steps")),
+             "hooked_note": lambda doc: bool(metrics.hooks_set_in([doc]))}
 
 # The original report's latency column: eager, one image per forward.
 EAGER_BS1 = ("eager", 1)
