@@ -40,6 +40,7 @@ def run_job(lang, args, cpp_exe=None, nproc=2, env=None, launcher=("--standalone
     """Run one job; returns the CompletedProcess (the ranks' and torchrun's output, captured). `env` adds variables
     (None removes one)."""
     full_env = {k: v for k, v in {**os.environ, "PYTHONPATH": str(H.ROOT), **(env or {})}.items() if v is not None}
+    H.count_trainer_starts(lang, nproc)  # torchrun starts them: one trainer process per rank
     return subprocess.run(job_command(lang, args, cpp_exe, nproc, launcher), cwd=H.ROOT, env=full_env, text=True,
                           capture_output=True, timeout=timeout)
 

@@ -123,14 +123,20 @@ TRAINER_STARTS = Counter()
 _STARTS_LOCK = threading.Lock()
 
 
+def count_trainer_starts(lang, n=1):
+    """Count `n` trainer processes of `lang` as started (a torchrun job starts one per rank: suite/dist.py)."""
+    with _STARTS_LOCK:
+        TRAINER_STARTS[lang] += n
+
+
 def start_trainer(lang, args, cpp_exe=None, env=None, root=ROOT, cwd=None, **popen):
-    """Start a trainer (the one place the suite does, so that it can count them) and return the Popen. `env` adds
-    variables to ours (a value of None removes one); `root` is the source tree whose Python trainer runs (this
-    checkout by default) and the working folder unless `cwd` is given; `popen` goes to subprocess.Popen."""
+    """Start a trainer (the one place the suite does, but for torchrun's ranks, so that it can count them) and
+    return the Popen. `env` adds variables to ours (a value of None removes one); `root` is the source tree whose
+    Python trainer runs (this checkout by default) and the working folder unless `cwd` is given; `popen` goes to
+    subprocess.Popen."""
     cmd = trainer_command(lang, args, cpp_exe)
     full_env = {k: v for k, v in {**os.environ, "PYTHONPATH": str(root), **(env or {})}.items() if v is not None}
-    with _STARTS_LOCK:
-        TRAINER_STARTS[lang] += 1
+    count_trainer_starts(lang)
     return subprocess.Popen(cmd, cwd=cwd or root, env=full_env, text=True, **popen)
 
 

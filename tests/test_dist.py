@@ -229,10 +229,9 @@ def test_ranks_started_with_different_world_sizes_end_in_one_line(lang, dist_exe
     """Two ranks started by hand, rank 1 believing in 3 ranks: rank 1 says so at once, and the job (rank 0 waiting
     for rank 1 in the process group) ends within --dist-timeout without a second line."""
     port, exe = free_port(), dist_exe(lang)
-    cmd = H.trainer_command(lang, [*TINY, "--data", str(tiny_data), *FAST_FAIL], exe)
-    procs = [subprocess.Popen(cmd, cwd=H.ROOT, env={k: v for k, v in {**os.environ, "PYTHONPATH": str(H.ROOT),
-                                                                       **launched(r, w, port)}.items() if v},
-                              stderr=subprocess.PIPE, text=True) for r, w in ((0, 2), (1, 3))]
+    args = [*TINY, "--data", str(tiny_data), *FAST_FAIL]
+    procs = [H.start_trainer(lang, args, exe, env=launched(r, w, port), stderr=subprocess.PIPE)
+             for r, w in ((0, 2), (1, 3))]
     errors = []
     for p in procs:
         _, err = p.communicate(timeout=300)
@@ -254,6 +253,7 @@ def test_two_node_groups_train_as_one_two_rank_job(lang, dist_exe, job_run, tiny
     args = [*TINY, "--data", str(tiny_data), "--save-weights", str(tmp_path / "w.pt"), "--results",
             str(tmp_path / "r.json")]
     rdzv = ["--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "bench"]
+    H.count_trainer_starts(lang, 2)  # one rank per node group
     nodes = [subprocess.Popen(D.job_command(lang, args, exe, 1, [*rdzv, "--rdzv-conf", f"is_host={int(n == 0)}"]),
                               cwd=H.ROOT, env={**os.environ, "PYTHONPATH": str(H.ROOT)}, stderr=subprocess.PIPE,
                               text=True) for n in range(2)]
