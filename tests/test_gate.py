@@ -281,6 +281,10 @@ def test_compare_pairs_like_with_like_and_names_machine_differences(benchmarks_s
                                        "python-resnet18-default-r2.json", "cpp-resnet18-default-r2.json"]
 
 
+# Thorough: six trainer processes and a C++-less export of HEAD (about 30 s on 2 cores). Its parts stay in the default
+# tier: the baseline built from the other tree's documents (test_the_interleaved_baseline_holds_...), the gate's
+# verdict on a hooked slowdown (test_gate_end_to_end_...), alternating runs (test_compare_pairs_like_with_like_...).
+@pytest.mark.thorough
 def test_interleaved_ab_gate_alternates_the_trees_and_fails_the_slowed_one(benchmarks_session, pytester,
                                                                            monkeypatch):
     """--gate-ab HEAD: HEAD's trainers (A, exported from git) and this tree's (B) alternate A B, B A, A B; the test

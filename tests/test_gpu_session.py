@@ -235,19 +235,34 @@ def test_machine_facts_are_read_past_what_imports_print():
 
 # ---- the command ----------------------------------------------------------------------------------------------
 
-def test_failures_are_recorded_block_dependents_and_set_the_exit_code(tmp_path, env):
+def main_in_process(capsys, *args):
+    """(exit code, stdout, stderr) of suite.experiments.gpu_session's main in this process: the session's own
+    imports are paid once (its stages still run in processes of their own); SIGTERM's handler is put back."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        code = G.main(list(args))
+    except SystemExit as err:
+        code = err.code
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_failures_are_recorded_block_dependents_and_set_the_exit_code(tmp_path, env, monkeypatch, capsys):
+    monkeypatch.setenv("BENCH_CACHE", env["BENCH_CACHE"])
     args = ["--dry-run", "--out", str(tmp_path / "s"), "--real-subset", str(tmp_path / "missing")]
-    failed = session(*args, "--stages", "data-real-subset", env=env)
-    assert failed.returncode == 1
-    assert re.search(rf"^{G.PROG}: finished data-real-subset: failed, exit 1, \d+\.\ds", failed.stdout, re.M)
+    code, out, _ = main_in_process(capsys, *args, "--stages", "data-real-subset")
+    assert code == 1
+    assert re.search(rf"^{G.PROG}: finished data-real-subset: failed, exit 1, \d+\.\ds", out, re.M)
     assert json.loads((tmp_path / "s" / "stages" / "data-real-subset.json").read_text())["status"] == "failed"
-    assert "data folder not found" in failed.stdout  # the log's tail is shown
-    blocked = session(*args, "--stages", "accuracy-real-resnet18", env=env)
-    assert blocked.returncode == 1
-    assert re.search(r"NOT RUN accuracy-real-resnet18: needs .*data-real-subset", blocked.stdout), blocked.stdout
+    assert "data folder not found" in out  # the log's tail is shown
+    code, out, _ = main_in_process(capsys, *args, "--stages", "accuracy-real-resnet18")
+    assert code == 1
+    assert re.search(r"NOT RUN accuracy-real-resnet18: needs .*data-real-subset", out), out
     assert not (tmp_path / "s" / "stages" / "accuracy-real-resnet18.json").exists()
-    unknown = session(*args, "--stages", "nope", env=env)
-    assert unknown.returncode == 2 and "unknown stage(s) nope" in unknown.stderr
+    code, _, err = main_in_process(capsys, *args, "--stages", "nope")
+    assert code == 2 and "unknown stage(s) nope" in err
 
 
 def test_a_stage_cut_off_leaves_no_marker(tmp_path, env):

@@ -23,7 +23,7 @@ REAL_SUBSET = H.ROOT.parent / "shared" / "data" / "cifar10-real-subset"
 # beyond it, float32 rounding differences of order 1e-7 that compound over 6 steps stay far below this.
 CUDA_LOCKSTEP_RTOL = 1e-4
 # The timed-interval runs' sleep per step, and the time each step adds to the record without waiting.
-SLEEP_S, ADDED_S = 5.0, 1000.0
+SLEEP_S, ADDED_S = 2.0, 1000.0
 
 
 # 1. Architecture ---------------------------------------------------------------------------------------------
@@ -197,8 +197,8 @@ def clock_hooked(trainer_pair, tiny_data):
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_timed_intervals_cover_what_they_claim(clock_hooked, lang):
     """An epoch's time holds every training step and no evaluation, in both languages, shown with the
-    BENCH_SLEEP_PER_STEP_MS hook. A sleep is a guaranteed minimum: 2 steps of 5 s make train_seconds >= 10 s
-    whatever the machine. A step's sleep inside the evaluation would add 5 s to eval_seconds; without it, the
+    BENCH_SLEEP_PER_STEP_MS hook. A sleep is a guaranteed minimum: 2 steps of 2 s make train_seconds >= 4 s
+    whatever the machine. A step's sleep inside the evaluation would add 2 s to eval_seconds; without it, the
     evaluation (a forward of 16 images) takes less than the epoch's own work besides its sleeps (forward and
     backward of 32 images), on any machine, loaded or not: the bound is relative to the same run's speed (an
     absolute bound failed on a 2-core Xeon with torch 2.15, and on a starved process here). tests/test_traces.py

@@ -83,6 +83,9 @@ def test_idiomatic_trains_on_augmented_batches(tiny_run, tiny_data, lang, device
     assert ((dy != D.PAD) | (dx != D.PAD)).any() and dy.unique().numel() > 1 and dx.unique().numel() > 1
 
 
+# Thorough (once per CI run): three runs of its own per language, since repeatability needs two processes of one
+# configuration. The default tier's idiomatic checks read the canonical runs (augmented batches, evaluation).
+@pytest.mark.thorough
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_idiomatic_seed_makes_runs_repeatable(trainer_pair, tiny_data, lang):
     """With in-process loading (--workers 0) --seed fixes the shuffle and every crop and flip: two runs with
