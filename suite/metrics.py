@@ -22,6 +22,31 @@ def steady_images_per_second(docs):
     return RunSamples([[e["images_per_second"] for e in steady_epochs(doc)] for doc in docs], "images/s")
 
 
+def steady_step_ms(docs):
+    """A steady epoch's time per training step: its train_seconds over its steps (global batches per rank)."""
+    return RunSamples([[e["train_seconds"] * 1e3 / steps_per_epoch(doc) for e in steady_epochs(doc)] for doc in docs],
+                      "ms")
+
+
+def steps_per_epoch(doc):
+    from bench.data import global_batches
+
+    world_size = (doc.get("distributed") or {}).get("world_size", 1)
+    return len(global_batches(doc["dataset"]["train_records"], doc["config"]["batch_size"], world_size))
+
+
+def peak_rss_mib(docs):
+    """The process's peak resident memory (the interpreter's share included: it is the Python API's); None before
+    schema 5."""
+    return RunSamples.one_per_run([doc.get("peak_rss_bytes") and doc["peak_rss_bytes"] / 2**20 for doc in docs], "MiB")
+
+
+def peak_cuda_mib(docs):
+    """CUDA: the training window's peak of allocated device memory; None on CPU."""
+    return RunSamples.one_per_run([doc.get("peak_memory_bytes") and doc["peak_memory_bytes"] / 2**20 for doc in docs],
+                                  "MiB")
+
+
 def first_epoch_seconds(docs):
     return RunSamples([[e["train_seconds"] for e in doc["epochs"][:1]] for doc in docs], "s")
 

@@ -55,7 +55,8 @@ class Ratio:
         if self.p_two_sided > VERDICT_P:
             return f"no difference shown (Mann-Whitney p = {self.p_two_sided:.2g} over runs)"
         python_smaller = c.high < 1
-        return f"{'Python' if python_smaller == self.lower_is_better else 'C++'} faster"
+        better = "uses less memory" if self.python.unit == "MiB" else "faster"
+        return f"{'Python' if python_smaller == self.lower_is_better else 'C++'} {better}"
 
 
 def ratio(python, cpp, lower_is_better=True):
@@ -68,8 +69,10 @@ def ratio(python, cpp, lower_is_better=True):
 def quantities(py_docs, cpp_docs):
     """(name, samples of a language's documents, lower is better) for everything both languages measured."""
     found = [("time per epoch (s)", metrics.steady_epoch_seconds, True),
+             ("training step (ms)", metrics.steady_step_ms, True),
              ("images/s (train)", metrics.steady_images_per_second, False),
-             ("epoch 1 (s)", metrics.first_epoch_seconds, True), ("start-up (s)", metrics.startup_seconds, True)]
+             ("epoch 1 (s)", metrics.first_epoch_seconds, True), ("start-up (s)", metrics.startup_seconds, True),
+             ("peak RSS (MiB)", metrics.peak_rss_mib, True), ("peak CUDA memory (MiB)", metrics.peak_cuda_mib, True)]
     cpp_points, cpp_counts = set(latency_points(cpp_docs)), set(concurrency_counts(cpp_docs))
     for path, bs in [p for p in latency_points(py_docs) if p in cpp_points]:
         found.append((f"latency {path} bs={bs} (ms/batch)", functools.partial(latency_of, path, bs), True))
