@@ -7,6 +7,7 @@ import copy
 
 import pytest
 
+from suite import harness as H
 from suite import thresholds as TH
 from suite.plugin import config, runs
 from suite.plugin.config import OFFICIAL, OFFLINE, RunConfig
@@ -33,11 +34,32 @@ def test_offline_official_falls_back_loudly_to_a_configuration_with_thresholds(i
     assert len(loud) == 2, out[-3000:]  # when the data is prepared, and again at the end
     print(loud[0])
     assert "preset offline" in out
-    result.assert_outcomes(passed=2)
-    for model in OFFLINE["models"].split(","):  # both models, each with a threshold: nothing skips for want of one
+    models = OFFLINE["cuda" if config.cuda_available() else "cpu"]["models"].split(",")
+    result.assert_outcomes(passed=len(models))
+    for model in models:
         assert f"test_configuration[{model}]" in out
-        key = ("synthetic", model, 1, OFFLINE["train_limit"], OFFLINE["batch_size"])
-        assert TH.lookup(*key) is not None, f"no threshold for the offline configuration {key}"
+
+
+def bench_epochs():
+    """The epochs `tox -e bench` trains (tox.ini's bench command)."""
+    import configparser
+    import shlex
+
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(H.ROOT / "tox.ini")
+    words = shlex.split(ini["testenv:bench"]["commands"].replace("\\\n", " "))
+    return int(words[words.index("--epochs") + 1])
+
+
+@pytest.mark.parametrize("device", sorted(OFFLINE))
+def test_every_offline_run_has_a_threshold(device):
+    """Offline, on either device, every model the fallback trains has an accuracy threshold at the default epochs
+    (1) and at `tox -e bench`'s: nothing skips for want of one."""
+    preset = OFFLINE[device]
+    for model in preset["models"].split(","):
+        for epochs in (1, bench_epochs()):
+            key = ("synthetic", model, epochs, preset["train_limit"], preset["batch_size"])
+            assert TH.lookup(*key) is not None, f"no threshold for the offline configuration {key}"
 
 
 def test_a_configuration_is_built_without_reading_or_asking_torch(tmp_path, monkeypatch):
