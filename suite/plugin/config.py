@@ -9,7 +9,7 @@ Presets, chosen by --data and the device:
   full      (--data DIR, or --data official): all records, batch 128, lr 0.1, ResNet18 and ResNet34.
   full-cpu  (the same on a machine without a GPU): the first 5000 train / 1000 test records, so that a CPU
             run ends in minutes, not hours (--train-limit 0 --test-limit 0 for everything).
-Every explicit option overrides its preset value. README.md documents every option and marker.
+Every explicit option overrides its preset value. docs/suite.md documents every option and marker.
 """
 
 import os
