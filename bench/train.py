@@ -66,7 +66,7 @@ class RunError(Exception):
 
 @dataclass(frozen=True)
 class TestHooks:
-    """Test hooks (README "Test hooks"): a per-step sleep, a per-step time added to the record without waiting,
+    """Test hooks (docs/gate.md, "Test hooks"): a per-step sleep, a per-step time added to the record without waiting,
     a NaN loss or an abort at one global step; in a distributed run on every rank, or on the rank BENCH_HOOK_RANK
     names (BENCH_PLANT: bench/process.py). The results' process section records every hook that was set."""
 

@@ -43,7 +43,7 @@ MODES = {
 # Untimed full-batch training steps before the first clock read (then one at the partial batch and the
 # evaluation shapes). Plans, handles, lazy kernels and cuDNN autotuning happen on a shape's first step; the
 # caching allocator reaches its steady pools by the second or third. Three steps cover both at a cost of
-# three steps (README, "Warm-up", has the CPU measurement behind the choice).
+# three steps (docs/timing.md, "Warm-up", has the CPU measurement behind the choice).
 WARMUP_STEPS = 3
 
 # The training recipe's constants (SGD, and lr_at_step's schedule): the optimizer uses them, config records them.
@@ -167,7 +167,7 @@ TRACE_STEP, TRACE_EPOCH_CLOCK, TRACE_EVALUATE, TRACE_INFER, TRACE_INFER_WARMUP =
 # The results' process section (bench/process.py, cpp/process.cpp). The environment variables the two processes
 # read (torch, its OpenMP/BLAS/oneDNN/CUDA libraries, the loader, glibc's malloc, Python's interpreter): every
 # variable starting with one of these is recorded. The BENCH_* test hooks a run records when set. BENCH_PLANT's
-# drifts, each of one family (README, "Confounders checklist"); C++ has all but PYTHON_ONLY_PLANTS.
+# drifts, each of one family (docs/confounders.md); C++ has all but PYTHON_ONLY_PLANTS.
 WATCHED_ENV_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "ONEDNN_", "DNNL_", "ATEN_", "TORCH_",
                         "TORCHINDUCTOR_", "PYTORCH_", "CUDA_", "CUBLAS_", "CUBLASLT_", "CUDNN_", "NCCL_", "NVIDIA_",
                         "KINETO_", "LD_", "MALLOC_", "GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE", "PYTHON")

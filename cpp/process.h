@@ -1,5 +1,5 @@
 // The process's own state, recorded for the results' `process` section: what else, besides the program, can make
-// the same work run at another speed (README, "Confounders checklist"). Twin of bench/process.py.
+// the same work run at another speed (docs/confounders.md). Twin of bench/process.py.
 //
 // Read at the start of each timed window (cheaply: a few getters of the calling thread) and once at the end (the
 // loaded libraries and their build ids, torch's configuration, the environment, placement and memory, the build).

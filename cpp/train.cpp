@@ -43,7 +43,7 @@ constexpr int64_t kMaxHookMs = 3'600'000;  // an hour per step: far above any te
 
 // ---- test hooks and the options of the parts -------------------------------------------------------
 
-// Test hooks (README "Test hooks"): a per-step sleep, a per-step time added to the record without waiting, a NaN
+// Test hooks (docs/gate.md, "Test hooks"): a per-step sleep, a per-step time added to the record without waiting, a NaN
 // loss or an abort at one global step; in a distributed run on every rank, or on the rank BENCH_HOOK_RANK names
 // (BENCH_PLANT: process.cpp). The results' process section records every hook that was set.
 struct TestHooks {

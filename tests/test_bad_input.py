@@ -1,4 +1,4 @@
-"""Every row of README's "Bad input" table: what the user sees (one line naming the cause, the exit code)
+"""Every row of docs/bad-input.md's table: what the user sees (one line naming the cause, the exit code)
 and what is left behind (never a results file from a failed run, never a partial one).
 
 Trainer rows run both languages with the same flags, side by side (the session's run cache, trainer_processes:

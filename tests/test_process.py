@@ -29,7 +29,7 @@ from suite.schema import load_results
 PLANT_SOURCE = H.ROOT / "tests" / "plants"
 # Every BENCH_PLANT drift each trainer takes (C++ has no garbage collector and no interpreter).
 PLANTS = {"python": P.PLANTS, "cpp": tuple(p for p in P.PLANTS if p not in PYTHON_ONLY_PLANTS)}
-# family (README, "Confounders checklist") -> the keys (fnmatch patterns) its planted drift must show
+# family (docs/confounders.md) -> the keys (fnmatch patterns) its planted drift must show
 FAMILIES = {
     "libraries loaded": ["libraries/libbenchplant.so"],
     "OpenMP runtimes": ["libraries/libgomp*"],

@@ -1,6 +1,8 @@
 """The CI wiring runs what exists: the workflow files parse; every command in them, in .ci/run and in tox.ini names
 a tox env, a Python module, a pytest option or marker, or a file that exists; .ci/run runs README.md's test
-command and stops at its first failure; pyproject's torch floor is the oldest torch CI tests. Fast, no network."""
+command and stops at its first failure; the README's benchmark command is the same chain ending in an env that
+exists; pyproject's torch floor is the oldest torch CI tests; docs/layout.md maps every source file; every relative
+link of the README and docs/ resolves. Fast, no network."""
 
 import configparser
 import importlib
@@ -104,7 +106,7 @@ def test_every_python_module_ci_runs_imports():
     for where, script in scripts().items():
         installed = set()
         for command in shell_commands(script):
-            if command[0] not in ("python", "python3") or command[1:2] != ["-m"]:
+            if Path(command[0]).name not in ("python", "python3") or command[1:2] != ["-m"]:
                 continue
             module, rest = command[2], command[3:]
             if module == "pip" and rest[:1] == ["install"]:
@@ -196,67 +198,107 @@ def test_workflows_never_pip_install():
                 assert pip[:1] != ["install"], f"{where}: {shlex.join(command)}"
 
 
-def readme_test_command():
-    """The one line in the fenced block that follows the README's "Run the tests" line."""
+def readme_command(label):
+    """The one line in the fenced block that follows the README's line containing `label`."""
     lines = (ROOT / "README.md").read_text().splitlines()
-    start = next((i for i, line in enumerate(lines) if "Run the tests" in line), None)
-    assert start is not None, 'README.md has no line containing "Run the tests"'
+    start = next((i for i, line in enumerate(lines) if label in line), None)
+    assert start is not None, f'README.md has no line containing "{label}"'
     fence = next((i for i in range(start + 1, len(lines)) if lines[i].strip().startswith("```")), None)
-    assert fence is not None, 'README.md: no ``` block after "Run the tests"'
+    assert fence is not None, f'README.md: no ``` block after "{label}"'
     body = []
     for line in lines[fence + 1:]:
         if line.strip().startswith("```"):
             break
         if line.strip():
             body.append(line.strip())
-    assert len(body) == 1, f'README.md: the block after "Run the tests" should hold one command line, got {body}'
+    assert len(body) == 1, f'README.md: the block after "{label}" should hold one command line, got {body}'
     return body[0]
 
 
+def readme_python_calls(label):
+    """The README command's simple commands as word lists: `python3 -m venv DIR` first, then only DIR's python, so
+    that the fake python3 below sees every one of them."""
+    calls = list(shell_commands(readme_command(label)))
+    assert calls and calls[0][:3] == ["python3", "-m", "venv"] and len(calls[0]) == 4, (
+        f"README's command under {label!r} should start by making a virtual environment: {calls}")
+    venv_python = f"{calls[0][3]}/bin/python"
+    assert all(words[0] == venv_python for words in calls[1:]), (
+        f"README's command under {label!r} runs more than python3 and {venv_python}: {calls}")
+    return calls
+
+
+# A python3 that records what it was asked to run (the program as the script named it, then the arguments) and
+# exits 0, or 1 for `-m $FAKE_PYTHON_FAILS`; `-m venv DIR` makes DIR/bin/python, another copy of the recording
+# shim, so that a command chain through the new environment goes on.
 FAKE_PYTHON = """
-import json, os, sys
+import json, os, shutil, sys
+program, args = sys.argv[1], sys.argv[2:]
+program = "python3" if program == os.environ["FAKE_PYTHON_SHIM"] else os.path.relpath(program)
 with open(os.environ["FAKE_PYTHON_LOG"], "a") as log:
-    log.write(json.dumps(sys.argv[1:]) + "\\n")
-if sys.argv[1:] == ["--version"]:
+    log.write(json.dumps([program, *args]) + "\\n")
+if args == ["--version"]:
     print("Python 3.x (fake)")
-sys.exit(1 if sys.argv[1:3] == ["-m", os.environ.get("FAKE_PYTHON_FAILS", "")] else 0)
+if args[:2] == ["-m", os.environ.get("FAKE_PYTHON_FAILS", "")]:
+    sys.exit(1)
+if args[:2] == ["-m", "venv"]:
+    os.makedirs(os.path.join(args[-1], "bin"), exist_ok=True)
+    shutil.copy(os.environ["FAKE_PYTHON_SHIM"], os.path.join(args[-1], "bin", "python"))
 """
 
 
 def run_ci_with_fake_python(tmp_path, fails=""):
-    """bash .ci/run, as the workflows run it, with a python3 on PATH that records its arguments and exits 0 (1 for
-    `-m <fails>`): what the script runs, and in what order, without installing or testing anything."""
+    """.ci/run, as the workflows run it (bash, from a copy of the checkout's script in a folder of its own, so that
+    the virtual environment it makes is not the checkout's), with a python3 on PATH that records its arguments
+    (FAKE_PYTHON) and an apt-get that does nothing (a run as root installs nothing here): what the script runs, and
+    in what order, without installing or testing anything. Returns the process and the calls that are not the
+    script's own probes (`--version`, `-c ...`)."""
     (tmp_path / "fake_python.py").write_text(FAKE_PYTHON)
-    shim = tmp_path / "bin" / "python3"
-    shim.parent.mkdir()
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{tmp_path / "fake_python.py"}" "$@"\n')
-    shim.chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "python3"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{tmp_path / "fake_python.py"}" "$0" "$@"\n')
+    (bin_dir / "apt-get").write_text("#!/bin/sh\nexit 0\n")
+    for tool in (shim, bin_dir / "apt-get"):
+        tool.chmod(0o755)
+    script = tmp_path / "checkout" / ".ci" / "run"
+    script.parent.mkdir(parents=True)
+    script.write_text(CI_RUN.read_text())
     log = tmp_path / "calls.jsonl"
-    env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}", "FAKE_PYTHON_LOG": str(log),
-           "FAKE_PYTHON_FAILS": fails}
-    proc = subprocess.run(["bash", str(CI_RUN)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_PYTHON_LOG": str(log),
+           "FAKE_PYTHON_SHIM": str(shim), "FAKE_PYTHON_FAILS": fails}
+    proc = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return proc, [call for call in calls if call != ["--version"]]  # the version it prints first
-
-
-def readme_python_calls():
-    command = list(shell_commands(readme_test_command()))
-    assert all(words[0] == "python3" for words in command), f"README's test command runs more than python3: {command}"
-    return [words[1:] for words in command]
+    return proc, [call for call in calls if call[1:] != ["--version"] and call[1:2] != ["-c"]]
 
 
 def test_ci_run_runs_the_readme_test_command(tmp_path):
     proc, calls = run_ci_with_fake_python(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert calls == readme_python_calls(), f".ci/run does not run README.md's test command: {readme_test_command()}"
+    expected = readme_python_calls("Run the tests")
+    assert calls == expected, f".ci/run does not run README.md's test command: {readme_command('Run the tests')}"
     assert any(command[:2] == ["bash", ".ci/run"] for path in WORKFLOWS for step in steps(load_workflow(path))
                for command in shell_commands(step.get("run", ""))), "no workflow runs .ci/run"
 
 
 def test_ci_run_stops_at_the_first_failure(tmp_path):
-    first = readme_python_calls()[0]
-    proc, calls = run_ci_with_fake_python(tmp_path, fails=first[1])
-    assert proc.returncode != 0 and calls == [first], calls
+    """Whichever step of the chain fails, nothing after it runs and .ci/run fails."""
+    chain = readme_python_calls("Run the tests")
+    for i, step in enumerate(chain):
+        (tmp_path / str(i)).mkdir()
+        proc, calls = run_ci_with_fake_python(tmp_path / str(i), fails=step[2])
+        assert proc.returncode != 0 and calls == chain[:i + 1], (step, calls)
+
+
+def test_the_readme_benchmark_command_is_the_test_command_with_the_bench_env():
+    """The benchmark's command makes the same environment and installs the same tox as the test command, then runs
+    tox envs that exist in tox.ini."""
+    bench, tests = readme_python_calls("Run the benchmark"), readme_python_calls("Run the tests")
+    assert bench[:-1] == tests[:-1], f"the two README commands set up differently: {bench[:-1]} vs {tests[:-1]}"
+    *_, tox = bench
+    assert tox[1:3] == ["-m", "tox"] and "-e" in tox, f"README's benchmark command does not end in tox -e: {tox}"
+    known = {section.removeprefix("testenv:") for section in tox_ini().sections() if section.startswith("testenv:")}
+    envs = tox[tox.index("-e") + 1].split(",")
+    assert set(envs) <= known, f"README's benchmark command runs tox envs tox.ini lacks: {set(envs) - known}"
 
 
 def constraint_file(section):
@@ -344,27 +386,55 @@ def test_the_thorough_tier_runs_once_in_pys_environment():
     assert sorted(tiers.values()).count("thorough") == 1 and "testenv" in tiers and tiers["testenv"] == "default", tiers
 
 
-def where_things_are_paths():
-    """Every repository path README's "Where things are" names, `{h,cpp}` expanded."""
-    section = (ROOT / "README.md").read_text().split("## Where things are", 1)[1].split("\n## ", 1)[0]
+def named_paths(text):
+    """Every repository path a Markdown text names in backquotes, `{h,cpp}` expanded."""
     paths = set()
-    for token in re.findall(r"`([^`\s]+)`", section):
+    for token in re.findall(r"`([^`\s]+)`", text):
         if "/" not in token and not re.fullmatch(r"[\w.-]+\.(py|txt|toml|ini|h|cpp|json|yml)", token):
             continue  # a command or an API name, not a path
-        if token.startswith("build/"):
-            continue  # a build output, there only after the build
+        if token.startswith(("build/", "out/", ".venv/", "~")) or token.endswith("/bin/python"):
+            continue  # outputs, there only after a build or a run
+        if token.startswith("-") or "://" in token or "<" in token:
+            continue  # a flag or a URL
         stem, _, alternatives = token.partition("{")
         for ending in alternatives.rstrip("}").split(",") if alternatives else [""]:
             paths.add((stem + ending).rstrip("/").replace("*", ""))
     return paths
 
 
-def test_where_things_are_matches_the_tree():
-    """README's map of the repository names only what exists, and every trainer and suite source file."""
-    named = where_things_are_paths()
+def test_the_layout_page_matches_the_tree():
+    """docs/layout.md, the map of the repository, names only what exists, and every trainer and suite source file;
+    the README's short tour of it names only what exists."""
+    named = named_paths((ROOT / "docs" / "layout.md").read_text())
     missing = sorted(p for p in named if not (ROOT / p).exists())
-    assert not missing, f"README's 'Where things are' names paths that do not exist: {missing}"
+    assert not missing, f"docs/layout.md names paths that do not exist: {missing}"
     sources = {f"{folder}/{f.name}" for folder in ("bench", "cpp", "suite") for f in (ROOT / folder).iterdir()
                if f.suffix in (".py", ".h", ".cpp") and f.name != "__init__.py"}
     unnamed = sorted(sources - named)
-    assert not unnamed, f"source files README's 'Where things are' does not name: {unnamed}"
+    assert not unnamed, f"source files docs/layout.md does not name: {unnamed}"
+    tour = (ROOT / "README.md").read_text().split("## Where things are", 1)[1].split("\n## ", 1)[0]
+    missing = sorted(p for p in named_paths(tour) if not (ROOT / p).exists())
+    assert not missing, f"README's 'Where things are' names paths that do not exist: {missing}"
+
+
+MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def test_every_relative_link_of_the_readme_and_docs_resolves():
+    """A relative link in README.md or docs/*.md (not docs/results/ or the example report: records of their time)
+    points at a file or folder that exists; its #anchor, if any, at a heading of that page."""
+    broken = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in MARKDOWN_LINK.findall(page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto:
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            if not dest.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+            elif anchor and dest.suffix == ".md":
+                slugs = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+                         for h in re.findall(r"^#+ (.*)$", dest.read_text(), re.M)}
+                if anchor not in slugs:
+                    broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
+    assert not broken, "links that do not resolve:\n" + "\n".join(broken)

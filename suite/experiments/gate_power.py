@@ -11,7 +11,7 @@ baseline (`pytest --gate`, `python -m suite.gate`) and the interleaved A/B gate 
    a drift of the machine's speed falls on all of them alike): `pytest ... --repeats N --gate-ab HEAD`, whose
    trainers alternate A (HEAD, exported from git, run as committed) and B (this tree). A slowdown of x% sleeps
    x% of the calibrated step time inside every training step of B (the trainers' BENCH_SLEEP_PER_STEP_MS hook,
-   README "Test hooks"; the A/B gate keeps the hooks off on A). The session's exit status and gate lines are
+   docs/gate.md, "Test hooks"; the A/B gate keeps the hooks off on A). The session's exit status and gate lines are
    the A/B verdict. Its B runs then go through the real stored-baseline command, `python -m suite.gate B.json
    --baseline BASE`: the stored verdict on the same runs.
 3. DIR/gate-power.json keeps every session's gate output and exit status; DIR/gate-power.md the tables, per mode:

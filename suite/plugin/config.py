@@ -9,7 +9,7 @@ Presets, chosen by --data and the device:
             4 runs per language) ends in minutes, not hours (--train-limit 0 --test-limit 0 for everything).
   offline   (--data official when the official set cannot be downloaded): the smoke sizes on the synthetic set it
             falls back to, with the device's full preset's models: thresholds exist for it, so every check asserts.
-Every explicit option overrides its preset value. README.md documents every option and marker.
+Every explicit option overrides its preset value. docs/suite.md documents every option and marker.
 """
 
 import os

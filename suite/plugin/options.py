@@ -1,4 +1,4 @@
-"""The suite's command-line options (README "The pytest suite" documents each one)."""
+"""The suite's command-line options (docs/suite.md, "Options", documents each one)."""
 
 from bench.vocab import DEVICES, INFERENCE_PATHS, LANGUAGES, MODES
 from suite import harness as H
