@@ -253,6 +253,9 @@ def test_gate_end_to_end_first_baseline_unchanged_and_slowed(benchmarks_session,
     assert "Traceback" not in out
 
 
+# Thorough: two sessions and five trainer runs (about 15 s on 2 cores). The default tier keeps its rules as units:
+# test_another_configuration_gets_one_line_and_no_verdict, test_the_machine_line_names_only_what_differs.
+@pytest.mark.thorough
 def test_compare_pairs_like_with_like_and_names_machine_differences(benchmarks_session, pytester, cpp_exe):
     """pytest-benchmark's --benchmark-compare against a run of another configuration: one line saying what
     differs, no verdict (so no failure even at 1%); the machine warning names only the fields that differ.
@@ -283,7 +286,7 @@ def test_compare_pairs_like_with_like_and_names_machine_differences(benchmarks_s
 
 # Thorough: six trainer processes and a C++-less export of HEAD (about 30 s on 2 cores). Its parts stay in the default
 # tier: the baseline built from the other tree's documents (test_the_interleaved_baseline_holds_...), the gate's
-# verdict on a hooked slowdown (test_gate_end_to_end_...), alternating runs (test_compare_pairs_like_with_like_...).
+# verdict on a hooked slowdown (test_gate_end_to_end_...).
 @pytest.mark.thorough
 def test_interleaved_ab_gate_alternates_the_trees_and_fails_the_slowed_one(benchmarks_session, pytester,
                                                                            monkeypatch):

@@ -249,6 +249,9 @@ def main_in_process(capsys, *args):
     return code, out.out, out.err
 
 
+# Thorough, like the dry run below: each session collects machine facts in processes of its own (seconds each).
+# The default tier keeps the session's plan, budget and stage logic on constructed stages (above).
+@pytest.mark.thorough
 def test_failures_are_recorded_block_dependents_and_set_the_exit_code(tmp_path, env, monkeypatch, capsys):
     monkeypatch.setenv("BENCH_CACHE", env["BENCH_CACHE"])
     args = ["--dry-run", "--out", str(tmp_path / "s"), "--real-subset", str(tmp_path / "missing")]
@@ -265,6 +268,7 @@ def test_failures_are_recorded_block_dependents_and_set_the_exit_code(tmp_path, 
     assert code == 2 and "unknown stage(s) nope" in err
 
 
+@pytest.mark.thorough  # a session of its own, cut off by SIGTERM
 def test_a_stage_cut_off_leaves_no_marker(tmp_path, env):
     out = tmp_path / "s"
     proc = subprocess.Popen([PY, "-m", "suite.experiments.gpu_session", "--dry-run", "--out", str(out),
