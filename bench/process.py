@@ -115,12 +115,45 @@ class DlInfo(ctypes.Structure):
                 ("dli_saddr", ctypes.c_void_p)]
 
 
-def malloc_library():
-    """The file that defines the malloc this process calls (dladdr of the global scope's `malloc`)."""
+class LinkMap(ctypes.Structure):
+    pass
+
+
+LinkMap._fields_ = [("l_addr", ctypes.c_size_t), ("l_name", ctypes.c_char_p), ("l_ld", ctypes.c_void_p),
+                    ("l_next", ctypes.POINTER(LinkMap)), ("l_prev", ctypes.POINTER(LinkMap))]
+RTLD_LAZY, RTLD_NOLOAD, RTLD_DI_LINKMAP = 0x1, 0x4, 2
+_libc.dlsym.restype = _libc.dlopen.restype = ctypes.c_void_p  # addresses and handles, not ints
+
+
+def defining_file(address):
+    """The file dladdr names for a code address (resolved), or None."""
     info = DlInfo()
-    if not _libc.dladdr(ctypes.cast(_libc.malloc, ctypes.c_void_p), ctypes.byref(info)) or not info.dli_fname:
+    if not address or not _libc.dladdr(ctypes.c_void_p(address), ctypes.byref(info)) or not info.dli_fname:
         return None
     return os.path.realpath(info.dli_fname.decode())
+
+
+def malloc_library():
+    """The file that defines the malloc this process calls: dladdr of the global scope's `malloc`. A program built
+    without PIE (Debian's python3) holds a canonical PLT entry for it, which only jumps on, so where dladdr names
+    the program, the first object after it in the link map that defines `malloc` itself."""
+    found = defining_file(_libc.dlsym(None, b"malloc"))  # RTLD_DEFAULT
+    if found != os.path.realpath("/proc/self/exe"):
+        return found
+    link = ctypes.POINTER(LinkMap)()
+    if _libc.dlinfo(ctypes.c_void_p(_libc.dlopen(None, RTLD_LAZY)), RTLD_DI_LINKMAP, ctypes.byref(link)) != 0:
+        return found
+    link = link.contents.l_next  # after the program
+    while link:
+        name = link.contents.l_name
+        handle = name and _libc.dlopen(name, RTLD_LAZY | RTLD_NOLOAD)
+        if handle:
+            here = defining_file(_libc.dlsym(ctypes.c_void_p(handle), b"malloc"))
+            _libc.dlclose(ctypes.c_void_p(handle))
+            if here == os.path.realpath(name.decode()):
+                return here
+        link = link.contents.l_next
+    return found
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/profiler_kineto.h>
 
 #include <dlfcn.h>
+#include <link.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -153,13 +154,34 @@ Json loaded_libraries() {
   return libraries;
 }
 
-// The file that defines the malloc this process calls (dladdr of the global scope's `malloc`).
-Json malloc_library() {
+// The file dladdr names for a code address (resolved), or empty.
+std::string defining_file(const void* address) {
   Dl_info info{};
-  if (::dladdr(::dlsym(RTLD_DEFAULT, "malloc"), &info) == 0 || info.dli_fname == nullptr) return nullptr;
+  if (address == nullptr || ::dladdr(address, &info) == 0 || info.dli_fname == nullptr) return {};
   std::error_code error;
   const auto path = std::filesystem::canonical(info.dli_fname, error);
-  return error ? Json(info.dli_fname) : Json(path.string());
+  return error ? std::string(info.dli_fname) : path.string();
+}
+
+// The file that defines the malloc this process calls: dladdr of the global scope's `malloc`. A program built
+// without PIE holds a canonical PLT entry for it, which only jumps on, so where dladdr names the program, the
+// first object after it in the link map that defines `malloc` itself.
+Json malloc_library() {
+  const std::string found = defining_file(::dlsym(RTLD_DEFAULT, "malloc"));
+  std::error_code error;
+  if (found != std::filesystem::canonical("/proc/self/exe", error).string()) {
+    return found.empty() ? Json() : Json(found);
+  }
+  link_map* link = nullptr;
+  if (::dlinfo(::dlopen(nullptr, RTLD_LAZY), RTLD_DI_LINKMAP, &link) != 0 || link == nullptr) return Json(found);
+  for (link = link->l_next; link != nullptr; link = link->l_next) {  // after the program
+    void* handle = link->l_name != nullptr ? ::dlopen(link->l_name, RTLD_LAZY | RTLD_NOLOAD) : nullptr;
+    if (handle == nullptr) continue;
+    const std::string here = defining_file(::dlsym(handle, "malloc"));
+    ::dlclose(handle);
+    if (!here.empty() && here == std::filesystem::canonical(link->l_name, error).string()) return Json(here);
+  }
+  return Json(found);
 }
 
 std::string dtype_name(at::ScalarType type) { return std::string(c10::getDtypeNames(type).first); }

@@ -96,10 +96,11 @@ def process_state(section):
     for (mode, model, language), r in by_key.items():
         if language != "python" or (mode, model, "cpp") not in by_key:
             continue
-        diffs = [d for py, cpp in zip(r.docs, by_key[(mode, model, "cpp")].docs)
-                 for d in process.compare_documents(py, cpp, allow)]
+        pairs = list(zip(r.docs, by_key[(mode, model, "cpp")].docs))
+        diffs = list({repr(d): d for py, cpp in pairs for d in process.compare_documents(py, cpp, allow)}.values())
         verdict = "the same process state outside the allow-list" if not diffs else \
-            f"**process state differs**: {len(diffs)} difference(s) (`python -m suite.process PYTHON.json CPP.json`)"
+            f"**process state differs**: {len(diffs)} difference(s) over {len(pairs)} pair(s) of runs " \
+            "(`python -m suite.process PYTHON.json CPP.json`)"
         verdicts.append(f"- {model}, {mode}: Python vs C++: {verdict}")
         verdicts += [f"  - `{d.key}`: Python {process.short(d.python)}, C++ {process.short(d.cpp)}"
                      + (f" ({d.why})" if d.why else "") for d in diffs[:10]]
