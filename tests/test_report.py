@@ -415,3 +415,20 @@ def test_scaling_section_reads_the_slowest_rank_of_each_step(tmp_path):
     assert "](scaling.png)" in scaling and (tmp_path / "out" / "scaling.png").stat().st_size > 1000
     assert "Data-parallel scaling" not in build_report(write_docs(tmp_path, [make_doc("python")]),
                                                        tmp_path / "single").read_text()
+
+
+def test_the_readme_headline_is_what_its_committed_results_give():
+    """README.md's headline table: every row is suite.report.headline's for the results folder its block links
+    (docs/results/<name>.md beside docs/results/<name>/results/), so no number there is typed by hand."""
+    import re
+
+    from suite.report.headline import headline_rows
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- headline:start -->", 1)[1].split("<!-- headline:end -->", 1)[0]
+    [page] = set(re.findall(r"\]\((docs/results/[\w.-]+)\.md\)", block))
+    paths = sorted((ROOT / page / "results").glob("*.json"))
+    assert paths, f"no results under {page}/results/"
+    table = [line for line in block.splitlines() if line.startswith("|")]
+    assert table == headline_rows(cli.load_all(paths)), "README.md's headline differs from its results: " \
+        f"python -m suite.report.headline {page}/results/*.json"

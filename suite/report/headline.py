@@ -1,0 +1,59 @@
+"""The README's headline: the Python/C++ ratios of one benchmark run (one model, one mode, runs of both languages),
+rendered as the Markdown rows README.md holds between its headline markers.
+
+    python -m suite.report.headline RESULTS...
+
+tests/test_workflows.py checks that README.md's rows are what this gives for the committed results it links.
+"""
+
+import argparse
+import sys
+
+from suite.report.cli import load_all
+from suite.report.markdown import fmt
+from suite.report.sections import build_sections
+from suite.schema import ResultsError
+
+# (the README's name for a quantity, the report's, digits)
+ROWS = [("training step (steady state, ms)", "training step (ms)", 1), ("epoch 1 (s)", "epoch 1 (s)", 2),
+        ("start-up (s)", "start-up (s)", 2), ("latency, batch 1 (ms)", "latency eager bs=1 (ms/batch)", 2),
+        ("peak memory (RSS, MiB)", "peak RSS (MiB)", 0)]
+HEADER = ["quantity", "Python (median of runs)", "C++ (median of runs)", "Python / C++ (95% CI)", "verdict"]
+
+
+def headline_rows(docs):
+    """The headline table's Markdown lines for these documents: the runs of one configuration (one report section,
+    one model and mode), both languages."""
+    sections = build_sections(docs)
+    compared = [c for section in sections for c in section.ratios]
+    if len(sections) != 1 or len({(c.model, c.mode) for c in compared}) != 1:
+        raise ResultsError(f"the headline needs runs of one model and mode in both languages; these give "
+                           f"{len(sections)} report section(s) and {len({(c.model, c.mode) for c in compared})} "
+                           f"compared configuration(s)")
+    ratios = {c.metric: c.ratio for c in compared}
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for name, key, digits in ROWS:
+        r = ratios.get(key)
+        if r is None:
+            lines.append(f"| {name} | not measured | not measured | | |")
+            continue
+        c = r.comparison
+        lines.append(f"| {name} | {fmt(r.python.median_of_runs, digits)} | {fmt(r.cpp.median_of_runs, digits)} | "
+                     f"{c.ratio:.3f} ({c.interval_text(3)}) | {r.verdict} |")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m suite.report.headline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="+", help="results documents of one configuration, both languages")
+    args = parser.parse_args(argv)
+    try:
+        print("\n".join(headline_rows(load_all(args.results))))
+    except ResultsError as err:
+        print(f"suite.report.headline: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
