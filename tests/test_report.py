@@ -418,8 +418,8 @@ def test_scaling_section_reads_the_slowest_rank_of_each_step(tmp_path):
 
 
 def test_the_readme_headline_is_what_its_committed_results_give():
-    """README.md's headline table: every row is suite.report.headline's for the results folder its block links
-    (docs/results/<name>.md beside docs/results/<name>/results/), so no number there is typed by hand."""
+    """README.md's headline table: every row is what `python -m suite.report --headline` gives for the results
+    folder its block links (docs/results/<name>.md beside docs/results/<name>/results/): no number typed by hand."""
     import re
 
     from suite.report.headline import headline_rows
@@ -431,4 +431,4 @@ def test_the_readme_headline_is_what_its_committed_results_give():
     assert paths, f"no results under {page}/results/"
     table = [line for line in block.splitlines() if line.startswith("|")]
     assert table == headline_rows(cli.load_all(paths)), "README.md's headline differs from its results: " \
-        f"python -m suite.report.headline {page}/results/*.json"
+        f"python -m suite.report {page}/results/*.json --headline"

@@ -61,12 +61,16 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog=PROG, description="Build the report (Markdown, PNG, CSV, JSON) from "
                                 "results files of bench.train / bench_train.")
     p.add_argument("results", nargs="+", help="results JSON files")
-    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--out", help="output folder (created if missing)")
+    p.add_argument("--headline", action="store_true",
+                   help="print the README headline rows of one configuration's runs instead")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="device peak in TFLOP/s for the floor (default: the known-GPU table; none for CPUs)")
     p.add_argument("--sweep", default=None,
                    help="add the crossover of this suite.experiments.sweep result (DIR/sweep.json)")
     args = p.parse_args(argv)
+    if not args.out and not args.headline:
+        p.error("--out is required (or --headline)")
     if args.peak_tflops is not None and not args.peak_tflops > 0:
         p.error("--peak-tflops must be > 0")
     return args
@@ -75,9 +79,13 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        md = build_report(args.results, args.out, args.peak_tflops, args.sweep)
+        if args.headline:
+            from suite.report.headline import headline_rows
+
+            print("\n".join(headline_rows(load_all(args.results))))
+        else:
+            print(build_report(args.results, args.out, args.peak_tflops, args.sweep))
     except ResultsError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
-    print(md)
     return 0

@@ -1,15 +1,11 @@
 """The README's headline: the Python/C++ ratios of one benchmark run (one model, one mode, runs of both languages),
 rendered as the Markdown rows README.md holds between its headline markers.
 
-    python -m suite.report.headline RESULTS...
+    python -m suite.report RESULTS... --headline
 
-tests/test_workflows.py checks that README.md's rows are what this gives for the committed results it links.
+tests/test_report.py checks that README.md's rows are what this gives for the committed results it links.
 """
 
-import argparse
-import sys
-
-from suite.report.cli import load_all
 from suite.report.markdown import fmt
 from suite.report.sections import build_sections
 from suite.schema import ResultsError
@@ -41,19 +37,3 @@ def headline_rows(docs):
         lines.append(f"| {name} | {fmt(r.python.median_of_runs, digits)} | {fmt(r.cpp.median_of_runs, digits)} | "
                      f"{c.ratio:.3f} ({c.interval_text(3)}) | {r.verdict} |")
     return lines
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m suite.report.headline", description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", nargs="+", help="results documents of one configuration, both languages")
-    args = parser.parse_args(argv)
-    try:
-        print("\n".join(headline_rows(load_all(args.results))))
-    except ResultsError as err:
-        print(f"suite.report.headline: error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
