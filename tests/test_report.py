@@ -432,3 +432,17 @@ def test_the_readme_headline_is_what_its_committed_results_give():
     table = [line for line in block.splitlines() if line.startswith("|")]
     assert table == headline_rows(cli.load_all(paths)), "README.md's headline differs from its results: " \
         f"python -m suite.report {page}/results/*.json --headline"
+
+
+def test_the_headline_needs_one_configuration_in_both_languages():
+    from suite.report.headline import headline_rows
+    from suite.schema import ResultsError
+
+    docs = cli.load_all(sorted((ROOT / "docs" / "results" / "headline-cpu" / "results").glob("*.json")))
+    with pytest.raises(ResultsError, match="one model and mode in both languages"):
+        headline_rows([d for d in docs if d["language"] == "python"])  # nothing to compare
+    other = copy.deepcopy(docs[:2])
+    for d in other:
+        d["config"]["precision"] = "bf16"
+    with pytest.raises(ResultsError, match="one model and mode"):
+        headline_rows(docs + other)

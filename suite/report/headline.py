@@ -21,12 +21,11 @@ def headline_rows(docs):
     """The headline table's Markdown lines for these documents: the runs of one configuration (one report section,
     one model and mode), both languages."""
     sections = build_sections(docs)
-    compared = [c for section in sections for c in section.ratios]
-    if len(sections) != 1 or len({(c.model, c.mode) for c in compared}) != 1:
+    rows = [(r.model, r.mode, r.language) for section in sections for r in section.rows]
+    if len(rows) != 2 or len({row[:2] for row in rows}) != 1:
         raise ResultsError(f"the headline needs runs of one model and mode in both languages; these give "
-                           f"{len(sections)} report section(s) and {len({(c.model, c.mode) for c in compared})} "
-                           f"compared configuration(s)")
-    ratios = {c.metric: c.ratio for c in compared}
+                           f"{', '.join(' '.join(row) for row in rows)}")
+    ratios = {c.metric: c.ratio for c in sections[0].ratios}
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for name, key, digits in ROWS:
         r = ratios.get(key)
